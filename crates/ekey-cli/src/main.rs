@@ -1,1 +1,204 @@
-fn main() {}
+//! `ekey`: the one binary. `demo` runs everything on one machine with demo data; `serve`
+//! and `migrate` run a production instance from a TOML config; `audit verify` checks the
+//! audit hash chain.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use ekey_server::Config;
+use ekey_server::demo::{DEMO_LOGINS, DEMO_PASSWORD};
+
+#[derive(Parser)]
+#[command(
+    name = "ekey",
+    version,
+    about = "eKey — CA electronic keys for import/export enterprises"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One-command start: SQLite, files and demo accounts under DIR; serves and prints where to click.
+    Demo {
+        /// Data directory (created when missing).
+        #[arg(long, default_value = "./ekey-data")]
+        data: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Production server (TOML config; EKEY_* environment overrides).
+    Serve {
+        /// Config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        /// Config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Audit log commands.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; exit 0 if intact, 1 naming the first broken record.
+    Verify(Target),
+}
+
+#[derive(Args)]
+struct Target {
+    /// Data directory of a demo instance.
+    #[arg(long, conflicts_with = "config")]
+    data: Option<PathBuf>,
+    /// Config file of a production instance.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn demo_config(data: PathBuf, listen: String) -> Config {
+    let db = data.join("ekey.db");
+    let mut config = Config {
+        database_url: format!("sqlite:{}", db.display()),
+        listen,
+        data_dir: data,
+        demo: true,
+        mail_transport: ekey_server::config::MailTransport::Dev,
+        ..Config::default()
+    };
+    config.public_url = Some(format!("http://{}", config.listen));
+    config
+}
+
+fn target_config(t: &Target) -> anyhow::Result<Config> {
+    match (&t.data, &t.config) {
+        (Some(data), _) => Ok(demo_config(data.clone(), "127.0.0.1:0".into())),
+        (None, config) => Config::load(config.as_deref()),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo { data, listen } => {
+            let config = demo_config(data.clone(), listen.clone());
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("listening on {listen} (is another ekey running? try --listen 127.0.0.1:8081)"))?;
+            let addr = listener.local_addr()?;
+            let mut config = config;
+            config.public_url = Some(format!("http://{addr}"));
+            let state = ekey_server::build_default(config).await?;
+            ekey_server::demo::seed(state.store.as_ref()).await?;
+            println!();
+            println!("  eKey demo is running: http://{addr}/");
+            println!("  data directory:       {}", data.display());
+            println!("  dev mailbox:          http://{addr}/api/v1/dev/mailbox");
+            println!("  API (OpenAPI):        http://{addr}/api/v1/openapi.json");
+            println!();
+            println!("  demo logins (password {DEMO_PASSWORD}):");
+            for (login, what) in DEMO_LOGINS {
+                println!("    {login:<20} {what}");
+            }
+            println!();
+            println!("  Ctrl-C to stop.");
+            ekey_server::serve(state, listener, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { config } => {
+            let config = Config::load(config.as_deref())?;
+            let listen = config.listen.clone();
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            let state = ekey_server::build_default(config).await?;
+            tracing::info!(addr = %listener.local_addr()?, backend = ?state.store.backend(), "eKey serving");
+            ekey_server::serve(state, listener, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { config } => {
+            let config = Config::load(config.as_deref())?;
+            let store = ekey_store::open(&config.database_url).await?;
+            store.migrate().await?;
+            println!("migrations applied ({:?})", store.backend());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify(target),
+        } => {
+            let config = target_config(&target)?;
+            if let Some(data) = &target.data
+                && !data.join("ekey.db").exists()
+            {
+                anyhow::bail!("no eKey database in {}", data.display());
+            }
+            let store = ekey_store::open(&config.database_url).await?;
+            let report = store.verify_audit().await?;
+            match report.first_broken {
+                None => {
+                    println!("audit chain intact: {} records", report.records);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some((seq, why)) => {
+                    eprintln!(
+                        "audit chain BROKEN at record {seq}: {why} ({} records before it verify)",
+                        report.records
+                    );
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

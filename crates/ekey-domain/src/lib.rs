@@ -28,7 +28,11 @@ impl Lang {
             .and_then(|v| v.split(',').next())
             .map(|s| s.trim().to_ascii_lowercase())
             .unwrap_or_default();
-        if first.starts_with("en") { Lang::En } else { Lang::Zh }
+        if first.starts_with("en") {
+            Lang::En
+        } else {
+            Lang::Zh
+        }
     }
 
     /// Chooses between a Chinese and an English text.

@@ -1,1 +1,129 @@
+//! The eKey server: JSON API, public lookups and background workers on top of the store.
+#![forbid(unsafe_code)]
 
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod messages;
+pub mod outbox;
+pub mod pages;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use ekey_domain::calendar::Calendar;
+use ekey_domain::clock::{Clock, SystemClock};
+use ekey_store::blob::LocalBlobStore;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+pub use config::Config;
+pub use state::AppState;
+
+/// Loads the built-in calendar plus any `holidays/<year>.json` files in the data directory
+/// (an admin drops the State Council's new year there), warning about the current year when
+/// it has no data.
+pub fn load_calendar(config: &Config, now_year: i32) -> anyhow::Result<Calendar> {
+    let mut calendar = Calendar::builtin();
+    let dir = config.data_dir.join("holidays");
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        {
+            let text = std::fs::read_to_string(&path)?;
+            let year = calendar.load_year_json(&text).map_err(|e| {
+                anyhow::anyhow!("{}: {}", path.display(), e.message(ekey_domain::Lang::En))
+            })?;
+            tracing::info!(year, file = %path.display(), "holiday data loaded");
+        }
+    }
+    if !calendar.covers(now_year) {
+        tracing::warn!(
+            year = now_year,
+            "no holiday data for this year: deadlines count weekends only"
+        );
+    }
+    Ok(calendar)
+}
+
+/// Opens the store (migrating it), the blob store and the calendar: a ready instance.
+pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let store = ekey_store::open(&config.database_url)
+        .await
+        .with_context(|| format!("opening database {}", redact(&config.database_url)))?;
+    store.migrate().await.context("migrating the database")?;
+    let blobs = Arc::new(LocalBlobStore::new(config.data_dir.join("files"))?);
+    let year = chrono::Datelike::year(
+        &clock
+            .now()
+            .with_timezone(&ekey_domain::calendar::shanghai()),
+    );
+    let calendar = load_calendar(&config, year)?;
+    Ok(AppState(Arc::new(state::Inner {
+        store,
+        blobs,
+        clock,
+        calendar: RwLock::new(calendar),
+        config,
+        outbox_wake: Notify::new(),
+        login_limiter: state::LoginLimiter::new(),
+    })))
+}
+
+/// Builds with the system clock.
+pub async fn build_default(config: Config) -> anyhow::Result<AppState> {
+    build(config, Arc::new(SystemClock)).await
+}
+
+/// Hides a password in a database URL for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Serves the instance on `listener` with its background workers until `shutdown` resolves.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let worker = outbox::spawn(state.clone());
+    let app = api::router(state);
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    worker.abort();
+    result.context("serving HTTP")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_hides_password_only() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(super::redact("sqlite:./x.db"), "sqlite:./x.db");
+    }
+}

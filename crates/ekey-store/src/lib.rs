@@ -1,1 +1,187 @@
+//! Storage for eKey: one dyn-safe [`Store`] trait, implemented for SQLite and PostgreSQL
+//! (chosen at run time from the database URL), a blob store for uploaded files, the
+//! hash-chained audit log and the outbox.
+//!
+//! Every change of a request's state is one database transaction that checks and sets the
+//! state, writes the history, appends the audit record and the outbox messages it causes
+//! ([`Store::apply_transition`]); nothing else changes a request's status.
+#![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod blob;
+mod sql;
+pub mod types;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ekey_domain::error::DomainError;
+
+pub use sql::SqlStore;
+pub use types::*;
+
+/// Why a storage operation did not happen. Nothing was changed when one is returned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("not found")]
+    NotFound,
+    /// Somebody else changed the object first (version check failed).
+    #[error("conflict: changed concurrently")]
+    Conflict,
+    /// A unique value is already taken (which one is named).
+    #[error("duplicate {0}")]
+    Duplicate(&'static str),
+    /// A domain rule checked inside the transaction failed.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// A single-use token is unknown, used or expired.
+    #[error("token invalid or expired")]
+    TokenInvalid,
+    /// The database or file system failed.
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Result of storage operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The database behind eKey. Implementations: [`SqlStore`] on SQLite and PostgreSQL.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Which backend this is, for logs and metrics.
+    fn backend(&self) -> Backend;
+    /// Applies pending migrations and seeds the 31 provincial agencies (idempotent).
+    async fn migrate(&self) -> Result<()>;
+    /// Answers when the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    // ----- agencies -----
+    /// All agencies, by province code.
+    async fn agencies(&self) -> Result<Vec<Agency>>;
+    /// The agency of a province.
+    async fn agency(&self, province: &str) -> Result<Option<Agency>>;
+
+    // ----- accounts and sessions -----
+    /// Records a new enterprise with its first (inactive) account and activation token,
+    /// the audit record and the activation mail, in one transaction.
+    async fn register(&self, reg: NewRegistration) -> Result<Account>;
+    /// Creates or updates a staff or demo account (seeding, admin).
+    async fn upsert_account(&self, account: NewAccount, audit: NewAudit) -> Result<Account>;
+    /// Creates or updates an enterprise by credit code (demo seeding).
+    async fn upsert_enterprise(&self, enterprise: NewEnterprise) -> Result<Enterprise>;
+    /// An account by its login (email for enterprises).
+    async fn account_by_login(&self, login: &str) -> Result<Option<Account>>;
+    /// An account by id.
+    async fn account(&self, id: &str) -> Result<Option<Account>>;
+    /// An enterprise by id.
+    async fn enterprise(&self, id: &str) -> Result<Option<Enterprise>>;
+    /// Uses a single-use activation token: marks it used and the account active.
+    async fn activate(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<Account>;
+    /// Issues a new activation token for an inactive account (older ones stop working),
+    /// queueing its mail in the same transaction.
+    async fn reissue_activation(
+        &self,
+        account_id: &str,
+        token: NewToken,
+        mail: NewMessage,
+    ) -> Result<()>;
+    /// Stores a session (token hashed) and the login audit record.
+    async fn create_session(&self, session: NewSession, audit: NewAudit) -> Result<()>;
+    /// The account of a live session.
+    async fn session_account(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Account>>;
+    /// Ends a session.
+    async fn revoke_session(&self, token_hash: &str) -> Result<()>;
+
+    // ----- login names -----
+    /// Allocates and reserves a fresh login name for the enterprise (获取登录名).
+    async fn reserve_login_name(&self, enterprise_id: &str, province: &str) -> Result<String>;
+
+    // ----- requests -----
+    /// Creates a request in `draft`: checks the domain rules against the enterprise's
+    /// holdings and the login-name registry, numbers it, and writes history, audit and
+    /// outbox, all in one transaction.
+    async fn create_request(&self, new: NewRequest) -> Result<RequestRecord>;
+    /// A request by id.
+    async fn request(&self, id: &str) -> Result<Option<RequestRecord>>;
+    /// A request by its public number.
+    async fn request_by_number(&self, number: &str) -> Result<Option<RequestRecord>>;
+    /// Requests matching the filter, most urgent first.
+    async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRecord>>;
+    /// The history of a request, oldest first.
+    async fn history(&self, request_id: &str) -> Result<Vec<HistoryEntry>>;
+    /// The one-transaction rule: check-and-set the status by version, write history,
+    /// commit staged materials if asked, append outbox messages and the audit record.
+    /// Zero rows matched → [`StoreError::Conflict`].
+    async fn apply_transition(&self, t: Transition) -> Result<RequestRecord>;
+
+    // ----- materials -----
+    /// Records an uploaded file (already in the blob store) as staged for its item,
+    /// superseding an earlier staged file of the item, if the request is still in one
+    /// of `allowed` statuses.
+    async fn stage_material(&self, m: NewMaterial, audit: NewAudit) -> Result<MaterialRecord>;
+    /// Current materials of a request (staged and committed), by item.
+    async fn materials(&self, request_id: &str) -> Result<Vec<MaterialRecord>>;
+
+    // ----- audit -----
+    /// Appends one audit record on its own (logins, downloads).
+    async fn append_audit(&self, audit: NewAudit) -> Result<()>;
+    /// Walks the whole chain and names the first record that does not verify.
+    async fn verify_audit(&self) -> Result<AuditReport>;
+
+    // ----- outbox -----
+    /// Leases up to `limit` due messages to `owner` until `lease_until`.
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>>;
+    /// Marks a leased message delivered (only if `owner` still holds the lease).
+    async fn outbox_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// Records a failed attempt; the message is retried at `retry_at` or, when `dead`,
+    /// moved to the dead-letter list.
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        owner: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+        dead: bool,
+    ) -> Result<()>;
+    /// Counts of outbox messages by state.
+    async fn outbox_counts(&self) -> Result<OutboxCounts>;
+    /// Stores a message in the development mailbox (demo transport).
+    async fn dev_mailbox_put(&self, msg: &OutboxMessage, now: DateTime<Utc>) -> Result<()>;
+    /// The development mailbox, oldest first.
+    async fn dev_mailbox(&self) -> Result<Vec<DevMail>>;
+}
+
+/// Opens the store for a database URL: `sqlite:…` or `postgres:…`.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(SqlStore::connect(url).await?))
+}

@@ -1,0 +1,537 @@
+//! Registration, activation, sessions, the caller's own account, login-name allocation.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::Duration;
+use ekey_domain::Lang;
+use ekey_domain::error::DomainError;
+use ekey_domain::ident::{CreditCode, Email, IdNumber, Mobile};
+use ekey_domain::province;
+use ekey_domain::request::Role;
+use ekey_store::{NewAccount, NewAudit, NewEnterprise, NewRegistration, NewSession, NewToken};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::ApiJson;
+use crate::auth::{Auth, ClientAddr, hash_password, new_token, token_hash, verify_password};
+use crate::error::{ApiError, ApiResult, ErrorBody, current_lang};
+use crate::messages::{activation_mail, rfc3339};
+use crate::state::AppState;
+
+/// Login request.
+#[derive(Deserialize, ToSchema)]
+pub struct LoginBody {
+    /// Email for enterprise users, user name for staff.
+    pub login: String,
+    /// Password.
+    pub password: String,
+}
+
+/// A new session.
+#[derive(Serialize, ToSchema)]
+pub struct SessionOut {
+    /// Bearer token for `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Role: enterprise, agency, provider, admin.
+    pub role: String,
+    /// When the session ends (RFC 3339, +08:00).
+    pub expires_at: String,
+}
+
+// A valid hash of a random password, checked when the login is unknown so that the answer
+// takes as long as for a known login.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$oVrhY6Yj8bvVnqHEPmAkZbgzY3bLmQZC3Y3mmWTn9qs";
+
+fn bad_credentials() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "ekey.auth.invalid_credentials",
+        "登录名或密码错误",
+        "Wrong login or password",
+    )
+}
+
+/// Log in with login and password.
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "accounts", request_body = LoginBody,
+    responses((status = 200, body = SessionOut), (status = 401, body = ErrorBody),
+              (status = 403, description = "account not activated", body = ErrorBody),
+              (status = 429, description = "too many failed attempts", body = ErrorBody)))]
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> ApiResult<Json<SessionOut>> {
+    let login = body.login.trim().to_lowercase();
+    if !state.login_limiter.allowed(&login, &address) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ekey.auth.rate_limited",
+            "登录失败次数过多，请 15 分钟后再试，或使用“忘记密码”",
+            "Too many failed logins; try again in 15 minutes",
+        ));
+    }
+    let account = state.store.account_by_login(&login).await?;
+    let hash = account
+        .as_ref()
+        .map(|a| a.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.to_string());
+    let password = body.password.clone();
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(ApiError::internal)?;
+    let Some(account) = account.filter(|_| ok) else {
+        state.login_limiter.failed(&login, &address);
+        state
+            .store
+            .append_audit(NewAudit {
+                at: state.clock.now(),
+                actor_role: "anonymous".into(),
+                address: address.clone(),
+                action: "session.failed".into(),
+                object_type: "account".into(),
+                object_id: login.clone(),
+                ..Default::default()
+            })
+            .await?;
+        return Err(bad_credentials());
+    };
+    if !account.active {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ekey.auth.not_activated",
+            "账户尚未激活：请查收主题为“调用商务部统一用户管理平台激活企业账户”的邮件并打开其中的链接，也可以重新发送激活邮件",
+            "The account is not activated yet: open the link in the activation mail, or ask for it again",
+        ));
+    }
+    state.login_limiter.succeeded(&login);
+    let token = new_token();
+    let now = state.clock.now();
+    let expires = now + Duration::hours(state.config.session_ttl_hours);
+    state
+        .store
+        .create_session(
+            NewSession {
+                token_hash: token_hash(&token),
+                account_id: account.id.clone(),
+                created_at: now,
+                expires_at: expires,
+            },
+            NewAudit {
+                at: now,
+                actor_id: account.id.clone(),
+                actor_role: account.role.as_str().into(),
+                address,
+                action: "session.create".into(),
+                object_type: "account".into(),
+                object_id: account.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(Json(SessionOut {
+        token,
+        role: account.role.as_str().into(),
+        expires_at: rfc3339(expires),
+    }))
+}
+
+/// Log out: the token stops working at once.
+#[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "accounts",
+    security(("bearer" = [])), responses((status = 204), (status = 401, body = ErrorBody)))]
+pub async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<StatusCode> {
+    state.store.revoke_session(&auth.token_hash).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The authorised user registering the enterprise.
+#[derive(Deserialize, ToSchema)]
+pub struct ContactBody {
+    /// Name.
+    pub name: String,
+    /// Resident ID number.
+    pub id_number: String,
+    /// Mobile.
+    pub mobile: String,
+    /// Email (the login).
+    pub email: String,
+}
+
+/// Registration of an enterprise.
+#[derive(Deserialize, ToSchema)]
+pub struct RegistrationBody {
+    /// Registered name.
+    pub enterprise_name: String,
+    /// Unified social credit code.
+    pub credit_code: String,
+    /// GB/T 2260 province code, e.g. 320000.
+    pub province: String,
+    /// Registered or business address.
+    pub address: String,
+    /// Legal representative.
+    pub legal_representative: String,
+    /// The authorised user.
+    pub contact: ContactBody,
+    /// Password (at least 8 characters, letters and digits).
+    pub password: String,
+}
+
+/// A registered account.
+#[derive(Serialize, ToSchema)]
+pub struct RegistrationOut {
+    /// The new account's id.
+    pub account_id: String,
+}
+
+fn required(value: &str, field: &'static str, max: usize) -> Result<String, DomainError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(DomainError::Required { field });
+    }
+    if v.chars().count() > max {
+        return Err(DomainError::TooLong { field, max });
+    }
+    Ok(v.to_string())
+}
+
+fn check_password(p: &str) -> Result<(), ApiError> {
+    let ok = p.chars().count() >= 8
+        && p.chars().count() <= 128
+        && p.chars().any(|c| c.is_ascii_digit())
+        && p.chars().any(|c| c.is_alphabetic());
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ekey.registration.weak_password",
+            "密码至少 8 位，且须同时包含字母和数字",
+            "The password needs at least 8 characters with letters and digits",
+        ))
+    }
+}
+
+/// Register an enterprise and its authorised user; sends the activation mail.
+#[utoipa::path(post, path = "/api/v1/registrations", tag = "accounts", request_body = RegistrationBody,
+    responses((status = 201, body = RegistrationOut), (status = 422, body = ErrorBody),
+              (status = 409, description = "credit code or email already registered", body = ErrorBody)))]
+pub async fn register(
+    State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
+    ApiJson(body): ApiJson<RegistrationBody>,
+) -> ApiResult<(StatusCode, Json<RegistrationOut>)> {
+    let name = required(&body.enterprise_name, "enterprise_name", 100)?;
+    let credit_code = CreditCode::parse(&body.credit_code).map_err(DomainError::from)?;
+    let province = province::by_code(body.province.trim())
+        .ok_or_else(|| DomainError::UnknownProvince(body.province.trim().to_string()))?;
+    let address_text = required(&body.address, "address", 200)?;
+    let legal = required(&body.legal_representative, "legal_representative", 50)?;
+    let contact_name = required(&body.contact.name, "contact.name", 50)?;
+    IdNumber::parse(&body.contact.id_number).map_err(DomainError::from)?;
+    let mobile = Mobile::parse(&body.contact.mobile).map_err(DomainError::from)?;
+    let email = Email::parse(&body.contact.email).map_err(DomainError::from)?;
+    check_password(&body.password)?;
+
+    let password = body.password.clone();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let now = state.clock.now();
+    let enterprise_id = uuid::Uuid::now_v7().to_string();
+    let account_id = uuid::Uuid::now_v7().to_string();
+    let token = new_token();
+    let expires = now + Duration::hours(state.config.activation_ttl_hours);
+    let link = format!("{}/api/v1/activations/{token}", state.config.public_url());
+    let account = state
+        .store
+        .register(NewRegistration {
+            enterprise: NewEnterprise {
+                id: enterprise_id.clone(),
+                name: name.clone(),
+                credit_code: credit_code.as_str().into(),
+                province: province.code.into(),
+                address: address_text,
+                legal_representative: legal,
+                created_at: now,
+            },
+            account: NewAccount {
+                id: account_id.clone(),
+                login: email.as_str().into(),
+                email: email.as_str().into(),
+                display_name: contact_name,
+                mobile: Some(mobile.as_str().into()),
+                password_hash: hash,
+                role: Role::Enterprise,
+                enterprise_id: Some(enterprise_id.clone()),
+                province: None,
+                active: false,
+                created_at: now,
+            },
+            activation: NewToken {
+                token_hash: token_hash(&token),
+                expires_at: expires,
+                created_at: now,
+            },
+            mail: activation_mail(
+                &name,
+                email.as_str(),
+                &link,
+                expires,
+                &state.config.provider_hotline,
+                now,
+                &format!("activation:{account_id}:{}", &token_hash(&token)[..16]),
+            ),
+            audit: NewAudit {
+                at: now,
+                actor_id: account_id.clone(),
+                actor_role: "enterprise".into(),
+                address,
+                action: "registration.create".into(),
+                object_type: "enterprise".into(),
+                object_id: enterprise_id,
+                before: String::new(),
+                after: format!("{} {}", credit_code.as_str(), name),
+            },
+        })
+        .await?;
+    state.outbox_wake.notify_one();
+    Ok((
+        StatusCode::CREATED,
+        Json(RegistrationOut {
+            account_id: account.id,
+        }),
+    ))
+}
+
+/// Ask for the activation mail again.
+#[derive(Deserialize, ToSchema)]
+pub struct ResendBody {
+    /// The email registered.
+    pub email: String,
+}
+
+/// Send the activation mail again (always answers 202, so it reveals nothing about which
+/// emails are registered). Earlier links stop working.
+#[utoipa::path(post, path = "/api/v1/registrations/resend", tag = "accounts", request_body = ResendBody,
+    responses((status = 202), (status = 422, body = ErrorBody)))]
+pub async fn resend_activation(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ResendBody>,
+) -> ApiResult<StatusCode> {
+    let email = Email::parse(&body.email).map_err(DomainError::from)?;
+    if let Some(account) = state.store.account_by_login(email.as_str()).await?
+        && !account.active
+        && account.role == Role::Enterprise
+    {
+        let enterprise = match &account.enterprise_id {
+            Some(id) => state.store.enterprise(id).await?,
+            None => None,
+        };
+        let now = state.clock.now();
+        let token = new_token();
+        let expires = now + Duration::hours(state.config.activation_ttl_hours);
+        let link = format!("{}/api/v1/activations/{token}", state.config.public_url());
+        state
+            .store
+            .reissue_activation(
+                &account.id,
+                NewToken {
+                    token_hash: token_hash(&token),
+                    expires_at: expires,
+                    created_at: now,
+                },
+                activation_mail(
+                    &enterprise.map(|e| e.name).unwrap_or_default(),
+                    email.as_str(),
+                    &link,
+                    expires,
+                    &state.config.provider_hotline,
+                    now,
+                    &format!("activation:{}:{}", account.id, &token_hash(&token)[..16]),
+                ),
+            )
+            .await?;
+        state.outbox_wake.notify_one();
+    }
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Result of an activation.
+#[derive(Serialize, ToSchema)]
+pub struct ActivationOut {
+    /// `activated`.
+    pub status: String,
+    /// The login to use now.
+    pub login: String,
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.contains("text/html"))
+        .unwrap_or(false)
+}
+
+/// Open the link of the activation mail: activates the account once. Browsers get a page,
+/// other clients JSON.
+#[utoipa::path(get, path = "/api/v1/activations/{token}", tag = "accounts",
+    params(("token" = String, Path, description = "token from the activation mail")),
+    responses((status = 200, body = ActivationOut), (status = 410, description = "invalid, used or expired", body = ErrorBody)))]
+pub async fn activate(
+    State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Response {
+    let result = state
+        .store
+        .activate(
+            &token_hash(&token),
+            state.clock.now(),
+            NewAudit {
+                at: state.clock.now(),
+                actor_role: "enterprise".into(),
+                address,
+                action: "account.activate".into(),
+                object_type: "account".into(),
+                before: "inactive".into(),
+                after: "active".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let lang = current_lang();
+    match (result, wants_html(&headers)) {
+        (Ok(account), true) => Html(crate::pages::message_page(
+            lang,
+            lang.pick("账户已激活", "Account activated"),
+            &match lang {
+                Lang::Zh => format!(
+                    "账户 {} 已激活，现在可以登录并填写电子钥匙申请。",
+                    account.login
+                ),
+                Lang::En => format!("Account {} is active; you can log in now.", account.login),
+            },
+        ))
+        .into_response(),
+        (Ok(account), false) => Json(ActivationOut {
+            status: "activated".into(),
+            login: account.login,
+        })
+        .into_response(),
+        (Err(e), true) => {
+            let e = ApiError::from(e);
+            (
+                e.status,
+                Html(crate::pages::message_page(
+                    lang,
+                    lang.pick("无法激活", "Cannot activate"),
+                    if lang == Lang::Zh { &e.zh } else { &e.en },
+                )),
+            )
+                .into_response()
+        }
+        (Err(e), false) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The caller's account.
+#[derive(Serialize, ToSchema)]
+pub struct MeOut {
+    /// Account id.
+    pub id: String,
+    /// Login.
+    pub login: String,
+    /// Name shown.
+    pub display_name: String,
+    /// Role.
+    pub role: String,
+    /// Province (agency staff).
+    pub province: Option<String>,
+    /// Enterprise (enterprise users).
+    pub enterprise: Option<EnterpriseOut>,
+}
+
+/// An enterprise.
+#[derive(Serialize, ToSchema)]
+pub struct EnterpriseOut {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Unified social credit code.
+    pub credit_code: String,
+    /// Province code.
+    pub province: String,
+    /// Address.
+    pub address: String,
+    /// Legal representative.
+    pub legal_representative: String,
+}
+
+impl From<ekey_store::Enterprise> for EnterpriseOut {
+    fn from(e: ekey_store::Enterprise) -> Self {
+        EnterpriseOut {
+            id: e.id,
+            name: e.name,
+            credit_code: e.credit_code,
+            province: e.province,
+            address: e.address,
+            legal_representative: e.legal_representative,
+        }
+    }
+}
+
+/// Who am I.
+#[utoipa::path(get, path = "/api/v1/me", tag = "accounts", security(("bearer" = [])),
+    responses((status = 200, body = MeOut), (status = 401, body = ErrorBody)))]
+pub async fn me(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<MeOut>> {
+    let enterprise = match &auth.account.enterprise_id {
+        Some(id) => state.store.enterprise(id).await?.map(EnterpriseOut::from),
+        None => None,
+    };
+    Ok(Json(MeOut {
+        id: auth.account.id,
+        login: auth.account.login,
+        display_name: auth.account.display_name,
+        role: auth.account.role.as_str().into(),
+        province: auth.account.province,
+        enterprise,
+    }))
+}
+
+/// A reserved login name.
+#[derive(Serialize, ToSchema)]
+pub struct LoginNameOut {
+    /// The name, unique system-wide, reserved for the caller's enterprise.
+    pub login_name: String,
+}
+
+/// 获取登录名: allocate and reserve a unique login name for the caller's enterprise; use
+/// it with `login_name: {"mode": "allocate", "value": …}`.
+#[utoipa::path(post, path = "/api/v1/login-names", tag = "requests", security(("bearer" = [])),
+    responses((status = 201, body = LoginNameOut), (status = 403, body = ErrorBody)))]
+pub async fn reserve_login_name(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> ApiResult<(StatusCode, Json<LoginNameOut>)> {
+    auth.require(&[Role::Enterprise])?;
+    let enterprise_id = auth
+        .account
+        .enterprise_id
+        .clone()
+        .ok_or_else(ApiError::forbidden_role)?;
+    let enterprise = state
+        .store
+        .enterprise(&enterprise_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("ekey.enterprise.not_found"))?;
+    let name = state
+        .store
+        .reserve_login_name(&enterprise_id, &enterprise.province)
+        .await?;
+    Ok((StatusCode::CREATED, Json(LoginNameOut { login_name: name })))
+}

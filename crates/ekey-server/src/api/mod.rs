@@ -1,0 +1,155 @@
+//! The HTTP surface: JSON API under `/api/v1` (documented by the OpenAPI document generated
+//! from the handlers), `/healthz`, and the few pages the foundation needs.
+
+pub mod accounts;
+pub mod public;
+pub mod requests;
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use ekey_domain::Lang;
+use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, LANG};
+use crate::state::AppState;
+
+/// JSON body extractor whose rejections are our JSON errors, in the caller's language.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "ekey.input.content_type",
+                "请以 JSON 提交（Content-Type: application/json）",
+                "Send JSON (Content-Type: application/json)",
+            )),
+            Err(e) => Err(ApiError::malformed(e.body_text())),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "eKey API", version = "1", description = "CA electronic keys for import/export enterprises: registration, requests, review, public lookups."),
+    modifiers(&BearerScheme),
+    tags((name = "accounts"), (name = "requests"), (name = "materials"), (name = "documents"), (name = "public"), (name = "demo"))
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// Sets the language of error messages and pages from `Accept-Language`.
+async fn localize(req: Request, next: Next) -> Response {
+    let lang = Lang::from_accept_language(
+        req.headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    LANG.scope(lang, next.run(req)).await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "ekey.not_found",
+        "页面或接口不存在",
+        "No such page or endpoint",
+    )
+}
+
+/// The OpenAPI document of the whole API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    build().1
+}
+
+fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    // Uploads are read in full up to 8 MB so an oversize scan gets a helpful message with its
+    // size; the per-kind limits (1 MB, 200 KB) are checked after.
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(
+            requests::upload_material,
+            requests::download_material
+        ))
+        .layer(DefaultBodyLimit::max(8 * 1024 * 1024));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(public::healthz))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::logout))
+        .routes(routes!(accounts::register))
+        .routes(routes!(accounts::resend_activation))
+        .routes(routes!(accounts::activate))
+        .routes(routes!(accounts::me))
+        .routes(routes!(accounts::reserve_login_name))
+        .routes(routes!(requests::create, requests::list))
+        .routes(routes!(requests::get, requests::edit))
+        .routes(routes!(requests::submit))
+        .routes(routes!(requests::confirm_upload))
+        .routes(routes!(requests::withdraw))
+        .routes(routes!(requests::decision))
+        .routes(routes!(requests::application_form))
+        .routes(routes!(requests::confirmation_letter))
+        .routes(routes!(public::result))
+        .routes(routes!(public::agencies))
+        .routes(routes!(public::mailbox))
+        .merge(uploads)
+        .layer(DefaultBodyLimit::max(256 * 1024))
+        .split_for_parts()
+}
+
+/// The complete router of one instance.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = build();
+    let doc = std::sync::Arc::new(doc);
+    api.route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let doc = doc.clone();
+            async move { axum::Json((*doc).clone()) }
+        }),
+    )
+    .route("/", get(crate::pages::index))
+    .fallback(not_found)
+    .layer(middleware::from_fn(localize))
+    .layer(middleware::from_fn(security_headers))
+    .with_state(state)
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    res
+}

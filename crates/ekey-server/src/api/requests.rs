@@ -1,0 +1,1011 @@
+//! Requests: create, read, list, edit, submit, withdraw, materials, confirm-upload, review
+//! decisions. Every status change goes through `ekey_domain::request::transition` and is
+//! stored by `Store::apply_transition` in one transaction.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ekey_domain::calendar::shanghai;
+use ekey_domain::error::DomainError;
+use ekey_domain::ident::{Email, IdNumber, Mobile};
+use ekey_domain::request::{
+    Action, Context, Kind, LicenceType, LoginNameMode, Material, Person, RequestForm, RequestView,
+    Role, Status, available_actions, transition,
+};
+use ekey_domain::upload;
+use ekey_store::{
+    LoginNameClaim, MaterialRecord, NewAudit, NewMaterial, NewRequest, RequestFilter,
+    RequestRecord, Transition,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+
+use super::ApiJson;
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult, ErrorBody, current_lang};
+use crate::messages::{for_transition, rfc3339};
+use crate::state::AppState;
+
+/// A natural person on the form.
+#[derive(Deserialize, Serialize, ToSchema, Clone)]
+pub struct PersonBody {
+    /// Name.
+    pub name: String,
+    /// Resident ID number.
+    pub id_number: String,
+    /// Mobile.
+    pub mobile: String,
+    /// Email.
+    pub email: String,
+}
+
+/// How the login name is obtained.
+#[derive(Deserialize, ToSchema)]
+pub struct LoginNameBody {
+    /// `allocate` (获取登录名), `existing` (electromechanical importers), `original`
+    /// (the key concerned: 补办, renewal, unlock, cancellation).
+    pub mode: String,
+    /// The name typed, or one reserved with `POST /api/v1/login-names`.
+    pub value: Option<String>,
+}
+
+/// A new request.
+#[derive(Deserialize, ToSchema)]
+pub struct CreateRequestBody {
+    /// first, additional, replacement, reapplication, renewal, unlock, cancellation.
+    pub kind: String,
+    /// Licence businesses ticked.
+    #[serde(default)]
+    pub licence_types: Vec<String>,
+    /// Login name.
+    pub login_name: LoginNameBody,
+    /// Reason (required for additional and replacement).
+    pub reason: Option<String>,
+    /// The authorised user (经办人).
+    pub authorised_user: PersonBody,
+    /// The authorised user named on the confirmation letter, if given separately; must be
+    /// the same person.
+    pub confirmation_letter_user: Option<PersonBody>,
+    /// Cancellation: the key is lost.
+    #[serde(default)]
+    pub key_lost: bool,
+}
+
+/// Changes to a draft or returned request's form.
+#[derive(Deserialize, ToSchema)]
+pub struct EditRequestBody {
+    /// Licence businesses ticked.
+    pub licence_types: Option<Vec<String>>,
+    /// Reason.
+    pub reason: Option<String>,
+    /// The authorised user.
+    pub authorised_user: Option<PersonBody>,
+    /// Cancellation: the key is lost.
+    pub key_lost: Option<bool>,
+}
+
+/// The answer to a creation.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedOut {
+    /// Id.
+    pub id: String,
+    /// Public number.
+    pub number: String,
+    /// Status (`draft`).
+    pub status: String,
+}
+
+/// One step of the history.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryOut {
+    /// When (RFC 3339, +08:00).
+    pub at: String,
+    /// Role of who acted.
+    pub actor_role: String,
+    /// What was done.
+    pub action: String,
+    /// Status afterwards.
+    pub status: String,
+    /// Remark for the enterprise.
+    pub remark: Option<String>,
+}
+
+/// One line of the materials checklist.
+#[derive(Serialize, ToSchema)]
+pub struct MaterialOut {
+    /// Item.
+    pub item: String,
+    /// What it is and who signs / stamps it.
+    pub label: String,
+    /// Needed before 确认上传.
+    pub required: bool,
+    /// A file is there.
+    pub present: bool,
+    /// staged (uploaded, not confirmed) or committed.
+    pub state: Option<String>,
+    /// MIME type judged from the content.
+    pub content_type: Option<String>,
+    /// Size in bytes.
+    pub size: Option<i64>,
+    /// When uploaded.
+    pub uploaded_at: Option<String>,
+}
+
+/// The form as stored.
+#[derive(Serialize, ToSchema)]
+pub struct FormOut {
+    /// Licence businesses ticked.
+    pub licence_types: Vec<String>,
+    /// How the login name was obtained.
+    pub login_name_mode: String,
+    /// Reason.
+    pub reason: Option<String>,
+    /// The authorised user.
+    pub authorised_user: PersonBody,
+    /// Cancellation: key lost.
+    pub key_lost: bool,
+}
+
+/// A request with its history.
+#[derive(Serialize, ToSchema)]
+pub struct RequestOut {
+    /// Id.
+    pub id: String,
+    /// Public number.
+    pub number: String,
+    /// Kind.
+    pub kind: String,
+    /// Status.
+    pub status: String,
+    /// Status in words.
+    pub status_label: String,
+    /// Login name of the key.
+    pub login_name: Option<String>,
+    /// When the current step becomes overdue (00:00 after its last working day), or null.
+    pub due_at: Option<String>,
+    /// The current step is overdue.
+    pub overdue: bool,
+    /// Created.
+    pub created_at: String,
+    /// Province of the enterprise.
+    pub province: String,
+    /// The enterprise.
+    pub enterprise_name: String,
+    /// Its credit code.
+    pub credit_code: String,
+    /// The form.
+    pub form: FormOut,
+    /// Every step so far, oldest first.
+    pub history: Vec<HistoryOut>,
+    /// The checklist.
+    pub materials: Vec<MaterialOut>,
+    /// What the caller can do now.
+    pub actions: Vec<String>,
+}
+
+/// A line of a request list.
+#[derive(Serialize, ToSchema)]
+pub struct RequestSummary {
+    /// Id.
+    pub id: String,
+    /// Number.
+    pub number: String,
+    /// Kind.
+    pub kind: String,
+    /// Status.
+    pub status: String,
+    /// Status in words.
+    pub status_label: String,
+    /// Province.
+    pub province: String,
+    /// Due (RFC 3339, +08:00).
+    pub due_at: Option<String>,
+    /// Overdue now.
+    pub overdue: bool,
+    /// Login name.
+    pub login_name: Option<String>,
+    /// Last change.
+    pub updated_at: String,
+}
+
+/// A review decision.
+#[derive(Deserialize, ToSchema)]
+pub struct DecisionBody {
+    /// Approve (通过) or not (未通过: back to the enterprise).
+    pub approve: bool,
+    /// Remark for the enterprise; required when not approving.
+    pub remark: Option<String>,
+    /// With `approve: false` on an additional key: refuse it for good instead of returning.
+    #[serde(default)]
+    pub refuse: bool,
+}
+
+/// Paging and filtering of lists.
+#[derive(Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Comma-separated statuses.
+    pub status: Option<String>,
+    /// Maximum rows (≤ 500, default 100).
+    pub limit: Option<i64>,
+    /// Rows to skip.
+    pub offset: Option<i64>,
+}
+
+fn person(p: &PersonBody) -> Result<Person, DomainError> {
+    Ok(Person {
+        name: p.name.trim().to_string(),
+        id_number: IdNumber::parse(&p.id_number)?,
+        mobile: Mobile::parse(&p.mobile)?,
+        email: Email::parse(&p.email)?,
+    })
+}
+
+fn licence_types(v: &[String]) -> Result<Vec<LicenceType>, DomainError> {
+    let mut out = Vec::new();
+    for t in v {
+        let t = LicenceType::parse(t.trim())?;
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+fn person_out(p: &Person) -> PersonBody {
+    PersonBody {
+        name: p.name.clone(),
+        id_number: p.id_number.as_str().into(),
+        mobile: p.mobile.as_str().into(),
+        email: p.email.as_str().into(),
+    }
+}
+
+fn overdue(state: &AppState, r: &RequestRecord) -> bool {
+    r.due_at.is_some_and(|d| d <= state.clock.now())
+}
+
+fn status_label(s: Status) -> String {
+    current_lang().pick(s.label_zh(), s.label_en()).to_string()
+}
+
+fn view(r: &RequestRecord) -> RequestView<'_> {
+    RequestView {
+        kind: r.kind,
+        status: r.status,
+        enterprise_id: &r.enterprise_id,
+        province: &r.province,
+        due_at: r.due_at.map(|d| d.with_timezone(&shanghai())),
+        key_lost: r.form.key_lost,
+    }
+}
+
+/// Loads a request the caller may see; anyone else is told it does not exist.
+async fn visible(state: &AppState, auth: &Auth, id: &str) -> ApiResult<RequestRecord> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ekey.request.not_found",
+            "未找到该申请",
+            "No such request",
+        )
+    };
+    // Ids are UUIDs; anything else cannot exist and is not worth a query.
+    if uuid::Uuid::parse_str(id).is_err() {
+        return Err(not_found());
+    }
+    let r = state.store.request(id).await?.ok_or_else(not_found)?;
+    if !auth.actor.can_see(&r.enterprise_id, &r.province) {
+        return Err(not_found());
+    }
+    Ok(r)
+}
+
+fn audit(
+    auth: &Auth,
+    state: &AppState,
+    action: &str,
+    r: &RequestRecord,
+    before: &str,
+    after: &str,
+) -> NewAudit {
+    NewAudit {
+        at: state.clock.now(),
+        actor_id: auth.account.id.clone(),
+        actor_role: auth.account.role.as_str().into(),
+        address: auth.address.clone(),
+        action: action.into(),
+        object_type: "request".into(),
+        object_id: r.id.clone(),
+        before: before.into(),
+        after: after.into(),
+    }
+}
+
+/// Runs one action through the transition function and stores it in one transaction.
+async fn act(
+    state: &AppState,
+    auth: &Auth,
+    r: RequestRecord,
+    action: Action,
+    remark: Option<&str>,
+    form: Option<RequestForm>,
+) -> ApiResult<RequestRecord> {
+    let now = state.clock.now();
+    let present: Vec<Material> = if action == Action::ConfirmUpload {
+        state
+            .store
+            .materials(&r.id)
+            .await?
+            .into_iter()
+            .map(|m| m.item)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let outcome = state.with_calendar(|calendar| {
+        transition(
+            &view(&r),
+            action,
+            &auth.actor,
+            &Context {
+                now,
+                calendar,
+                remark,
+                materials_present: &present,
+            },
+        )
+    })?;
+    if !outcome.uncovered_years.is_empty() {
+        tracing::warn!(years = ?outcome.uncovered_years, request = %r.number,
+            "deadline counted without holiday data for these years (weekends only)");
+    }
+    let outbox = for_transition(
+        &r,
+        action,
+        outcome.to,
+        outcome.remark.as_deref(),
+        r.version + 1,
+        &state.config.public_url(),
+        now,
+    );
+    let queued = !outbox.is_empty();
+    let updated = state
+        .store
+        .apply_transition(Transition {
+            request_id: r.id.clone(),
+            expected_version: r.version,
+            action,
+            from: outcome.from,
+            to: outcome.to,
+            due_at: outcome.due_at.map(|d| d.to_utc()),
+            form,
+            commit_materials: action == Action::ConfirmUpload,
+            at: now,
+            actor_id: auth.account.id.clone(),
+            actor_role: auth.account.role,
+            remark: outcome.remark.clone(),
+            audit: audit(
+                auth,
+                state,
+                &format!("request.{}", action.as_str()),
+                &r,
+                outcome.from.as_str(),
+                outcome.to.as_str(),
+            ),
+            outbox,
+        })
+        .await?;
+    if queued {
+        state.outbox_wake.notify_one();
+    }
+    Ok(updated)
+}
+
+async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<RequestOut> {
+    let history = state.store.history(&r.id).await?;
+    let materials = state.store.materials(&r.id).await?;
+    let enterprise = state.store.enterprise(&r.enterprise_id).await?;
+    let lang = current_lang();
+    let required = r.kind.required_materials(r.form.key_lost);
+    let checklist = r
+        .kind
+        .accepted_materials()
+        .into_iter()
+        .map(|item| {
+            let current = materials
+                .iter()
+                .filter(|m| m.item == item)
+                .max_by_key(|m| m.id);
+            MaterialOut {
+                item: item.as_str().into(),
+                label: lang.pick(item.name_zh(), item.name_en()).into(),
+                required: required.contains(&item),
+                present: current.is_some(),
+                state: current.map(|m| m.state.as_str().into()),
+                content_type: current.map(|m| m.content_type.clone()),
+                size: current.map(|m| m.size),
+                uploaded_at: current.map(|m| rfc3339(m.uploaded_at)),
+            }
+        })
+        .collect();
+    Ok(RequestOut {
+        overdue: overdue(state, &r),
+        actions: available_actions(&view(&r), &auth.actor)
+            .into_iter()
+            .map(|a| a.as_str().to_string())
+            .collect(),
+        id: r.id,
+        number: r.number,
+        kind: r.kind.as_str().into(),
+        status: r.status.as_str().into(),
+        status_label: status_label(r.status),
+        login_name: r.login_name,
+        due_at: r.due_at.map(rfc3339),
+        created_at: rfc3339(r.created_at),
+        province: r.province,
+        enterprise_name: enterprise
+            .as_ref()
+            .map(|e| e.name.clone())
+            .unwrap_or_default(),
+        credit_code: enterprise.map(|e| e.credit_code).unwrap_or_default(),
+        form: FormOut {
+            licence_types: r
+                .form
+                .licence_types
+                .iter()
+                .map(|t| t.as_str().into())
+                .collect(),
+            login_name_mode: r.form.login_name_mode.as_str().into(),
+            reason: r.form.reason.clone(),
+            authorised_user: person_out(&r.form.authorised_user),
+            key_lost: r.form.key_lost,
+        },
+        history: history
+            .into_iter()
+            .map(|h| HistoryOut {
+                at: rfc3339(h.at),
+                actor_role: h.actor_role.as_str().into(),
+                action: h.action,
+                status: h.to_status.as_str().into(),
+                remark: h.remark,
+            })
+            .collect(),
+        materials: checklist,
+    })
+}
+
+/// Create a request (in `draft`). Checks the rules: at most three keys, reasons for 增办
+/// and 补办, login-name modes, one authorised user on form and confirmation letter.
+#[utoipa::path(post, path = "/api/v1/requests", tag = "requests", security(("bearer" = [])),
+    request_body = CreateRequestBody,
+    responses((status = 201, body = CreatedOut), (status = 422, body = ErrorBody),
+              (status = 409, description = "login name taken", body = ErrorBody),
+              (status = 403, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(body): ApiJson<CreateRequestBody>,
+) -> ApiResult<(StatusCode, Json<CreatedOut>)> {
+    auth.require(&[Role::Enterprise])?;
+    let enterprise_id = auth
+        .account
+        .enterprise_id
+        .clone()
+        .ok_or_else(ApiError::forbidden_role)?;
+    let enterprise = state
+        .store
+        .enterprise(&enterprise_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("ekey.enterprise.not_found"))?;
+    let kind = Kind::parse(body.kind.trim())?;
+    let mode = match body.login_name.mode.trim() {
+        "allocate" => LoginNameMode::Allocate,
+        "existing" => LoginNameMode::Existing,
+        "original" => LoginNameMode::Original,
+        other => {
+            return Err(DomainError::LoginNameMode {
+                kind,
+                mode: other.into(),
+            }
+            .into());
+        }
+    };
+    let value = body
+        .login_name
+        .value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string);
+    let form = RequestForm {
+        licence_types: licence_types(&body.licence_types)?,
+        login_name_mode: mode,
+        login_name: value.clone(),
+        reason: body
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string),
+        authorised_user: person(&body.authorised_user)?,
+        confirmation_letter_user: body
+            .confirmation_letter_user
+            .as_ref()
+            .map(person)
+            .transpose()?,
+        key_lost: body.key_lost,
+    };
+    let claim = match (mode, value) {
+        (LoginNameMode::Allocate, None) => LoginNameClaim::Allocate,
+        (LoginNameMode::Allocate, Some(v)) => LoginNameClaim::Reserved(v),
+        (LoginNameMode::Existing, Some(v)) => LoginNameClaim::Existing(v),
+        (LoginNameMode::Original, Some(v)) => LoginNameClaim::Original(v),
+        (_, None) => return Err(DomainError::LoginNameRequired.into()),
+    };
+    let now = state.clock.now();
+    let id = uuid::Uuid::now_v7().to_string();
+    let r = state
+        .store
+        .create_request(NewRequest {
+            id: id.clone(),
+            kind,
+            enterprise_id,
+            province: enterprise.province,
+            form,
+            login_name: claim,
+            at: now,
+            actor_id: auth.account.id.clone(),
+            audit: NewAudit {
+                at: now,
+                actor_id: auth.account.id.clone(),
+                actor_role: auth.account.role.as_str().into(),
+                address: auth.address.clone(),
+                action: "request.create".into(),
+                ..Default::default()
+            },
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedOut {
+            id: r.id,
+            number: r.number,
+            status: r.status.as_str().into(),
+        }),
+    ))
+}
+
+/// Requests the caller may see: an enterprise its own, an agency its province's, the
+/// provider all; soonest due first.
+#[utoipa::path(get, path = "/api/v1/requests", tag = "requests", security(("bearer" = [])),
+    params(ListQuery), responses((status = 200, body = Vec<RequestSummary>), (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<RequestSummary>>> {
+    let mut statuses = Vec::new();
+    for s in q
+        .status
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        statuses.push(Status::parse(s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ekey.request.unknown_status",
+                format!("未知的状态“{s}”"),
+                format!("Unknown status \"{s}\""),
+            )
+        })?);
+    }
+    let mut filter = RequestFilter {
+        statuses,
+        limit: q.limit.unwrap_or(100),
+        offset: q.offset.unwrap_or(0),
+        ..Default::default()
+    };
+    match auth.account.role {
+        Role::Enterprise => {
+            filter.enterprise_id = Some(auth.account.enterprise_id.clone().unwrap_or_default())
+        }
+        Role::Agency => filter.province = Some(auth.account.province.clone().unwrap_or_default()),
+        Role::Provider | Role::Admin | Role::System => {}
+    }
+    let rows = state.store.list_requests(&filter).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| RequestSummary {
+                overdue: overdue(&state, &r),
+                id: r.id,
+                number: r.number,
+                kind: r.kind.as_str().into(),
+                status: r.status.as_str().into(),
+                status_label: status_label(r.status),
+                province: r.province,
+                due_at: r.due_at.map(rfc3339),
+                login_name: r.login_name,
+                updated_at: rfc3339(r.updated_at),
+            })
+            .collect(),
+    ))
+}
+
+/// A request with its history, checklist, deadline and the caller's possible actions.
+#[utoipa::path(get, path = "/api/v1/requests/{id}", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = RequestOut), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RequestOut>> {
+    let r = visible(&state, &auth, &id).await?;
+    Ok(Json(detail(&state, &auth, r).await?))
+}
+
+/// Change the form of a draft or returned request.
+#[utoipa::path(patch, path = "/api/v1/requests/{id}", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = EditRequestBody,
+    responses((status = 200, body = RequestOut), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn edit(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<EditRequestBody>,
+) -> ApiResult<Json<RequestOut>> {
+    let r = visible(&state, &auth, &id).await?;
+    let mut form = r.form.clone();
+    if let Some(t) = &body.licence_types {
+        form.licence_types = licence_types(t)?;
+    }
+    if let Some(reason) = &body.reason {
+        let reason = reason.trim();
+        form.reason = (!reason.is_empty()).then(|| reason.to_string());
+    }
+    if let Some(p) = &body.authorised_user {
+        form.authorised_user = person(p)?;
+        form.confirmation_letter_user = None;
+    }
+    if let Some(lost) = body.key_lost {
+        form.key_lost = lost;
+    }
+    // The same rules as at creation, except the key count (the request is already counted).
+    ekey_domain::request::validate_new_request(
+        r.kind,
+        &RequestForm {
+            login_name: r.login_name.clone().or(form.login_name.clone()),
+            ..form.clone()
+        },
+        ekey_domain::request::Holdings {
+            keys_held: u32::from(r.kind == Kind::Additional),
+        },
+    )?;
+    let updated = act(&state, &auth, r, Action::Edit, None, Some(form)).await?;
+    Ok(Json(detail(&state, &auth, updated).await?))
+}
+
+macro_rules! simple_action {
+    ($(#[$m:meta])* $name:ident, $path:literal, $action:expr) => {
+        $(#[$m])*
+        #[utoipa::path(post, path = $path, tag = "requests", security(("bearer" = [])),
+            params(("id" = String, Path)),
+            responses((status = 200, body = RequestOut), (status = 404, body = ErrorBody),
+                      (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        pub async fn $name(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<RequestOut>> {
+            let r = visible(&state, &auth, &id).await?;
+            let updated = act(&state, &auth, r, $action, None, None).await?;
+            Ok(Json(detail(&state, &auth, updated).await?))
+        }
+    };
+}
+
+simple_action!(
+    /// 确认提交: the form is final; the documents can be downloaded and printed.
+    submit, "/api/v1/requests/{id}/submit", Action::Submit);
+simple_action!(
+    /// 确认上传: commits the uploaded set and sends the request to review; only when every
+    /// required item is present.
+    confirm_upload, "/api/v1/requests/{id}/confirm-upload", Action::ConfirmUpload);
+simple_action!(
+    /// Withdraw the request before review finished.
+    withdraw, "/api/v1/requests/{id}/withdraw", Action::Withdraw);
+
+/// Review decision by the reviewer of the current stage: the agency in `agency_review`
+/// (验核), the provider in `provider_review` (复核).
+#[utoipa::path(post, path = "/api/v1/requests/{id}/decision", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = DecisionBody,
+    responses((status = 200, body = RequestOut), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn decision(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DecisionBody>,
+) -> ApiResult<Json<RequestOut>> {
+    auth.require(&[Role::Agency, Role::Provider])?;
+    let r = visible(&state, &auth, &id).await?;
+    let action = match (r.status, body.approve, body.refuse) {
+        (Status::AgencyReview, true, _) => Action::AgencyApprove,
+        (Status::AgencyReview, false, false) => Action::AgencyReturn,
+        (Status::AgencyReview, false, true) => Action::AgencyRefuse,
+        (Status::ProviderReview, true, _) => Action::ProviderApprove,
+        (Status::ProviderReview, false, _) => Action::ProviderReturn,
+        (status, _, _) => {
+            return Err(DomainError::WrongState {
+                status,
+                action: match auth.account.role {
+                    Role::Agency => Action::AgencyApprove,
+                    _ => Action::ProviderApprove,
+                },
+            }
+            .into());
+        }
+    };
+    let updated = act(&state, &auth, r, action, body.remark.as_deref(), None).await?;
+    Ok(Json(detail(&state, &auth, updated).await?))
+}
+
+fn material_item(item: &str) -> Result<Material, DomainError> {
+    Material::parse(item)
+}
+
+/// Statuses in which `role` may upload files for a request of `kind`.
+fn upload_statuses(kind: Kind, role: Role) -> Vec<Status> {
+    match (kind, role) {
+        (Kind::Cancellation, Role::Enterprise) => {
+            vec![Status::Draft, Status::AwaitingHandover, Status::Returned]
+        }
+        (Kind::Cancellation, Role::Agency) => vec![Status::AwaitingHandover, Status::AgencyReview],
+        (_, Role::Enterprise) => vec![Status::AwaitingMaterials, Status::Returned],
+        _ => Vec::new(),
+    }
+}
+
+/// Upload one scan into the staging area. The body is the file; its type is judged by
+/// content (JPEG, PNG or PDF), never by name or header. Limit 1 MB per file, 200 KB for
+/// unlock scans. `X-File-Name` (percent-encoded) may carry the original name for display.
+#[utoipa::path(put, path = "/api/v1/requests/{id}/materials/{item}", tag = "materials", security(("bearer" = [])),
+    params(("id" = String, Path), ("item" = String, Path, description = "application_form, business_licence, …")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = MaterialOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn upload_material(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, item)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<MaterialOut>)> {
+    let r = visible(&state, &auth, &id).await?;
+    let item = material_item(&item)?;
+    if !r.kind.accepted_materials().contains(&item) {
+        return Err(DomainError::MaterialNotInChecklist { kind: r.kind, item }.into());
+    }
+    let allowed = upload_statuses(r.kind, auth.account.role);
+    if allowed.is_empty() {
+        return Err(ApiError::forbidden_role());
+    }
+    if !allowed.contains(&r.status) {
+        return Err(DomainError::MaterialsLocked(r.status).into());
+    }
+    let limit = r.kind.upload_limit();
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "ekey.material.too_large",
+                format!(
+                    "文件过大，上限 {}",
+                    upload::human_size(limit, ekey_domain::Lang::Zh)
+                ),
+                format!(
+                    "File too large; the limit is {}",
+                    upload::human_size(limit, ekey_domain::Lang::En)
+                ),
+            )
+        } else {
+            ApiError::malformed(e.body_text())
+        }
+    })?;
+    let kind = upload::detect(&bytes)
+        .map_err(DomainError::from)
+        .map_err(|e| {
+            let mut api = ApiError::from(e);
+            if api.code == "ekey.material.unsupported_type" {
+                api.status = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            }
+            api
+        })?;
+    upload::check_size(kind, bytes.len() as u64, limit)
+        .map_err(DomainError::from)
+        .map_err(|e| {
+            let mut api = ApiError::from(e);
+            if api.code == "ekey.material.too_large" {
+                api.status = StatusCode::PAYLOAD_TOO_LARGE;
+            }
+            api
+        })?;
+    let file_name = headers
+        .get("x-file-name")
+        .and_then(|v| v.to_str().ok())
+        .map(percent_decode)
+        .map(|v| {
+            v.chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        });
+    let sha = hex::encode(Sha256::digest(&bytes));
+    let blob_key = format!(
+        "materials/{}/{}/{}.{}",
+        r.id,
+        item.as_str(),
+        uuid::Uuid::now_v7(),
+        kind.extension()
+    );
+    state.blobs.put(&blob_key, &bytes).await?;
+    let now = state.clock.now();
+    let m = state
+        .store
+        .stage_material(
+            NewMaterial {
+                request_id: r.id.clone(),
+                allowed,
+                item,
+                blob_key,
+                content_type: kind.mime().into(),
+                size: bytes.len() as i64,
+                sha256: sha.clone(),
+                file_name,
+                uploaded_at: now,
+                uploaded_by: auth.account.id.clone(),
+            },
+            audit(
+                &auth,
+                &state,
+                "material.upload",
+                &r,
+                "",
+                &format!("{} {} {}", item.as_str(), kind.mime(), sha),
+            ),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(material_out(&r, &m))))
+}
+
+fn material_out(r: &RequestRecord, m: &MaterialRecord) -> MaterialOut {
+    let lang = current_lang();
+    MaterialOut {
+        item: m.item.as_str().into(),
+        label: lang.pick(m.item.name_zh(), m.item.name_en()).into(),
+        required: r.kind.required_materials(r.form.key_lost).contains(&m.item),
+        present: true,
+        state: Some(m.state.as_str().into()),
+        content_type: Some(m.content_type.clone()),
+        size: Some(m.size),
+        uploaded_at: Some(rfc3339(m.uploaded_at)),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(v) = u8::from_str_radix(
+                std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                16,
+            )
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The current file of one item (staged or committed). Downloads are audited.
+#[utoipa::path(get, path = "/api/v1/requests/{id}/materials/{item}", tag = "materials", security(("bearer" = [])),
+    params(("id" = String, Path), ("item" = String, Path)),
+    responses((status = 200, description = "the file", content_type = "application/octet-stream"), (status = 404, body = ErrorBody)))]
+pub async fn download_material(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, item)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let r = visible(&state, &auth, &id).await?;
+    let item = material_item(&item)?;
+    let m = state
+        .store
+        .materials(&r.id)
+        .await?
+        .into_iter()
+        .filter(|m| m.item == item)
+        .max_by_key(|m| m.id)
+        .ok_or_else(|| ApiError::not_found("ekey.material.not_found"))?;
+    let bytes = state.blobs.get(&m.blob_key).await?;
+    state
+        .store
+        .append_audit(audit(
+            &auth,
+            &state,
+            "material.download",
+            &r,
+            "",
+            &format!("{} {}", item.as_str(), m.sha256),
+        ))
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, m.content_type.clone()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "inline; filename=\"{}.{}\"",
+                    item.as_str(),
+                    m.blob_key.rsplit('.').next().unwrap_or("bin")
+                ),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+            (header::CACHE_CONTROL, "private, no-store".to_string()),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn document(state: AppState, auth: Auth, id: String) -> ApiResult<Response> {
+    let r = visible(&state, &auth, &id).await?;
+    if r.status == Status::Draft {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ekey.document.not_final",
+            "请先“确认提交”申请表，再下载打印",
+            "Submit the form first, then download it for printing",
+        ));
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "ekey.document.not_available",
+        "打印文件生成功能即将上线",
+        "Printable documents are not available yet",
+    ))
+}
+
+/// The application form as an A4 PDF (after 确认提交).
+#[utoipa::path(get, path = "/api/v1/requests/{id}/documents/application-form.pdf", tag = "documents",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/pdf"), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 501, body = ErrorBody)))]
+pub async fn application_form(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    document(state, auth, id).await
+}
+
+/// The e-seal confirmation letter as an A4 PDF (after 确认提交).
+#[utoipa::path(get, path = "/api/v1/requests/{id}/documents/confirmation-letter.pdf", tag = "documents",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/pdf"), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 501, body = ErrorBody)))]
+pub async fn confirmation_letter(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    document(state, auth, id).await
+}

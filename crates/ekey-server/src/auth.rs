@@ -1,0 +1,150 @@
+//! Passwords (argon2id), bearer sessions (random tokens, stored hashed, revocable) and the
+//! extractor that turns a request into an authenticated actor.
+
+use std::net::SocketAddr;
+
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use base64::Engine;
+use ekey_domain::request::{Actor, Role};
+use ekey_store::Account;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Hashes a password with argon2id and a random salt (PHC string). Slow on purpose: run it
+/// on a blocking thread.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("hashing password: {e}"))
+}
+
+/// Checks a password against a PHC string.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), phc)
+        .is_ok()
+}
+
+/// A fresh random token (256 bits, URL-safe base64).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What is stored of a token: its SHA-256, hex. A database leak yields no usable token.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The actor an account acts as.
+pub fn actor_of(account: &Account) -> Actor {
+    Actor {
+        role: account.role,
+        account_id: account.id.clone(),
+        enterprise_id: account.enterprise_id.clone(),
+        province: account.province.clone(),
+    }
+}
+
+/// The caller's network address, as far as this instance can tell.
+#[derive(Clone, Debug)]
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_else(|| "unknown".into()),
+        ))
+    }
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Auth {
+    /// The account.
+    pub account: Account,
+    /// The account as a domain actor.
+    pub actor: Actor,
+    /// Hash of the bearer token used.
+    pub token_hash: String,
+    /// Network address.
+    pub address: String,
+}
+
+impl Auth {
+    /// Refuses unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.account.role) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden_role())
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(ApiError::unauthenticated)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(ApiError::unauthenticated)?;
+        let hash = token_hash(token);
+        let account = state
+            .store
+            .session_account(&hash, state.clock.now())
+            .await?
+            .ok_or_else(ApiError::unauthenticated)?;
+        let ClientAddr(address) = ClientAddr::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|e| match e {});
+        Ok(Auth {
+            actor: actor_of(&account),
+            account,
+            token_hash: hash,
+            address,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_round_trip_and_salted() {
+        let a = hash_password("ekey-demo-2026").unwrap();
+        let b = hash_password("ekey-demo-2026").unwrap();
+        assert!(a.starts_with("$argon2id$"));
+        assert_ne!(a, b);
+        assert!(verify_password("ekey-demo-2026", &a));
+        assert!(!verify_password("ekey-demo-2027", &a));
+    }
+
+    #[test]
+    fn tokens_are_random_and_stored_hashed() {
+        let t = new_token();
+        assert_ne!(t, new_token());
+        assert_eq!(token_hash(&t).len(), 64);
+        assert_ne!(token_hash(&t), t);
+    }
+}

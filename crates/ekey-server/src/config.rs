@@ -1,0 +1,132 @@
+//! Server configuration: a TOML file, then `EKEY_*` environment variables on top.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// How queued mail and SMS leave the system.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MailTransport {
+    /// Into the development mailbox (`/api/v1/dev/mailbox`); demo mode.
+    Dev,
+    /// Into the log only (a deployment without a mail server yet).
+    Log,
+}
+
+/// Everything the server needs to start.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite:…` or `postgres:…`.
+    pub database_url: String,
+    /// Address to listen on.
+    pub listen: String,
+    /// Directory for files (uploads) and extra holiday files (`holidays/*.json`).
+    pub data_dir: PathBuf,
+    /// Public base URL used in mail links; defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Demo mode: dev mailbox endpoint on, mail into it.
+    pub demo: bool,
+    /// Mail transport.
+    pub mail_transport: MailTransport,
+    /// Session lifetime.
+    pub session_ttl_hours: i64,
+    /// Activation link lifetime.
+    pub activation_ttl_hours: i64,
+    /// How often the outbox worker looks for due messages when not woken.
+    pub outbox_poll_ms: u64,
+    /// The key provider's customer hotline (shown in footers and mails).
+    pub provider_hotline: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: "sqlite:./ekey-data/ekey.db".into(),
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./ekey-data"),
+            public_url: None,
+            demo: false,
+            mail_transport: MailTransport::Log,
+            session_ttl_hours: 12,
+            activation_ttl_hours: 48,
+            outbox_poll_ms: 1000,
+            provider_hotline: "010-58103599".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `file` (if given) and applies `EKEY_*` overrides from the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("parsing config {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        Ok(config)
+    }
+
+    /// Applies `EKEY_DATABASE_URL`, `EKEY_LISTEN`, `EKEY_DATA_DIR`, `EKEY_PUBLIC_URL`,
+    /// `EKEY_DEMO`, `EKEY_MAIL_TRANSPORT`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        if let Some(v) = get("EKEY_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = get("EKEY_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = get("EKEY_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = get("EKEY_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = get("EKEY_DEMO") {
+            self.demo = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = get("EKEY_MAIL_TRANSPORT") {
+            self.mail_transport = match v.as_str() {
+                "dev" => MailTransport::Dev,
+                "log" => MailTransport::Log,
+                other => anyhow::bail!("EKEY_MAIL_TRANSPORT must be dev or log, not {other:?}"),
+            };
+        }
+        Ok(())
+    }
+
+    /// Base URL for links in messages.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file() {
+        let mut c: Config = toml::from_str("database_url = \"sqlite:a.db\"\ndemo = false").unwrap();
+        c.apply_env(|k| match k {
+            "EKEY_DATABASE_URL" => Some("postgres://x/y".into()),
+            "EKEY_DEMO" => Some("true".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.database_url, "postgres://x/y");
+        assert!(c.demo);
+        assert!(toml::from_str::<Config>("no_such_key = 1").is_err());
+    }
+}

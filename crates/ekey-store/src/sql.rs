@@ -1,0 +1,1364 @@
+//! The SQL store: one implementation over sqlx's `Any` driver, with the few statements that
+//! differ per backend (migrations, `FOR UPDATE SKIP LOCKED`, write-transaction start) chosen
+//! from [`Backend`].
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use ekey_domain::calendar::shanghai;
+use ekey_domain::error::DomainError;
+use ekey_domain::request::{
+    Holdings, Kind, Material, RequestForm, Role, Status, validate_new_request,
+};
+use rand::Rng;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
+
+use crate::audit::{AuditFields, GENESIS, chain_hash};
+use crate::types::*;
+use crate::{Result, Store, StoreError};
+
+const MIGRATIONS_SQLITE: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS_PG: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+
+/// The SQL store on SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .map(|d| d.is_unique_violation())
+        .unwrap_or(false)
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(format!("unreadable value in column {what}"))
+}
+
+impl SqlStore {
+    /// Connects to `sqlite:…` (created when missing) or `postgres:…`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Backend(format!(
+                "database URL must start with sqlite: or postgres: (got {url:?})"
+            )));
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = if url.contains("mode=") {
+                    url.to_string()
+                } else if url.contains('?') {
+                    format!("{url}&mode=rwc")
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            // WAL for concurrent readers; FULL sync so an acknowledged change
+                            // survives a power cut; a generous busy timeout instead of errors.
+                            sqlx::raw_sql(
+                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; \
+                                 PRAGMA busy_timeout=15000; PRAGMA foreign_keys=ON;",
+                            )
+                            .execute(conn)
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .connect(url)
+                    .await?
+            }
+        };
+        Ok(SqlStore { pool, backend })
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once, so two writers
+    /// queue on the busy timeout instead of failing when a read lock cannot be upgraded.
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// The underlying pool (tests use it to look under the hood).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+}
+
+async fn append_audit_tx(conn: &mut AnyConnection, a: &NewAudit) -> Result<()> {
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(&mut *conn)
+        .await?;
+    let seq: i64 = head.try_get("seq")?;
+    let prev: String = head.try_get("hash")?;
+    let at_ms = ms(a.at);
+    let hash = chain_hash(
+        &prev,
+        &AuditFields {
+            seq,
+            at_ms,
+            actor_id: &a.actor_id,
+            actor_role: &a.actor_role,
+            address: &a.address,
+            action: &a.action,
+            object_type: &a.object_type,
+            object_id: &a.object_id,
+            before: &a.before,
+            after: &a.after,
+        },
+    );
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor_id, actor_role, address, action, object_type, \
+         object_id, before_state, after_state, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(seq)
+    .bind(at_ms)
+    .bind(&a.actor_id)
+    .bind(&a.actor_role)
+    .bind(&a.address)
+    .bind(&a.action)
+    .bind(&a.object_type)
+    .bind(&a.object_id)
+    .bind(&a.before)
+    .bind(&a.after)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn enqueue_tx(conn: &mut AnyConnection, m: &NewMessage) -> Result<()> {
+    // A second message for the same event is silently not queued: delivery stays exactly
+    // once per event even when an operation is retried.
+    sqlx::query(
+        "INSERT INTO outbox (channel, recipient, subject, body, dedup_key, created_at, available_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (dedup_key) DO NOTHING",
+    )
+    .bind(m.channel.as_str())
+    .bind(&m.recipient)
+    .bind(&m.subject)
+    .bind(&m.body)
+    .bind(&m.dedup_key)
+    .bind(ms(m.created_at))
+    .bind(ms(m.created_at))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+const ACCOUNT_COLS: &str = "id, login, email, display_name, mobile, password_hash, role, \
+                            enterprise_id, province, active, created_at";
+
+fn account_from_row(r: &AnyRow) -> Result<Account> {
+    let role: String = r.try_get("role")?;
+    Ok(Account {
+        id: r.try_get("id")?,
+        login: r.try_get("login")?,
+        email: r.try_get("email")?,
+        display_name: r.try_get("display_name")?,
+        mobile: r.try_get("mobile")?,
+        password_hash: r.try_get("password_hash")?,
+        role: Role::parse(&role).ok_or_else(|| corrupt("accounts.role"))?,
+        enterprise_id: r.try_get("enterprise_id")?,
+        province: r.try_get("province")?,
+        active: r.try_get::<i64, _>("active")? != 0,
+        created_at: from_ms(r.try_get("created_at")?),
+    })
+}
+
+fn enterprise_from_row(r: &AnyRow) -> Result<Enterprise> {
+    Ok(Enterprise {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        credit_code: r.try_get("credit_code")?,
+        province: r.try_get("province")?,
+        address: r.try_get("address")?,
+        legal_representative: r.try_get("legal_representative")?,
+        created_at: from_ms(r.try_get("created_at")?),
+    })
+}
+
+const REQUEST_COLS: &str = "id, number, kind, status, version, enterprise_id, province, \
+                            login_name, form, due_at, created_at, updated_at";
+
+fn request_from_row(r: &AnyRow) -> Result<RequestRecord> {
+    let kind: String = r.try_get("kind")?;
+    let status: String = r.try_get("status")?;
+    let form: String = r.try_get("form")?;
+    Ok(RequestRecord {
+        id: r.try_get("id")?,
+        number: r.try_get("number")?,
+        kind: Kind::parse(&kind).map_err(|_| corrupt("requests.kind"))?,
+        status: Status::parse(&status).ok_or_else(|| corrupt("requests.status"))?,
+        version: r.try_get("version")?,
+        enterprise_id: r.try_get("enterprise_id")?,
+        province: r.try_get("province")?,
+        login_name: r.try_get("login_name")?,
+        form: serde_json::from_str::<RequestForm>(&form).map_err(|_| corrupt("requests.form"))?,
+        due_at: r.try_get::<Option<i64>, _>("due_at")?.map(from_ms),
+        created_at: from_ms(r.try_get("created_at")?),
+        updated_at: from_ms(r.try_get("updated_at")?),
+    })
+}
+
+const MATERIAL_COLS: &str = "id, request_id, item, state, blob_key, content_type, size, sha256, \
+                             file_name, uploaded_at, uploaded_by";
+
+fn material_from_row(r: &AnyRow) -> Result<MaterialRecord> {
+    let item: String = r.try_get("item")?;
+    let state: String = r.try_get("state")?;
+    Ok(MaterialRecord {
+        id: r.try_get("id")?,
+        request_id: r.try_get("request_id")?,
+        item: Material::parse(&item).map_err(|_| corrupt("materials.item"))?,
+        state: MaterialState::parse(&state),
+        blob_key: r.try_get("blob_key")?,
+        content_type: r.try_get("content_type")?,
+        size: r.try_get("size")?,
+        sha256: r.try_get("sha256")?,
+        file_name: r.try_get("file_name")?,
+        uploaded_at: from_ms(r.try_get("uploaded_at")?),
+        uploaded_by: r.try_get("uploaded_by")?,
+    })
+}
+
+fn outbox_from_row(r: &AnyRow) -> Result<OutboxMessage> {
+    let channel: String = r.try_get("channel")?;
+    Ok(OutboxMessage {
+        id: r.try_get("id")?,
+        channel: if channel == "sms" {
+            Channel::Sms
+        } else {
+            Channel::Email
+        },
+        recipient: r.try_get("recipient")?,
+        subject: r.try_get("subject")?,
+        body: r.try_get("body")?,
+        dedup_key: r.try_get("dedup_key")?,
+        attempts: r.try_get("attempts")?,
+        created_at: from_ms(r.try_get("created_at")?),
+    })
+}
+
+/// Keys an enterprise holds now: issued and not revoked, lost, damaged or expired, plus
+/// open requests that will produce one (a replacement replaces, it does not add).
+async fn holdings_tx(conn: &mut AnyConnection, enterprise_id: &str) -> Result<Holdings> {
+    let keys: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM keys WHERE enterprise_id = $1 \
+         AND status NOT IN ('revoked', 'lost', 'damaged', 'expired', 'blank')",
+    )
+    .bind(enterprise_id)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("n")?;
+    let open: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM requests WHERE enterprise_id = $1 \
+         AND kind IN ('first', 'additional', 'reapplication') \
+         AND status NOT IN ('completed', 'refused', 'withdrawn')",
+    )
+    .bind(enterprise_id)
+    .fetch_one(&mut *conn)
+    .await?
+    .try_get("n")?;
+    Ok(Holdings {
+        keys_held: u32::try_from(keys + open).unwrap_or(u32::MAX),
+    })
+}
+
+fn allocate_name(province: &str) -> String {
+    let mut rng = rand::rng();
+    let prefix = province.get(..2).unwrap_or("00");
+    format!("ek{prefix}{:07}", rng.random_range(0..10_000_000u32))
+}
+
+/// Inserts a freshly allocated login name; retries on the rare collision.
+async fn allocate_login_name_tx(
+    conn: &mut AnyConnection,
+    enterprise_id: &str,
+    province: &str,
+    request_id: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<String> {
+    for _ in 0..20 {
+        let name = allocate_name(province);
+        let done = sqlx::query(
+            "INSERT INTO login_names (name, enterprise_id, source, request_id, created_at) \
+             VALUES ($1, $2, 'allocated', $3, $4) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&name)
+        .bind(enterprise_id)
+        .bind(request_id)
+        .bind(ms(at))
+        .execute(&mut *conn)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(name);
+        }
+    }
+    Err(StoreError::Backend(
+        "could not allocate a unique login name".into(),
+    ))
+}
+
+async fn login_name_owner(conn: &mut AnyConnection, name: &str) -> Result<Option<String>> {
+    Ok(
+        sqlx::query("SELECT enterprise_id FROM login_names WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| r.try_get::<String, _>("enterprise_id"))
+            .transpose()?,
+    )
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            // Several instances may start at once: one migrates, the others wait.
+            sqlx::query("SELECT pg_advisory_lock(7262539)")
+                .execute(&mut *conn)
+                .await?;
+        }
+        let result = async {
+            sqlx::raw_sql(
+                "CREATE TABLE IF NOT EXISTS schema_migrations \
+                 (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await?;
+            let migrations = match self.backend {
+                Backend::Sqlite => MIGRATIONS_SQLITE,
+                Backend::Postgres => MIGRATIONS_PG,
+            };
+            for (version, sql) in migrations {
+                let done = sqlx::query("SELECT 1 AS one FROM schema_migrations WHERE version = $1")
+                    .bind(*version)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                if done.is_some() {
+                    continue;
+                }
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                    .bind(*version)
+                    .bind(ms(Utc::now()))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                tracing::info!(version, backend = ?self.backend, "migration applied");
+            }
+            for a in ekey_domain::province::agency_defaults() {
+                sqlx::query(
+                    "INSERT INTO agencies (province, name_zh, name_en, address, window_name, hours, hotline) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (province) DO NOTHING",
+                )
+                .bind(a.province_code)
+                .bind(a.name_zh)
+                .bind(a.name_en)
+                .bind(a.address)
+                .bind(a.window)
+                .bind(a.hours)
+                .bind(a.hotline)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock(7262539)")
+                .execute(&mut *conn)
+                .await?;
+        }
+        result
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1 AS one").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn agencies(&self) -> Result<Vec<Agency>> {
+        let rows = sqlx::query(
+            "SELECT province, name_zh, name_en, address, window_name, hours, hotline \
+             FROM agencies ORDER BY province",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(agency_from_row).collect()
+    }
+
+    async fn agency(&self, province: &str) -> Result<Option<Agency>> {
+        sqlx::query(
+            "SELECT province, name_zh, name_en, address, window_name, hours, hotline \
+             FROM agencies WHERE province = $1",
+        )
+        .bind(province)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(agency_from_row)
+        .transpose()
+    }
+
+    async fn register(&self, reg: NewRegistration) -> Result<Account> {
+        let mut tx = self.begin_write().await?;
+        let e = &reg.enterprise;
+        let inserted = sqlx::query(
+            "INSERT INTO enterprises (id, name, credit_code, province, address, legal_representative, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (credit_code) DO NOTHING",
+        )
+        .bind(&e.id)
+        .bind(&e.name)
+        .bind(&e.credit_code)
+        .bind(&e.province)
+        .bind(&e.address)
+        .bind(&e.legal_representative)
+        .bind(ms(e.created_at))
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Duplicate("credit_code"));
+        }
+        insert_account_tx(&mut tx, &reg.account).await?;
+        let t = &reg.activation;
+        sqlx::query(
+            "INSERT INTO activation_tokens (token_hash, account_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&t.token_hash)
+        .bind(&reg.account.id)
+        .bind(ms(t.created_at))
+        .bind(ms(t.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        enqueue_tx(&mut tx, &reg.mail).await?;
+        append_audit_tx(&mut tx, &reg.audit).await?;
+        let account = fetch_account_tx(&mut tx, &reg.account.id).await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    async fn upsert_account(&self, a: NewAccount, audit: NewAudit) -> Result<Account> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO accounts (id, login, email, display_name, mobile, password_hash, role, \
+             enterprise_id, province, active, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (login) DO UPDATE SET email = excluded.email, \
+             display_name = excluded.display_name, mobile = excluded.mobile, \
+             password_hash = excluded.password_hash, role = excluded.role, \
+             enterprise_id = excluded.enterprise_id, province = excluded.province, \
+             active = excluded.active",
+        )
+        .bind(&a.id)
+        .bind(&a.login)
+        .bind(&a.email)
+        .bind(&a.display_name)
+        .bind(&a.mobile)
+        .bind(&a.password_hash)
+        .bind(a.role.as_str())
+        .bind(&a.enterprise_id)
+        .bind(&a.province)
+        .bind(i64::from(a.active))
+        .bind(ms(a.created_at))
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(sql_account_by_login())
+            .bind(&a.login)
+            .fetch_one(&mut *tx)
+            .await?;
+        let account = account_from_row(&row)?;
+        append_audit_tx(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    async fn upsert_enterprise(&self, e: NewEnterprise) -> Result<Enterprise> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO enterprises (id, name, credit_code, province, address, legal_representative, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (credit_code) DO UPDATE SET \
+             name = excluded.name, province = excluded.province, address = excluded.address, \
+             legal_representative = excluded.legal_representative",
+        )
+        .bind(&e.id)
+        .bind(&e.name)
+        .bind(&e.credit_code)
+        .bind(&e.province)
+        .bind(&e.address)
+        .bind(&e.legal_representative)
+        .bind(ms(e.created_at))
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(
+            "SELECT id, name, credit_code, province, address, legal_representative, created_at \
+             FROM enterprises WHERE credit_code = $1",
+        )
+        .bind(&e.credit_code)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        enterprise_from_row(&row)
+    }
+
+    async fn account_by_login(&self, login: &str) -> Result<Option<Account>> {
+        sqlx::query(sql_account_by_login())
+            .bind(login)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(account_from_row)
+            .transpose()
+    }
+
+    async fn account(&self, id: &str) -> Result<Option<Account>> {
+        sqlx::query(sql_account_by_id())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(account_from_row)
+            .transpose()
+    }
+
+    async fn enterprise(&self, id: &str) -> Result<Option<Enterprise>> {
+        sqlx::query(
+            "SELECT id, name, credit_code, province, address, legal_representative, created_at \
+             FROM enterprises WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(enterprise_from_row)
+        .transpose()
+    }
+
+    async fn activate(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        mut audit: NewAudit,
+    ) -> Result<Account> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "UPDATE activation_tokens SET used_at = $1 \
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING account_id",
+        )
+        .bind(ms(now))
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::TokenInvalid);
+        };
+        let account_id: String = row.try_get("account_id")?;
+        sqlx::query("UPDATE accounts SET active = 1 WHERE id = $1")
+            .bind(&account_id)
+            .execute(&mut *tx)
+            .await?;
+        audit.actor_id = account_id.clone();
+        audit.object_id = account_id.clone();
+        append_audit_tx(&mut tx, &audit).await?;
+        let account = fetch_account_tx(&mut tx, &account_id).await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    async fn reissue_activation(
+        &self,
+        account_id: &str,
+        token: NewToken,
+        mail: NewMessage,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE activation_tokens SET used_at = $1 WHERE account_id = $2 AND used_at IS NULL",
+        )
+        .bind(ms(token.created_at))
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO activation_tokens (token_hash, account_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&token.token_hash)
+        .bind(account_id)
+        .bind(ms(token.created_at))
+        .bind(ms(token.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        enqueue_tx(&mut tx, &mail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_session(&self, s: NewSession, audit: NewAudit) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, account_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&s.token_hash)
+        .bind(&s.account_id)
+        .bind(ms(s.created_at))
+        .bind(ms(s.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        append_audit_tx(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn session_account(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Account>> {
+        sqlx::query(
+            "SELECT a.id, a.login, a.email, a.display_name, a.mobile, a.password_hash, a.role, \
+             a.enterprise_id, a.province, a.active, a.created_at \
+             FROM sessions s JOIN accounts a ON a.id = s.account_id \
+             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(ms(now))
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(account_from_row)
+        .transpose()
+    }
+
+    async fn revoke_session(&self, token_hash: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
+        )
+        .bind(ms(Utc::now()))
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn reserve_login_name(&self, enterprise_id: &str, province: &str) -> Result<String> {
+        let mut tx = self.begin_write().await?;
+        let name =
+            allocate_login_name_tx(&mut tx, enterprise_id, province, None, Utc::now()).await?;
+        tx.commit().await?;
+        Ok(name)
+    }
+
+    async fn create_request(&self, new: NewRequest) -> Result<RequestRecord> {
+        let mut tx = self.begin_write().await?;
+        // Lock the enterprise first: two concurrent 增办 cannot both see room for a key.
+        let locked = sqlx::query("UPDATE enterprises SET version = version + 1 WHERE id = $1")
+            .bind(&new.enterprise_id)
+            .execute(&mut *tx)
+            .await?;
+        if locked.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let holdings = holdings_tx(&mut tx, &new.enterprise_id).await?;
+        validate_new_request(new.kind, &new.form, holdings)?;
+        let login_name = match &new.login_name {
+            LoginNameClaim::Allocate => {
+                allocate_login_name_tx(
+                    &mut tx,
+                    &new.enterprise_id,
+                    &new.province,
+                    Some(&new.id),
+                    new.at,
+                )
+                .await?
+            }
+            LoginNameClaim::Reserved(name) => {
+                let bound = sqlx::query(
+                    "UPDATE login_names SET request_id = $1 WHERE name = $2 AND enterprise_id = $3 \
+                     AND source = 'allocated' AND request_id IS NULL",
+                )
+                .bind(&new.id)
+                .bind(name)
+                .bind(&new.enterprise_id)
+                .execute(&mut *tx)
+                .await?;
+                if bound.rows_affected() == 0 {
+                    return Err(match login_name_owner(&mut tx, name).await? {
+                        Some(owner) if owner != new.enterprise_id => DomainError::LoginNameTaken,
+                        _ => DomainError::LoginNameNotOwned,
+                    }
+                    .into());
+                }
+                name.clone()
+            }
+            LoginNameClaim::Existing(name) => {
+                let inserted = sqlx::query(
+                    "INSERT INTO login_names (name, enterprise_id, source, request_id, created_at) \
+                     VALUES ($1, $2, 'existing', $3, $4) ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(&new.enterprise_id)
+                .bind(&new.id)
+                .bind(ms(new.at))
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0
+                    && login_name_owner(&mut tx, name).await?.as_deref()
+                        != Some(new.enterprise_id.as_str())
+                {
+                    return Err(DomainError::LoginNameTaken.into());
+                }
+                name.clone()
+            }
+            LoginNameClaim::Original(name) => {
+                if login_name_owner(&mut tx, name).await?.as_deref()
+                    != Some(new.enterprise_id.as_str())
+                {
+                    return Err(DomainError::LoginNameNotOwned.into());
+                }
+                name.clone()
+            }
+        };
+        let day = new
+            .at
+            .with_timezone(&shanghai())
+            .format("%Y%m%d")
+            .to_string();
+        let counter: i64 = sqlx::query(
+            "INSERT INTO counters (name, value) VALUES ($1, 1) \
+             ON CONFLICT (name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+        )
+        .bind(format!("request-{day}"))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("value")?;
+        let number = format!(
+            "EK{}{}{:05}",
+            new.province.get(..2).unwrap_or("00"),
+            day,
+            counter
+        );
+        let form =
+            serde_json::to_string(&new.form).map_err(|e| StoreError::Backend(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO requests (id, number, kind, status, version, enterprise_id, province, \
+             login_name, form, due_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'draft', 1, $4, $5, $6, $7, NULL, $8, $8)",
+        )
+        .bind(&new.id)
+        .bind(&number)
+        .bind(new.kind.as_str())
+        .bind(&new.enterprise_id)
+        .bind(&new.province)
+        .bind(&login_name)
+        .bind(&form)
+        .bind(ms(new.at))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO request_history (request_id, seq, at, actor_id, actor_role, action, \
+             from_status, to_status, remark) VALUES ($1, 1, $2, $3, 'enterprise', 'create', NULL, 'draft', NULL)",
+        )
+        .bind(&new.id)
+        .bind(ms(new.at))
+        .bind(&new.actor_id)
+        .execute(&mut *tx)
+        .await?;
+        let mut audit = new.audit.clone();
+        audit.object_type = "request".into();
+        audit.object_id = new.id.clone();
+        if audit.after.is_empty() {
+            audit.after = format!("draft {number} {login_name}");
+        }
+        append_audit_tx(&mut tx, &audit).await?;
+        let row = sqlx::query(sql_request_by_id())
+            .bind(&new.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        request_from_row(&row)
+    }
+
+    async fn request(&self, id: &str) -> Result<Option<RequestRecord>> {
+        sqlx::query(sql_request_by_id())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(request_from_row)
+            .transpose()
+    }
+
+    async fn request_by_number(&self, number: &str) -> Result<Option<RequestRecord>> {
+        sqlx::query(sql_request_by_number())
+            .bind(number)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(request_from_row)
+            .transpose()
+    }
+
+    async fn list_requests(&self, f: &RequestFilter) -> Result<Vec<RequestRecord>> {
+        let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+        let rows = sqlx::query(sql_list_requests())
+            .bind(f.enterprise_id.as_deref())
+            .bind(f.province.as_deref())
+            .bind(statuses.join(","))
+            .bind(if f.limit > 0 { f.limit.min(500) } else { 100 })
+            .bind(f.offset.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(request_from_row).collect()
+    }
+
+    async fn history(&self, request_id: &str) -> Result<Vec<HistoryEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor_id, actor_role, action, from_status, to_status, remark \
+             FROM request_history WHERE request_id = $1 ORDER BY seq",
+        )
+        .bind(request_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let role: String = r.try_get("actor_role")?;
+                let from: Option<String> = r.try_get("from_status")?;
+                let to: String = r.try_get("to_status")?;
+                Ok(HistoryEntry {
+                    seq: r.try_get("seq")?,
+                    at: from_ms(r.try_get("at")?),
+                    actor_id: r.try_get("actor_id")?,
+                    actor_role: Role::parse(&role).ok_or_else(|| corrupt("actor_role"))?,
+                    action: r.try_get("action")?,
+                    from_status: from.as_deref().and_then(Status::parse),
+                    to_status: Status::parse(&to).ok_or_else(|| corrupt("to_status"))?,
+                    remark: r.try_get("remark")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn apply_transition(&self, t: Transition) -> Result<RequestRecord> {
+        let mut tx = self.begin_write().await?;
+        let form = t
+            .form
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let due = t.due_at.map(ms);
+        let updated = match &form {
+            Some(form) => {
+                sqlx::query(
+                    "UPDATE requests SET status = $1, version = version + 1, due_at = $2, \
+                     updated_at = $3, form = $4 WHERE id = $5 AND version = $6 AND status = $7",
+                )
+                .bind(t.to.as_str())
+                .bind(due)
+                .bind(ms(t.at))
+                .bind(form)
+                .bind(&t.request_id)
+                .bind(t.expected_version)
+                .bind(t.from.as_str())
+                .execute(&mut *tx)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE requests SET status = $1, version = version + 1, due_at = $2, \
+                     updated_at = $3 WHERE id = $4 AND version = $5 AND status = $6",
+                )
+                .bind(t.to.as_str())
+                .bind(due)
+                .bind(ms(t.at))
+                .bind(&t.request_id)
+                .bind(t.expected_version)
+                .bind(t.from.as_str())
+                .execute(&mut *tx)
+                .await?
+            }
+        };
+        if updated.rows_affected() == 0 {
+            let exists = sqlx::query("SELECT 1 AS one FROM requests WHERE id = $1")
+                .bind(&t.request_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return Err(if exists.is_some() {
+                StoreError::Conflict
+            } else {
+                StoreError::NotFound
+            });
+        }
+        sqlx::query(
+            "INSERT INTO request_history (request_id, seq, at, actor_id, actor_role, action, \
+             from_status, to_status, remark) \
+             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM request_history WHERE request_id = $1), \
+             $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&t.request_id)
+        .bind(ms(t.at))
+        .bind(&t.actor_id)
+        .bind(t.actor_role.as_str())
+        .bind(t.action.as_str())
+        .bind(t.from.as_str())
+        .bind(t.to.as_str())
+        .bind(&t.remark)
+        .execute(&mut *tx)
+        .await?;
+        if t.commit_materials {
+            sqlx::query(
+                "UPDATE materials SET state = 'superseded' WHERE request_id = $1 AND state = 'committed' \
+                 AND item IN (SELECT item FROM materials WHERE request_id = $1 AND state = 'staged')",
+            )
+            .bind(&t.request_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE materials SET state = 'committed' WHERE request_id = $1 AND state = 'staged'",
+            )
+            .bind(&t.request_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for m in &t.outbox {
+            enqueue_tx(&mut tx, m).await?;
+        }
+        append_audit_tx(&mut tx, &t.audit).await?;
+        let row = sqlx::query(sql_request_by_id())
+            .bind(&t.request_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        request_from_row(&row)
+    }
+
+    async fn stage_material(&self, m: NewMaterial, audit: NewAudit) -> Result<MaterialRecord> {
+        let mut tx = self.begin_write().await?;
+        // Touch the request first: it takes the row (or database) lock, so confirm-upload
+        // cannot slip between the status check and the insert.
+        let touched = sqlx::query("UPDATE requests SET updated_at = $1 WHERE id = $2")
+            .bind(ms(m.uploaded_at))
+            .bind(&m.request_id)
+            .execute(&mut *tx)
+            .await?;
+        if touched.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let status: String = sqlx::query("SELECT status FROM requests WHERE id = $1")
+            .bind(&m.request_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("status")?;
+        let status = Status::parse(&status).ok_or_else(|| corrupt("requests.status"))?;
+        if !m.allowed.contains(&status) {
+            return Err(DomainError::MaterialsLocked(status).into());
+        }
+        sqlx::query(
+            "UPDATE materials SET state = 'superseded' WHERE request_id = $1 AND item = $2 AND state = 'staged'",
+        )
+        .bind(&m.request_id)
+        .bind(m.item.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO materials (request_id, item, state, blob_key, content_type, size, sha256, \
+             file_name, uploaded_at, uploaded_by) \
+             VALUES ($1, $2, 'staged', $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(&m.request_id)
+        .bind(m.item.as_str())
+        .bind(&m.blob_key)
+        .bind(&m.content_type)
+        .bind(m.size)
+        .bind(&m.sha256)
+        .bind(&m.file_name)
+        .bind(ms(m.uploaded_at))
+        .bind(&m.uploaded_by)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        append_audit_tx(&mut tx, &audit).await?;
+        let row = sqlx::query(sql_material_by_id())
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        material_from_row(&row)
+    }
+
+    async fn materials(&self, request_id: &str) -> Result<Vec<MaterialRecord>> {
+        let rows = sqlx::query(sql_materials_of_request())
+            .bind(request_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(material_from_row).collect()
+    }
+
+    async fn append_audit(&self, audit: NewAudit) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        append_audit_tx(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn verify_audit(&self) -> Result<AuditReport> {
+        let mut prev = GENESIS.to_string();
+        let mut expected_seq = 1i64;
+        let mut checked = 0i64;
+        const PAGE: i64 = 5000;
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, at, actor_id, actor_role, address, action, object_type, object_id, \
+                 before_state, after_state, prev_hash, hash FROM audit_log \
+                 WHERE seq >= $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(expected_seq)
+            .bind(PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let seq: i64 = r.try_get("seq")?;
+                let broken = |why: &str| {
+                    Ok(AuditReport {
+                        records: checked,
+                        first_broken: Some((seq, why.to_string())),
+                    })
+                };
+                if seq != expected_seq {
+                    return Ok(AuditReport {
+                        records: checked,
+                        first_broken: Some((expected_seq, "record missing".into())),
+                    });
+                }
+                let stored_prev: String = r.try_get("prev_hash")?;
+                let stored_hash: String = r.try_get("hash")?;
+                if stored_prev != prev {
+                    return broken("does not link to the record before it");
+                }
+                let fields = (
+                    r.try_get::<String, _>("actor_id")?,
+                    r.try_get::<String, _>("actor_role")?,
+                    r.try_get::<String, _>("address")?,
+                    r.try_get::<String, _>("action")?,
+                    r.try_get::<String, _>("object_type")?,
+                    r.try_get::<String, _>("object_id")?,
+                    r.try_get::<String, _>("before_state")?,
+                    r.try_get::<String, _>("after_state")?,
+                );
+                let computed = chain_hash(
+                    &prev,
+                    &AuditFields {
+                        seq,
+                        at_ms: r.try_get("at")?,
+                        actor_id: &fields.0,
+                        actor_role: &fields.1,
+                        address: &fields.2,
+                        action: &fields.3,
+                        object_type: &fields.4,
+                        object_id: &fields.5,
+                        before: &fields.6,
+                        after: &fields.7,
+                    },
+                );
+                if computed != stored_hash {
+                    return broken("content does not match its hash");
+                }
+                prev = stored_hash;
+                expected_seq += 1;
+                checked += 1;
+            }
+        }
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        let head_seq: i64 = head.try_get("seq")?;
+        let head_hash: String = head.try_get("hash")?;
+        if head_seq != checked || head_hash != prev {
+            return Ok(AuditReport {
+                records: checked,
+                first_broken: Some((checked + 1, "records missing at the end of the log".into())),
+            });
+        }
+        Ok(AuditReport {
+            records: checked,
+            first_broken: None,
+        })
+    }
+
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>> {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 \
+                 AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT $4) \
+                 RETURNING id, channel, recipient, subject, body, dedup_key, attempts, created_at"
+            }
+            Backend::Postgres => {
+                "UPDATE outbox SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 \
+                 AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT $4 \
+                 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, channel, recipient, subject, body, dedup_key, attempts, created_at"
+            }
+        };
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(sql)
+            .bind(owner)
+            .bind(ms(lease_until))
+            .bind(ms(now))
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut out: Vec<OutboxMessage> =
+            rows.iter().map(outbox_from_row).collect::<Result<_>>()?;
+        out.sort_by_key(|m| m.id);
+        Ok(out)
+    }
+
+    async fn outbox_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_at = $1, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $2 AND lease_owner = $3 AND status = 'pending'",
+        )
+        .bind(ms(now))
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn outbox_failed(
+        &self,
+        id: i64,
+        owner: &str,
+        error: &str,
+        retry_at: DateTime<Utc>,
+        dead: bool,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET status = $1, available_at = $2, last_error = $3, \
+             lease_owner = NULL, lease_until = NULL WHERE id = $4 AND lease_owner = $5",
+        )
+        .bind(if dead { "dead" } else { "pending" })
+        .bind(ms(retry_at))
+        .bind(error)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn outbox_counts(&self) -> Result<OutboxCounts> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut c = OutboxCounts::default();
+        for r in rows {
+            let status: String = r.try_get("status")?;
+            let n: i64 = r.try_get("n")?;
+            match status.as_str() {
+                "pending" => c.pending = n,
+                "sent" => c.sent = n,
+                _ => c.dead += n,
+            }
+        }
+        Ok(c)
+    }
+
+    async fn dev_mailbox_put(&self, msg: &OutboxMessage, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO dev_mailbox (outbox_id, channel, recipient, subject, body, sent_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (outbox_id) DO NOTHING",
+        )
+        .bind(msg.id)
+        .bind(msg.channel.as_str())
+        .bind(&msg.recipient)
+        .bind(&msg.subject)
+        .bind(&msg.body)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn dev_mailbox(&self) -> Result<Vec<DevMail>> {
+        let rows = sqlx::query(
+            "SELECT channel, recipient, subject, body, sent_at FROM dev_mailbox ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let channel: String = r.try_get("channel")?;
+                Ok(DevMail {
+                    to: r.try_get("recipient")?,
+                    subject: r.try_get("subject")?,
+                    body: r.try_get("body")?,
+                    sent_at: from_ms(r.try_get("sent_at")?),
+                    channel: if channel == "sms" {
+                        Channel::Sms
+                    } else {
+                        Channel::Email
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+fn agency_from_row(r: &AnyRow) -> Result<Agency> {
+    Ok(Agency {
+        province: r.try_get("province")?,
+        name_zh: r.try_get("name_zh")?,
+        name_en: r.try_get("name_en")?,
+        address: r.try_get("address")?,
+        window: r.try_get("window_name")?,
+        hours: r.try_get("hours")?,
+        hotline: r.try_get("hotline")?,
+    })
+}
+
+async fn insert_account_tx(conn: &mut AnyConnection, a: &NewAccount) -> Result<()> {
+    let r = sqlx::query(
+        "INSERT INTO accounts (id, login, email, display_name, mobile, password_hash, role, \
+         enterprise_id, province, active, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (login) DO NOTHING",
+    )
+    .bind(&a.id)
+    .bind(&a.login)
+    .bind(&a.email)
+    .bind(&a.display_name)
+    .bind(&a.mobile)
+    .bind(&a.password_hash)
+    .bind(a.role.as_str())
+    .bind(&a.enterprise_id)
+    .bind(&a.province)
+    .bind(i64::from(a.active))
+    .bind(ms(a.created_at))
+    .execute(&mut *conn)
+    .await;
+    match r {
+        Ok(done) if done.rows_affected() == 1 => Ok(()),
+        Ok(_) => Err(StoreError::Duplicate("login")),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Duplicate("login")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn fetch_account_tx(conn: &mut AnyConnection, id: &str) -> Result<Account> {
+    let row = sqlx::query(sql_account_by_id())
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    account_from_row(&row)
+}
+
+// Statements built from column lists once, as 'static strings (sqlx wants SQL it can trust).
+macro_rules! static_sql {
+    ($name:ident, $($part:expr),+) => {
+        fn $name() -> &'static str {
+            static S: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            S.get_or_init(|| [$($part),+].concat()).as_str()
+        }
+    };
+}
+
+static_sql!(
+    sql_account_by_login,
+    "SELECT ",
+    ACCOUNT_COLS,
+    " FROM accounts WHERE login = $1"
+);
+static_sql!(
+    sql_account_by_id,
+    "SELECT ",
+    ACCOUNT_COLS,
+    " FROM accounts WHERE id = $1"
+);
+static_sql!(
+    sql_request_by_id,
+    "SELECT ",
+    REQUEST_COLS,
+    " FROM requests WHERE id = $1"
+);
+static_sql!(
+    sql_request_by_number,
+    "SELECT ",
+    REQUEST_COLS,
+    " FROM requests WHERE number = $1"
+);
+static_sql!(
+    sql_list_requests,
+    "SELECT ",
+    REQUEST_COLS,
+    " FROM requests WHERE (CAST($1 AS TEXT) IS NULL OR enterprise_id = $1) \
+     AND (CAST($2 AS TEXT) IS NULL OR province = $2) \
+     AND (CAST($3 AS TEXT) = '' OR (',' || $3 || ',') LIKE ('%,' || status || ',%')) \
+     ORDER BY CASE WHEN due_at IS NULL THEN 1 ELSE 0 END, due_at, created_at DESC \
+     LIMIT $4 OFFSET $5"
+);
+static_sql!(
+    sql_material_by_id,
+    "SELECT ",
+    MATERIAL_COLS,
+    " FROM materials WHERE id = $1"
+);
+static_sql!(
+    sql_materials_of_request,
+    "SELECT ",
+    MATERIAL_COLS,
+    " FROM materials WHERE request_id = $1 AND state IN ('staged', 'committed') ORDER BY item, id"
+);

@@ -1,0 +1,496 @@
+//! Records read from and written to the store.
+
+use chrono::{DateTime, Utc};
+use ekey_domain::request::{Action, Kind, Material, RequestForm, Role, Status};
+use serde::{Deserialize, Serialize};
+
+/// Which database is behind the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (embedded default).
+    Sqlite,
+    /// PostgreSQL (scale).
+    Postgres,
+}
+
+/// A provincial issuing agency and where enterprises collect their keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agency {
+    /// GB/T 2260 province code.
+    pub province: String,
+    /// Name, Chinese.
+    pub name_zh: String,
+    /// Name, English.
+    pub name_en: String,
+    /// Collection address.
+    pub address: String,
+    /// Collection window.
+    pub window: String,
+    /// Opening hours.
+    pub hours: String,
+    /// Hotline.
+    pub hotline: String,
+}
+
+/// An enterprise as registered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enterprise {
+    /// Id.
+    pub id: String,
+    /// Registered name.
+    pub name: String,
+    /// Unified social credit code.
+    pub credit_code: String,
+    /// Province (its agency).
+    pub province: String,
+    /// Registered or business address.
+    pub address: String,
+    /// Legal representative.
+    pub legal_representative: String,
+    /// When registered.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Fields of a new enterprise.
+#[derive(Clone, Debug)]
+pub struct NewEnterprise {
+    /// Id to give it.
+    pub id: String,
+    /// Registered name.
+    pub name: String,
+    /// Unified social credit code (validated).
+    pub credit_code: String,
+    /// Province code (validated).
+    pub province: String,
+    /// Address.
+    pub address: String,
+    /// Legal representative.
+    pub legal_representative: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A login account of any role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// Id.
+    pub id: String,
+    /// Login: email for enterprise users, a user name for staff.
+    pub login: String,
+    /// Email to write to.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// Mobile for SMS, if known.
+    pub mobile: Option<String>,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Role.
+    pub role: Role,
+    /// Enterprise (enterprise users).
+    pub enterprise_id: Option<String>,
+    /// Province (agency staff).
+    pub province: Option<String>,
+    /// Activated (enterprise accounts start inactive).
+    pub active: bool,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Fields of a new account.
+#[derive(Clone, Debug)]
+pub struct NewAccount {
+    /// Id to give it (kept if the login exists already on upsert).
+    pub id: String,
+    /// Login.
+    pub login: String,
+    /// Email.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// Mobile.
+    pub mobile: Option<String>,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Role.
+    pub role: Role,
+    /// Enterprise.
+    pub enterprise_id: Option<String>,
+    /// Province.
+    pub province: Option<String>,
+    /// Active at once.
+    pub active: bool,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A single-use token to store (hashed).
+#[derive(Clone, Debug)]
+pub struct NewToken {
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+    /// When issued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything a registration writes, in one transaction.
+#[derive(Clone, Debug)]
+pub struct NewRegistration {
+    /// The enterprise.
+    pub enterprise: NewEnterprise,
+    /// Its first account (inactive).
+    pub account: NewAccount,
+    /// Activation token.
+    pub activation: NewToken,
+    /// Activation mail.
+    pub mail: NewMessage,
+    /// Audit record.
+    pub audit: NewAudit,
+}
+
+/// A session to store.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    /// SHA-256 of the bearer token, hex.
+    pub token_hash: String,
+    /// Account.
+    pub account_id: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A request as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// Id.
+    pub id: String,
+    /// Public number, e.g. `EK320020261126000001`.
+    pub number: String,
+    /// Kind.
+    pub kind: Kind,
+    /// Status.
+    pub status: Status,
+    /// Version for check-and-set; increases with every change.
+    pub version: i64,
+    /// Owning enterprise.
+    pub enterprise_id: String,
+    /// Enterprise's province.
+    pub province: String,
+    /// Login name of the key.
+    pub login_name: Option<String>,
+    /// The form.
+    pub form: RequestForm,
+    /// Deadline running now.
+    pub due_at: Option<DateTime<Utc>>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// How the login name of a new request is obtained (after domain validation).
+#[derive(Clone, Debug)]
+pub enum LoginNameClaim {
+    /// Allocate a fresh one now.
+    Allocate,
+    /// Use a name this enterprise reserved with 获取登录名.
+    Reserved(String),
+    /// Register an existing (electromechanical) name; taken by another enterprise → error.
+    Existing(String),
+    /// A name the enterprise already owns (补办, renewal, unlock, cancellation).
+    Original(String),
+}
+
+/// A new request with everything its creation writes.
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    /// Id.
+    pub id: String,
+    /// Kind.
+    pub kind: Kind,
+    /// Enterprise.
+    pub enterprise_id: String,
+    /// Province.
+    pub province: String,
+    /// Form.
+    pub form: RequestForm,
+    /// Login name claim.
+    pub login_name: LoginNameClaim,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Actor account.
+    pub actor_id: String,
+    /// Audit record (object id is filled in by the store).
+    pub audit: NewAudit,
+}
+
+/// Filter for request lists.
+#[derive(Clone, Debug, Default)]
+pub struct RequestFilter {
+    /// Only this enterprise's.
+    pub enterprise_id: Option<String>,
+    /// Only this province's.
+    pub province: Option<String>,
+    /// Only these statuses (empty = all).
+    pub statuses: Vec<Status>,
+    /// Maximum rows.
+    pub limit: i64,
+    /// Rows to skip.
+    pub offset: i64,
+}
+
+/// One step in a request's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    /// Order within the request.
+    pub seq: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Account that acted (empty for the system).
+    pub actor_id: String,
+    /// Its role.
+    pub actor_role: Role,
+    /// Action machine name (`create` for creation).
+    pub action: String,
+    /// Status before (none at creation).
+    pub from_status: Option<Status>,
+    /// Status after.
+    pub to_status: Status,
+    /// Remark for the enterprise.
+    pub remark: Option<String>,
+}
+
+/// A state change to store in one transaction.
+#[derive(Clone, Debug)]
+pub struct Transition {
+    /// Request.
+    pub request_id: String,
+    /// Version read before deciding; the change applies only if still current.
+    pub expected_version: i64,
+    /// The action.
+    pub action: Action,
+    /// Status before (as read).
+    pub from: Status,
+    /// Status after.
+    pub to: Status,
+    /// Deadline after.
+    pub due_at: Option<DateTime<Utc>>,
+    /// New form (edits).
+    pub form: Option<RequestForm>,
+    /// Commit the staged materials (确认上传).
+    pub commit_materials: bool,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Actor account.
+    pub actor_id: String,
+    /// Actor role.
+    pub actor_role: Role,
+    /// Remark.
+    pub remark: Option<String>,
+    /// Audit record.
+    pub audit: NewAudit,
+    /// Messages caused.
+    pub outbox: Vec<NewMessage>,
+}
+
+/// State of an uploaded file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaterialState {
+    /// Uploaded, not yet confirmed.
+    Staged,
+    /// Confirmed with 确认上传.
+    Committed,
+    /// Replaced by a later file (kept as history).
+    Superseded,
+}
+
+impl MaterialState {
+    /// Machine name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaterialState::Staged => "staged",
+            MaterialState::Committed => "committed",
+            MaterialState::Superseded => "superseded",
+        }
+    }
+    pub(crate) fn parse(s: &str) -> MaterialState {
+        match s {
+            "staged" => MaterialState::Staged,
+            "committed" => MaterialState::Committed,
+            _ => MaterialState::Superseded,
+        }
+    }
+}
+
+/// An uploaded file's metadata (the bytes are in the blob store).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MaterialRecord {
+    /// Id.
+    pub id: i64,
+    /// Request.
+    pub request_id: String,
+    /// Checklist item.
+    pub item: Material,
+    /// State.
+    pub state: MaterialState,
+    /// Blob key.
+    pub blob_key: String,
+    /// MIME type judged from the content.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// File name as uploaded (display only).
+    pub file_name: Option<String>,
+    /// When uploaded.
+    pub uploaded_at: DateTime<Utc>,
+    /// Who uploaded.
+    pub uploaded_by: String,
+}
+
+/// An uploaded file to record.
+#[derive(Clone, Debug)]
+pub struct NewMaterial {
+    /// Request.
+    pub request_id: String,
+    /// Statuses in which the request accepts files.
+    pub allowed: Vec<Status>,
+    /// Item.
+    pub item: Material,
+    /// Blob key.
+    pub blob_key: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Size.
+    pub size: i64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// File name as uploaded.
+    pub file_name: Option<String>,
+    /// When.
+    pub uploaded_at: DateTime<Utc>,
+    /// Who.
+    pub uploaded_by: String,
+}
+
+/// An audit record to append.
+#[derive(Clone, Debug, Default)]
+pub struct NewAudit {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Account acting (empty for the system).
+    pub actor_id: String,
+    /// Role name.
+    pub actor_role: String,
+    /// Remote address.
+    pub address: String,
+    /// What happened (`request.agency_approve`, `session.create`, …).
+    pub action: String,
+    /// Object type.
+    pub object_type: String,
+    /// Object id.
+    pub object_id: String,
+    /// State before.
+    pub before: String,
+    /// State after.
+    pub after: String,
+}
+
+/// Result of walking the audit chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Records checked.
+    pub records: i64,
+    /// Sequence number of the first record that does not verify, and why.
+    pub first_broken: Option<(i64, String)>,
+}
+
+/// Channel of an outbox message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Email.
+    Email,
+    /// SMS.
+    Sms,
+}
+
+impl Channel {
+    /// Machine name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Sms => "sms",
+        }
+    }
+}
+
+/// A message to queue in the outbox.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// Channel.
+    pub channel: Channel,
+    /// Email address or mobile number.
+    pub recipient: String,
+    /// Subject (email).
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+    /// One message per event: a second message with the same key is not queued.
+    pub dedup_key: String,
+    /// When queued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A queued message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// Id.
+    pub id: i64,
+    /// Channel.
+    pub channel: Channel,
+    /// Recipient.
+    pub recipient: String,
+    /// Subject.
+    pub subject: String,
+    /// Body.
+    pub body: String,
+    /// Dedup key.
+    pub dedup_key: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// When queued.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Outbox counts by state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxCounts {
+    /// Waiting or being retried.
+    pub pending: i64,
+    /// Delivered.
+    pub sent: i64,
+    /// Given up (dead letters).
+    pub dead: i64,
+}
+
+/// A message in the development mailbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DevMail {
+    /// Recipient (email address or mobile number).
+    pub to: String,
+    /// Subject (empty for SMS).
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+    /// When delivered to the mailbox.
+    pub sent_at: DateTime<Utc>,
+    /// Channel.
+    pub channel: Channel,
+}
