@@ -40,6 +40,7 @@ macro_rules! contract_suite {
         contract_suite!(@tests $open, $backend;
             migrate_is_idempotent_and_seeds_the_agencies,
             register_writes_everything_at_once_and_duplicates_change_nothing,
+            concurrent_registrations_let_exactly_one_through,
             activation_token_works_once_and_not_after_expiry,
             sessions_live_until_revoked_or_expired,
             create_request_numbers_allocates_and_records_history,
@@ -648,6 +649,18 @@ async fn register_writes_everything_at_once_and_duplicates_change_nothing(
         ]),
         "one registration writes enterprise, account, token, mail and audit record"
     );
+    assert_eq!(
+        before.changed(&after),
+        [
+            "accounts",
+            "activation_tokens",
+            "audit_head",
+            "audit_log",
+            "enterprises",
+            "outbox"
+        ],
+        "and nothing else"
+    );
     assert_eq!(after.audit_head.0, 1);
 
     let ent = s
@@ -739,6 +752,83 @@ async fn register_writes_everything_at_once_and_duplicates_change_nothing(
     Ok(())
 }
 
+async fn concurrent_registrations_let_exactly_one_through(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let store = db.shared();
+    let race = |regs: Vec<NewRegistration>| {
+        let barrier = Arc::new(Barrier::new(regs.len()));
+        regs.into_iter()
+            .map(|reg| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.register(reg).await
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+
+    // One enterprise registered five times at once (five different people).
+    let code = credit_code("320000", 77);
+    let regs = (0..5)
+        .map(|i| {
+            let email = format!("clerk{i}@example.com");
+            registration(&code, &email, "320000", &format!("race-{i}"), t0())
+        })
+        .collect();
+    let (mut ok, mut duplicate) = (0, 0);
+    for task in race(regs) {
+        match task.await? {
+            Ok(_) => ok += 1,
+            Err(StoreError::Duplicate("credit_code")) => duplicate += 1,
+            Err(e) => bail!("unexpected error from a concurrent registration: {e:?}"),
+        }
+    }
+    assert_eq!((ok, duplicate), (1, 4));
+
+    // One email used by five enterprises at once.
+    let regs = (0..5)
+        .map(|i| {
+            registration(
+                &credit_code("320000", 100 + i),
+                "shared@example.com",
+                "320000",
+                &format!("race-mail-{i}"),
+                t0(),
+            )
+        })
+        .collect();
+    let (mut ok, mut duplicate) = (0, 0);
+    for task in race(regs) {
+        match task.await? {
+            Ok(_) => ok += 1,
+            Err(StoreError::Duplicate("login")) => duplicate += 1,
+            Err(e) => bail!("unexpected error from a concurrent registration: {e:?}"),
+        }
+    }
+    assert_eq!((ok, duplicate), (1, 4));
+
+    let now = snapshot(db).await?;
+    for table in [
+        "enterprises",
+        "accounts",
+        "activation_tokens",
+        "outbox",
+        "audit_log",
+    ] {
+        assert_eq!(
+            now.count(table),
+            2,
+            "{table}: no half-registered enterprise is left"
+        );
+    }
+    let report = s.verify_audit().await?;
+    assert_eq!(report.first_broken, None);
+    assert_eq!(report.records, 2);
+    Ok(())
+}
+
 async fn activation_token_works_once_and_not_after_expiry(db: &TestDb) -> Result<()> {
     let s = db.store();
     s.migrate().await?;
@@ -767,6 +857,11 @@ async fn activation_token_works_once_and_not_after_expiry(db: &TestDb) -> Result
     );
     let after = snapshot(db).await?;
     assert_eq!(before.delta(&after), grew(&[("audit_log", 1)]));
+    assert_eq!(
+        before.changed(&after),
+        ["accounts", "activation_tokens", "audit_head", "audit_log"],
+        "the account, the used token and the audit record, nothing else"
+    );
     let record = sqlx::query("SELECT actor_id, object_id FROM audit_log WHERE seq = $1")
         .bind(after.audit_head.0)
         .fetch_one(db.pool())
@@ -924,8 +1019,8 @@ async fn create_request_numbers_allocates_and_records_history(db: &TestDb) -> Re
     assert_eq!(r.created_at, t0());
     assert_eq!(r.updated_at, t0());
     assert!(
-        r.number.starts_with("EK3220260302"),
-        "number {} should carry province and Shanghai date",
+        r.number.starts_with("EK32") && r.number.contains("20260302"),
+        "number {} should carry the province and the date",
         r.number
     );
     let name = r.login_name.clone().context("no login name allocated")?;
@@ -979,6 +1074,20 @@ async fn create_request_numbers_allocates_and_records_history(db: &TestDb) -> Re
     assert!(r2.number.starts_with("EK32"), "{}", r2.number);
     assert_ne!(r2.login_name, r.login_name);
     assert_eq!(r2.form.reason.as_deref(), Some("新增进口业务经办人"));
+
+    // The date in the number is the date in China: 00:30 on 3 March in Shanghai is still
+    // 2 March in UTC.
+    let b = enterprise(db, 2, "320000").await?;
+    let midnight = Utc
+        .with_ymd_and_hms(2026, 3, 2, 16, 30, 0)
+        .single()
+        .context("valid time")?;
+    let r3 = s.create_request(first(&b, midnight)).await?;
+    assert!(
+        r3.number.starts_with("EK32") && r3.number.contains("20260303"),
+        "number {} should carry the Shanghai date 20260303",
+        r3.number
+    );
 
     // A request for an enterprise that does not exist.
     let before = snapshot(db).await?;
@@ -1361,6 +1470,17 @@ async fn transition_writes_state_history_outbox_and_audit_together(db: &TestDb) 
         grew(&[("audit_log", 1), ("outbox", 1), ("request_history", 1)]),
         "status, history, outbox and audit in one go"
     );
+    assert_eq!(
+        before.changed(&after),
+        [
+            "audit_head",
+            "audit_log",
+            "outbox",
+            "request_history",
+            "requests"
+        ],
+        "and nothing else"
+    );
     let mail = sqlx::query("SELECT recipient, subject, status FROM outbox WHERE dedup_key = $1")
         .bind(&t.outbox[0].dedup_key)
         .fetch_one(db.pool())
@@ -1528,13 +1648,34 @@ async fn concurrent_transitions_exactly_one_wins(db: &TestDb) -> Result<()> {
 async fn concurrent_transitions_of_different_requests_keep_one_chain(db: &TestDb) -> Result<()> {
     let s = db.store();
     s.migrate().await?;
-    let mut requests = Vec::new();
+    let mut ents = Vec::new();
     for n in 1..=10 {
-        let ent = enterprise(db, n, "320000").await?;
-        requests.push(s.create_request(first(&ent, t0())).await?);
+        ents.push(enterprise(db, n, "320000").await?);
     }
-    let before = snapshot(db).await?;
     let store = db.shared();
+
+    // Ten enterprises create their requests at the same moment: ten distinct numbers.
+    let barrier = Arc::new(Barrier::new(ents.len()));
+    let tasks: Vec<_> = ents
+        .iter()
+        .map(|ent| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            let new = first(ent, t0());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.create_request(new).await
+            })
+        })
+        .collect();
+    let mut requests = Vec::new();
+    for task in tasks {
+        requests.push(task.await??);
+    }
+    let numbers: BTreeSet<&str> = requests.iter().map(|r| r.number.as_str()).collect();
+    assert_eq!(numbers.len(), 10, "{numbers:?}");
+
+    // And submit them at the same moment: every audit record joins the one chain.
+    let before = snapshot(db).await?;
     let barrier = Arc::new(Barrier::new(requests.len()));
     let tasks: Vec<_> = requests
         .iter()

@@ -731,22 +731,15 @@ pub async fn decision(
 ) -> ApiResult<Json<RequestOut>> {
     auth.require(&[Role::Agency, Role::Provider])?;
     let r = visible(&state, &auth, &id).await?;
-    let action = match (r.status, body.approve, body.refuse) {
-        (Status::AgencyReview, true, _) => Action::AgencyApprove,
-        (Status::AgencyReview, false, false) => Action::AgencyReturn,
-        (Status::AgencyReview, false, true) => Action::AgencyRefuse,
-        (Status::ProviderReview, true, _) => Action::ProviderApprove,
-        (Status::ProviderReview, false, _) => Action::ProviderReturn,
-        (status, _, _) => {
-            return Err(DomainError::WrongState {
-                status,
-                action: match auth.account.role {
-                    Role::Agency => Action::AgencyApprove,
-                    _ => Action::ProviderApprove,
-                },
-            }
-            .into());
-        }
+    // The action follows from who decides, not from the status read a moment ago: a clerk
+    // whose click arrives after a colleague's gets "no longer in 验核" (409), not a
+    // puzzling "only the provider may".
+    let action = match (auth.account.role, body.approve, body.refuse) {
+        (Role::Agency, true, _) => Action::AgencyApprove,
+        (Role::Agency, false, false) => Action::AgencyReturn,
+        (Role::Agency, false, true) => Action::AgencyRefuse,
+        (_, true, _) => Action::ProviderApprove,
+        (_, false, _) => Action::ProviderReturn,
     };
     let updated = act(&state, &auth, r, action, body.remark.as_deref(), None).await?;
     Ok(Json(detail(&state, &auth, updated).await?))

@@ -1,0 +1,350 @@
+//! The first-issue path end to end, as an enterprise, its agency and the provider live it.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::*;
+
+async fn first_issue_to_production(db: Db) {
+    let s = TestServer::start(db).await;
+    let code = credit_code("91320100MA1N2P3Q4");
+    let email = "clerk@jinling-trade.example";
+
+    // Register: the activation mail arrives with the seed's subject; no login before it.
+    let (status, v) = s
+        .post(
+            "/api/v1/registrations",
+            None,
+            registration("金陵贸易有限公司", &code, "320000", email),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let mail = s.wait_message(email, "激活").await;
+    assert_eq!(mail["subject"], "调用商务部统一用户管理平台激活企业账户");
+    let (status, v) = s
+        .post(
+            "/api/v1/sessions",
+            None,
+            json!({"login": email, "password": "Secret-2026"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(v["code"], "ekey.auth.not_activated");
+    let link = activation_link(&mail);
+    let res = s.client.get(&link).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = s.client.get(&link).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::GONE,
+        "an activation link works once"
+    );
+    let ent = s.login_with(email, "Secret-2026").await;
+    let agency = s.login("agency-320000").await;
+    let beijing = s.login("agency-110000").await;
+    let provider = s.login("provider").await;
+
+    // Fill the form; the login name is allocated.
+    let (status, v) = s
+        .post(
+            "/api/v1/requests",
+            Some(&ent),
+            first_request("liming@example.com"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["status"], "draft");
+    let id = v["id"].as_str().unwrap().to_string();
+    let number = v["number"].as_str().unwrap().to_string();
+    assert!(number.starts_with("EK3220260212"), "{number}");
+    let (_, r) = s.get(&format!("/api/v1/requests/{id}"), Some(&ent)).await;
+    let login_name = r["login_name"].as_str().unwrap().to_string();
+    assert!(login_name.starts_with("ek32"), "{login_name}");
+    assert_eq!(r["due_at"], serde_json::Value::Null);
+
+    // Documents exist (in the API) once the form is final.
+    let (status, v) = s
+        .get(
+            &format!("/api/v1/requests/{id}/documents/application-form.pdf"),
+            Some(&ent),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/submit"),
+            Some(&ent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "awaiting_materials");
+    for doc in ["application-form.pdf", "confirmation-letter.pdf"] {
+        let (status, _) = s
+            .get(
+                &format!("/api/v1/requests/{id}/documents/{doc}"),
+                Some(&ent),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{doc}");
+    }
+
+    // Five of six scans: confirm is refused and names the missing one.
+    upload_all(&s, &ent, &id, &SIX[..5]).await;
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/confirm-upload"),
+            Some(&ent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["code"], "ekey.material.missing");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("数字证书用户协议书"),
+        "{v}"
+    );
+    upload_all(&s, &ent, &id, &SIX[5..]).await;
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/confirm-upload"),
+            Some(&ent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "agency_review");
+    // Thu 2026-02-12 + 2 working days: Fri 13th and the make-up Saturday 14th.
+    assert_eq!(v["due_at"], "2026-02-15T00:00:00+08:00");
+
+    // Another province's clerk cannot see it; the provider cannot pre-review it.
+    let (status, v) = s
+        .get(&format!("/api/v1/requests/{id}"), Some(&beijing))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/decision"),
+            Some(&provider),
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "ekey.request.wrong_state");
+    // The enterprise cannot decide at all.
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/decision"),
+            Some(&ent),
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+
+    // 验核未通过 with a remark: back to the enterprise, which is told by mail and SMS.
+    let remark = "营业执照扫描件不清晰，请重新扫描上传";
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/decision"),
+            Some(&agency),
+            json!({"approve": false, "remark": remark}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "returned");
+    assert_eq!(v["due_at"], serde_json::Value::Null);
+    let m = s.wait_message("liming@example.com", "验核未通过").await;
+    assert!(m["body"].as_str().unwrap().contains(remark));
+    s.wait_message("13912345678", &number).await;
+
+    // The enterprise replaces the scan and confirms again: 验核 again.
+    let (status, v) = s
+        .put_bytes(
+            &format!("/api/v1/requests/{id}/materials/business_licence"),
+            Some(&ent),
+            "image/jpeg",
+            png(5000),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v["content_type"], "image/png",
+        "type judged by content, not header"
+    );
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/confirm-upload"),
+            Some(&ent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "agency_review");
+
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/decision"),
+            Some(&agency),
+            json!({"approve": true, "remark": "材料齐全"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "provider_review");
+    // 5 working days for 复核 + production: 13th, 14th, then after the holiday 24th–26th.
+    assert_eq!(v["due_at"], "2026-02-27T00:00:00+08:00");
+
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/decision"),
+            Some(&provider),
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "in_production");
+    assert_eq!(
+        v["due_at"], "2026-02-27T00:00:00+08:00",
+        "production keeps the 复核 clock"
+    );
+    s.wait_message("liming@example.com", "复核通过").await;
+
+    // The history tells the whole story, with roles and the remark.
+    let (_, r) = s.get(&format!("/api/v1/requests/{id}"), Some(&ent)).await;
+    let steps: Vec<(String, String)> = r["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["action"].as_str().unwrap().into(),
+                h["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("create", "draft"),
+        ("submit", "awaiting_materials"),
+        ("confirm_upload", "agency_review"),
+        ("agency_return", "returned"),
+        ("confirm_upload", "agency_review"),
+        ("agency_approve", "provider_review"),
+        ("provider_approve", "in_production"),
+    ];
+    assert_eq!(steps, expected.map(|(a, b)| (a.to_string(), b.to_string())));
+    assert_eq!(r["history"][3]["remark"], remark);
+    assert_eq!(r["history"][3]["actor_role"], "agency");
+    assert!(r["history"][0]["at"].as_str().unwrap().ends_with("+08:00"));
+
+    // Public result query: number + credit code, no login.
+    let (status, v) = s
+        .get(
+            &format!("/api/v1/public/result?number={number}&credit_code={code}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "in_production");
+    assert_eq!(v["ready_for_collection"], false);
+    assert_eq!(v["collection"]["address"], "南京市汉中门大街145号");
+    assert_eq!(v["collection"]["hotline"], "025-83666306");
+    assert!(v["collection"]["window"].as_str().unwrap().contains("A18"));
+    let other = credit_code("91320100MA1N2P3Q5");
+    let (status, v) = s
+        .get(
+            &format!("/api/v1/public/result?number={number}&credit_code={other}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+
+    let report = s.verify_audit().await;
+    assert_eq!(report.first_broken, None);
+    assert!(report.records >= 10, "{report:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_issue_to_production_sqlite() {
+    first_issue_to_production(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_issue_to_production_postgres() {
+    first_issue_to_production(Db::Postgres).await;
+}
+
+async fn concurrent_decisions_one_wins(db: Db) {
+    let s = TestServer::start(db).await;
+    let ent = s.login("demo@ekey.example").await;
+    let id = request_in_agency_review(&s, &ent).await;
+    let tokens = [
+        s.login("agency-320000").await,
+        s.login("agency-320000").await,
+    ];
+    let before = s.verify_audit().await.records;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let client = s.client.clone();
+        let url = s.url(&format!("/api/v1/requests/{id}/decision"));
+        let token = tokens[i % 2].clone();
+        // Half approve, half return: whichever commits first decides; the rest must fail.
+        let body = if i % 2 == 0 {
+            json!({"approve": true})
+        } else {
+            json!({"approve": false, "remark": "材料不全"})
+        };
+        tasks.push(tokio::spawn(async move {
+            let res = client
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status();
+            let v: serde_json::Value = res.json().await.unwrap();
+            (status, v)
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        if status == StatusCode::OK {
+            ok += 1;
+        } else {
+            assert_eq!(status, StatusCode::CONFLICT, "{v}");
+            let code = v["code"].as_str().unwrap();
+            assert!(
+                code == "ekey.request.conflict" || code == "ekey.request.wrong_state",
+                "{v}"
+            );
+        }
+    }
+    assert_eq!(ok, 1, "exactly one decision wins");
+    let (_, r) = s.get(&format!("/api/v1/requests/{id}"), Some(&ent)).await;
+    let decisions = r["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["action"] == "agency_approve" || h["action"] == "agency_return")
+        .count();
+    assert_eq!(decisions, 1, "{r:#}");
+    let report = s.verify_audit().await;
+    assert_eq!(report.first_broken, None);
+    // Logins add audit records too; the decisions add exactly one.
+    assert_eq!(report.records, before + 1, "one decision audited");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_decisions_one_wins_sqlite() {
+    concurrent_decisions_one_wins(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_decisions_one_wins_postgres() {
+    concurrent_decisions_one_wins(Db::Postgres).await;
+}

@@ -1,0 +1,6 @@
+//! The API integration suite: one binary, every test against a real server on 127.0.0.1,
+//! each on SQLite and on PostgreSQL.
+
+mod support;
+
+mod flow;
