@@ -1028,6 +1028,55 @@ pub fn validate_new_request(
     Ok(())
 }
 
+/// The state diagram of one kind as Mermaid text, generated from [`TABLE`] (docs/ holds the
+/// rendered file; a test keeps it in step with the table).
+pub fn mermaid(kind: Kind) -> String {
+    let mut out = format!(
+        "```mermaid\n%% {} ({})\nstateDiagram-v2\n    [*] --> draft\n",
+        kind.name_en(),
+        kind.name_zh()
+    );
+    for r in kind.rules() {
+        let deadline = match r.deadline {
+            Deadline::Start(n) => format!(", due in {n} working days"),
+            Deadline::Keep => ", deadline continues".to_string(),
+            Deadline::Clear => String::new(),
+        };
+        out.push_str(&format!(
+            "    {} --> {}: {} ({}{})\n",
+            r.from.as_str(),
+            r.to.as_str(),
+            r.action.as_str(),
+            r.role.as_str(),
+            deadline
+        ));
+    }
+    for s in Status::ALL.iter().filter(|s| s.is_terminal()) {
+        if kind.rules().any(|r| r.to == *s) {
+            out.push_str(&format!("    {} --> [*]\n", s.as_str()));
+        }
+    }
+    out.push_str("```\n");
+    out
+}
+
+/// The whole of `docs/state-machine.md`, generated from the table.
+pub fn state_machine_doc() -> String {
+    let mut out = String::from(
+        "# Request state machines\n\n\
+         Generated from `TABLE` in `crates/ekey-domain/src/request.rs` by \
+         `EKEY_REGENERATE_DOCS=1 cargo test -p ekey-domain --test docs`; \
+         the test fails when this file and the table disagree.\n\n\
+         Each arrow: action (role that may take it, effect on the deadline). \
+         Working days count as described in the README.\n",
+    );
+    for kind in Kind::ALL {
+        out.push_str(&format!("\n## {} — {}\n\n", kind.name_zh(), kind.name_en()));
+        out.push_str(&mermaid(*kind));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1507,53 +1556,4 @@ mod tests {
             );
         }
     }
-}
-
-/// The state diagram of one kind as Mermaid text, generated from [`TABLE`] (docs/ holds the
-/// rendered file; a test keeps it in step with the table).
-pub fn mermaid(kind: Kind) -> String {
-    let mut out = format!(
-        "```mermaid\n%% {} ({})\nstateDiagram-v2\n    [*] --> draft\n",
-        kind.name_en(),
-        kind.name_zh()
-    );
-    for r in kind.rules() {
-        let deadline = match r.deadline {
-            Deadline::Start(n) => format!(", due in {n} working days"),
-            Deadline::Keep => ", deadline continues".to_string(),
-            Deadline::Clear => String::new(),
-        };
-        out.push_str(&format!(
-            "    {} --> {}: {} ({}{})\n",
-            r.from.as_str(),
-            r.to.as_str(),
-            r.action.as_str(),
-            r.role.as_str(),
-            deadline
-        ));
-    }
-    for s in Status::ALL.iter().filter(|s| s.is_terminal()) {
-        if kind.rules().any(|r| r.to == *s) {
-            out.push_str(&format!("    {} --> [*]\n", s.as_str()));
-        }
-    }
-    out.push_str("```\n");
-    out
-}
-
-/// The whole of `docs/state-machine.md`, generated from the table.
-pub fn state_machine_doc() -> String {
-    let mut out = String::from(
-        "# Request state machines\n\n\
-         Generated from `TABLE` in `crates/ekey-domain/src/request.rs` by \
-         `EKEY_REGENERATE_DOCS=1 cargo test -p ekey-domain --test docs`; \
-         the test fails when this file and the table disagree.\n\n\
-         Each arrow: action (role that may take it, effect on the deadline). \
-         Working days count as described in the README.\n",
-    );
-    for kind in Kind::ALL {
-        out.push_str(&format!("\n## {} — {}\n\n", kind.name_zh(), kind.name_en()));
-        out.push_str(&mermaid(*kind));
-    }
-    out
 }

@@ -52,7 +52,9 @@ macro_rules! contract_suite {
             concurrent_transitions_exactly_one_wins,
             concurrent_transitions_of_different_requests_keep_one_chain,
             materials_stage_supersede_lock_and_commit,
+            upload_racing_confirm_upload_never_leaves_a_staged_file_under_review,
             audit_chain_detects_tampering_and_deletion,
+            verifying_while_records_are_appended_reports_no_break,
             outbox_dedups_leases_retries_and_dead_letters,
             list_requests_filters_and_puts_the_soonest_deadline_first,
         );
@@ -1965,6 +1967,79 @@ async fn materials_stage_supersede_lock_and_commit(db: &TestDb) -> Result<()> {
     Ok(())
 }
 
+async fn upload_racing_confirm_upload_never_leaves_a_staged_file_under_review(
+    db: &TestDb,
+) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let store = db.shared();
+    for round in 0..8u32 {
+        let ent = enterprise(db, round + 1, "320000").await?;
+        let r = s.create_request(first(&ent, t0())).await?;
+        let r = s
+            .apply_transition(step(
+                &r,
+                Action::Submit,
+                Status::AwaitingMaterials,
+                Role::Enterprise,
+                t0() + mins(1),
+            ))
+            .await?;
+        s.stage_material(
+            upload(
+                &r,
+                Material::BusinessLicence,
+                "first",
+                UPLOAD_OPEN,
+                t0() + mins(2),
+            ),
+            audit(t0() + mins(2), "material.upload", &r.id, "staged"),
+        )
+        .await?;
+
+        let barrier = Arc::new(Barrier::new(2));
+        let mut confirm = step(
+            &r,
+            Action::ConfirmUpload,
+            Status::AgencyReview,
+            Role::Enterprise,
+            t0() + mins(3),
+        );
+        confirm.commit_materials = true;
+        let confirming = {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.apply_transition(confirm).await
+            })
+        };
+        let late = upload(&r, Material::IdCard, "late", UPLOAD_OPEN, t0() + mins(3));
+        let uploading = {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            let audit = audit(t0() + mins(3), "material.upload", &r.id, "staged");
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.stage_material(late, audit).await
+            })
+        };
+        let confirmed = confirming.await??;
+        assert_eq!(confirmed.status, Status::AgencyReview);
+        match uploading.await? {
+            Ok(_) | Err(StoreError::Domain(DomainError::MaterialsLocked(Status::AgencyReview))) => {
+            }
+            Err(e) => bail!("round {round}: unexpected upload error {e:?}"),
+        }
+        let materials = s.materials(&r.id).await?;
+        assert!(
+            materials
+                .iter()
+                .all(|m| m.state == MaterialState::Committed),
+            "round {round}: a file under review was never confirmed: {materials:?}"
+        );
+    }
+    Ok(())
+}
+
 // =============================================================================================
 // 10. The audit chain
 // =============================================================================================
@@ -2131,6 +2206,42 @@ async fn audit_chain_detects_tampering_and_deletion(db: &TestDb) -> Result<()> {
         matches!(report.first_broken, Some((7, _))),
         "a removed last record: {report:?}"
     );
+    Ok(())
+}
+
+/// `ekey audit verify` on a live system: records keep being appended while the chain is
+/// walked; a sound chain must never be reported broken.
+async fn verifying_while_records_are_appended_reports_no_break(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let store = db.shared();
+    let writer = tokio::spawn(async move {
+        for i in 0..400 {
+            store
+                .append_audit(audit(t0() + mins(i), "session.create", "acc", "session"))
+                .await?;
+        }
+        Ok::<_, StoreError>(())
+    });
+    let mut false_alarms = Vec::new();
+    let mut runs = 0;
+    while !writer.is_finished() {
+        let report = s.verify_audit().await?;
+        runs += 1;
+        if let Some(broken) = report.first_broken {
+            false_alarms.push((report.records, broken));
+        }
+    }
+    writer.await??;
+    assert!(
+        false_alarms.is_empty(),
+        "{} of {runs} verifications during appends reported a sound chain broken, e.g. {:?}",
+        false_alarms.len(),
+        false_alarms.first()
+    );
+    let report = s.verify_audit().await?;
+    assert_eq!(report.first_broken, None);
+    assert_eq!(report.records, 400);
     Ok(())
 }
 
