@@ -348,3 +348,232 @@ async fn concurrent_decisions_one_wins_sqlite() {
 async fn concurrent_decisions_one_wins_postgres() {
     concurrent_decisions_one_wins(Db::Postgres).await;
 }
+
+async fn activation_expires_and_resend_replaces_the_link(db: Db) {
+    let s = TestServer::start(db).await;
+    let email = "late@example.com";
+    let code = credit_code("91320200MA1P2Q3R4");
+    let (status, _) = s
+        .post(
+            "/api/v1/registrations",
+            None,
+            registration("无锡迟到贸易有限公司", &code, "320000", email),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let first = activation_link(&s.wait_message(email, "激活").await);
+    // 49 hours later the 48-hour link is dead.
+    s.clock.advance(chrono::Duration::hours(49));
+    let res = s
+        .client
+        .get(&first)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::GONE);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("已过期"), "{page}");
+    // Resend: a new link; the answer is the same for unknown emails (no enumeration).
+    let (status, _) = s
+        .post(
+            "/api/v1/registrations/resend",
+            None,
+            json!({"email": email}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = s
+        .post(
+            "/api/v1/registrations/resend",
+            None,
+            json!({"email": "nobody@example.com"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let mut second = None;
+    for _ in 0..100 {
+        let links: Vec<String> = s
+            .mailbox()
+            .await
+            .iter()
+            .filter(|m| m["to"] == email)
+            .map(activation_link)
+            .collect();
+        if links.len() == 2 {
+            second = Some(links[1].clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let second = second.expect("a second activation mail");
+    assert_ne!(first, second);
+    let res = s
+        .client
+        .get(&second)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("已激活"));
+    s.login_with(email, "Secret-2026").await;
+    assert!(
+        s.mailbox()
+            .await
+            .iter()
+            .all(|m| m["to"] != "nobody@example.com")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn activation_expires_and_resend_replaces_the_link_sqlite() {
+    activation_expires_and_resend_replaces_the_link(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn activation_expires_and_resend_replaces_the_link_postgres() {
+    activation_expires_and_resend_replaces_the_link(Db::Postgres).await;
+}
+
+async fn everyone_sees_only_their_own(db: Db) {
+    let s = TestServer::start(db).await;
+    let jiangsu = s.login("demo@ekey.example").await;
+    let beijing_ent = s
+        .register_and_login(
+            "北京燕京贸易有限公司",
+            &credit_code("91110000MA0A1B2C3"),
+            "110000",
+            "bj@example.com",
+        )
+        .await;
+    let js_id = request_in_agency_review(&s, &jiangsu).await;
+    let bj_id = request_in_agency_review(&s, &beijing_ent).await;
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, v) = s.get("/api/v1/requests", Some(&jiangsu)).await;
+    assert_eq!(ids(&v), vec![js_id.clone()]);
+    let (_, v) = s
+        .get("/api/v1/requests", Some(&s.login("agency-320000").await))
+        .await;
+    assert_eq!(ids(&v), vec![js_id.clone()]);
+    let (_, v) = s
+        .get(
+            "/api/v1/requests?status=agency_review",
+            Some(&s.login("agency-110000").await),
+        )
+        .await;
+    assert_eq!(ids(&v), vec![bj_id.clone()]);
+    let (_, v) = s
+        .get("/api/v1/requests", Some(&s.login("provider").await))
+        .await;
+    assert_eq!(ids(&v).len(), 2);
+    let (status, _) = s
+        .get(&format!("/api/v1/requests/{bj_id}"), Some(&jiangsu))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s
+        .get(
+            &format!("/api/v1/requests/{js_id}/materials/id_card"),
+            Some(&beijing_ent),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The owner downloads the scan it uploaded, byte for byte.
+    let res = s
+        .client
+        .get(s.url(&format!("/api/v1/requests/{js_id}/materials/id_card")))
+        .bearer_auth(&jiangsu)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), png(2000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn everyone_sees_only_their_own_sqlite() {
+    everyone_sees_only_their_own(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn everyone_sees_only_their_own_postgres() {
+    everyone_sees_only_their_own(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn edit_and_withdraw_a_draft() {
+    let s = TestServer::start(Db::Sqlite).await;
+    let ent = s.login("demo@ekey.example").await;
+    let (_, v) = s
+        .post(
+            "/api/v1/requests",
+            Some(&ent),
+            first_request("a@example.com"),
+        )
+        .await;
+    let id = v["id"].as_str().unwrap().to_string();
+    let (status, v) = s
+        .patch(
+            &format!("/api/v1/requests/{id}"),
+            Some(&ent),
+            json!({"licence_types": ["textiles", "dual_use"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["form"]["licence_types"], json!(["textiles", "dual_use"]));
+    assert_eq!(v["status"], "draft");
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/withdraw"),
+            Some(&ent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "withdrawn");
+    // A withdrawn request no longer counts: a new first issue is possible.
+    let (status, v) = s
+        .post(
+            "/api/v1/requests",
+            Some(&ent),
+            first_request("a@example.com"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_documents_every_public_path() {
+    let s = TestServer::start(Db::Sqlite).await;
+    let (status, doc) = s.get("/api/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/healthz",
+        "/api/v1/sessions",
+        "/api/v1/registrations",
+        "/api/v1/requests",
+        "/api/v1/requests/{id}",
+        "/api/v1/requests/{id}/submit",
+        "/api/v1/requests/{id}/documents/application-form.pdf",
+        "/api/v1/requests/{id}/documents/confirmation-letter.pdf",
+        "/api/v1/requests/{id}/materials/{item}",
+        "/api/v1/requests/{id}/confirm-upload",
+        "/api/v1/requests/{id}/decision",
+        "/api/v1/public/result",
+        "/api/v1/dev/mailbox",
+    ] {
+        assert!(paths.contains_key(p), "OpenAPI lacks {p}");
+    }
+    let (status, v) = s.get("/api/v1/no-such-thing", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(v["code"], "ekey.not_found");
+}

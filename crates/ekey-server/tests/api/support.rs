@@ -224,7 +224,7 @@ impl TestServer {
         let link = activation_link(&mail);
         let res = self.client.get(&link).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
-        self.login(email).await
+        self.login_with(email, "Secret-2026").await
     }
 
     /// Every table's row count plus the end of the audit chain: if two snapshots are
