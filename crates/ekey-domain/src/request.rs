@@ -949,14 +949,9 @@ pub fn check_login_name(name: &str) -> Result<(), DomainError> {
     }
 }
 
-/// Checks the rules of a new request's form (everything that needs no database beyond
-/// `holdings`). Ownership of an original login name and uniqueness of an existing one are
-/// checked by the store in the same transaction that records the request.
-pub fn validate_new_request(
-    kind: Kind,
-    form: &RequestForm,
-    holdings: Holdings,
-) -> Result<(), DomainError> {
+/// Checks the rules of a request's form that need no database: names, licence types,
+/// reasons, login-name modes, one authorised user on form and confirmation letter.
+pub fn validate_form(kind: Kind, form: &RequestForm) -> Result<(), DomainError> {
     if form.authorised_user.name.trim().is_empty() {
         return Err(DomainError::Required {
             field: "authorised_user.name",
@@ -1015,6 +1010,19 @@ pub fn validate_new_request(
     {
         return Err(DomainError::ExistingNameNeedsMechanical);
     }
+    Ok(())
+}
+
+/// Checks a new request: its form, and against `holdings` the key count (at most three,
+/// active plus in progress; a first issue only without keys; 增办 only with one). Ownership
+/// of an original login name and uniqueness of an existing one are checked by the store in
+/// the same transaction that records the request.
+pub fn validate_new_request(
+    kind: Kind,
+    form: &RequestForm,
+    holdings: Holdings,
+) -> Result<(), DomainError> {
+    validate_form(kind, form)?;
     match kind {
         Kind::First if holdings.keys_held > 0 => return Err(DomainError::NotFirst),
         Kind::Additional if holdings.keys_held == 0 => return Err(DomainError::NoKeyYet),

@@ -133,6 +133,7 @@ pub fn router(state: AppState) -> Router {
     .fallback(not_found)
     .layer(middleware::from_fn(localize))
     .layer(middleware::from_fn(security_headers))
+    .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)
 }
 

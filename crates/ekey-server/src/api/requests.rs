@@ -676,15 +676,12 @@ pub async fn edit(
     if let Some(lost) = body.key_lost {
         form.key_lost = lost;
     }
-    // The same rules as at creation, except the key count (the request is already counted).
-    ekey_domain::request::validate_new_request(
+    // The same form rules as at creation; the key count was checked then.
+    ekey_domain::request::validate_form(
         r.kind,
         &RequestForm {
             login_name: r.login_name.clone().or(form.login_name.clone()),
             ..form.clone()
-        },
-        ekey_domain::request::Holdings {
-            keys_held: u32::from(r.kind == Kind::Additional),
         },
     )?;
     let updated = act(&state, &auth, r, Action::Edit, None, Some(form)).await?;
