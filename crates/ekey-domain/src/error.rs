@@ -308,8 +308,8 @@ impl DomainError {
                 .into(),
             LoginNameTaken => lang
                 .pick(
-                    "该用户登录名已被其他企业使用，请核对或点击“获取登录名”",
-                    "This login name is already in use by another enterprise",
+                    "该用户登录名已被使用（一个登录名只能对应一个电子钥匙），请核对或点击“获取登录名”",
+                    "This login name is already in use (one login name, one key)",
                 )
                 .into(),
             LoginNameNotOwned => lang

@@ -92,16 +92,6 @@ impl ApiError {
             "Internal error; please retry later",
         )
     }
-
-    /// Malformed input (JSON that does not parse, wrong types).
-    pub fn malformed(detail: impl std::fmt::Display) -> Self {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "ekey.input.malformed",
-            format!("提交的数据格式不正确：{detail}"),
-            format!("Malformed input: {detail}"),
-        )
-    }
 }
 
 impl From<DomainError> for ApiError {

@@ -15,6 +15,8 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
     /// Reads the bytes under `key`.
     async fn get(&self, key: &str) -> Result<Vec<u8>>;
+    /// Removes `key` (a file whose metadata was never committed); absent is fine.
+    async fn delete(&self, key: &str) -> Result<()>;
 }
 
 /// Blobs in a local directory.
@@ -83,6 +85,15 @@ impl BlobStore for LocalBlobStore {
         match tokio::fs::read(&path).await {
             Ok(b) => Ok(b),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

@@ -114,7 +114,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
     ) -> Result<Option<Account>>;
     /// Ends a session.
-    async fn revoke_session(&self, token_hash: &str) -> Result<()>;
+    async fn revoke_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<()>;
 
     // ----- login names -----
     /// Allocates and reserves a fresh login name for the enterprise (获取登录名).

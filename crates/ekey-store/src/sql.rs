@@ -670,11 +670,11 @@ impl Store for SqlStore {
         .transpose()
     }
 
-    async fn revoke_session(&self, token_hash: &str) -> Result<()> {
+    async fn revoke_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<()> {
         sqlx::query(
             "UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
         )
-        .bind(ms(Utc::now()))
+        .bind(ms(now))
         .bind(token_hash)
         .execute(&self.pool)
         .await?;
@@ -742,11 +742,24 @@ impl Store for SqlStore {
                 .bind(ms(new.at))
                 .execute(&mut *tx)
                 .await?;
-                if inserted.rows_affected() == 0
-                    && login_name_owner(&mut tx, name).await?.as_deref()
-                        != Some(new.enterprise_id.as_str())
-                {
-                    return Err(DomainError::LoginNameTaken.into());
+                if inserted.rows_affected() == 0 {
+                    // Already registered: only its owner may bring it again, and only when no
+                    // open request or live key uses it (one login name, one key).
+                    let rebound = sqlx::query(
+                        "UPDATE login_names SET request_id = $1 WHERE name = $2 AND enterprise_id = $3 \
+                         AND (request_id IS NULL OR request_id IN (SELECT id FROM requests \
+                              WHERE status IN ('withdrawn', 'refused'))) \
+                         AND NOT EXISTS (SELECT 1 FROM keys WHERE login_name = $2 \
+                              AND status NOT IN ('revoked', 'lost', 'damaged', 'expired'))",
+                    )
+                    .bind(&new.id)
+                    .bind(name)
+                    .bind(&new.enterprise_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if rebound.rows_affected() == 0 {
+                        return Err(DomainError::LoginNameTaken.into());
+                    }
                 }
                 name.clone()
             }
@@ -1047,14 +1060,22 @@ impl Store for SqlStore {
         let mut expected_seq = 1i64;
         let mut checked = 0i64;
         const PAGE: i64 = 5000;
+        // The end of the chain as it stands now: records appended while we walk are not
+        // part of this verification (and must not look like a truncated log).
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        let head_seq: i64 = head.try_get("seq")?;
+        let head_hash: String = head.try_get("hash")?;
         loop {
             let rows = sqlx::query(
                 "SELECT seq, at, actor_id, actor_role, address, action, object_type, object_id, \
                  before_state, after_state, prev_hash, hash FROM audit_log \
-                 WHERE seq >= $1 ORDER BY seq LIMIT $2",
+                 WHERE seq >= $1 AND seq <= $3 ORDER BY seq LIMIT $2",
             )
             .bind(expected_seq)
             .bind(PAGE)
+            .bind(head_seq)
             .fetch_all(&self.pool)
             .await?;
             if rows.is_empty() {
@@ -1112,11 +1133,7 @@ impl Store for SqlStore {
                 checked += 1;
             }
         }
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
-        let head_seq: i64 = head.try_get("seq")?;
-        let head_hash: String = head.try_get("hash")?;
+
         if head_seq != checked || head_hash != prev {
             return Ok(AuditReport {
                 records: checked,

@@ -168,7 +168,8 @@ pub struct NewSession {
 pub struct RequestRecord {
     /// Id.
     pub id: String,
-    /// Public number, e.g. `EK320020261126000001`.
+    /// Public number: `EK`, the province's first two digits, the date in Beijing time and a
+    /// daily counter, e.g. `EK322026112600001`.
     pub number: String,
     /// Kind.
     pub kind: Kind,

@@ -57,6 +57,7 @@ macro_rules! contract_suite {
             verifying_while_records_are_appended_reports_no_break,
             outbox_dedups_leases_retries_and_dead_letters,
             list_requests_filters_and_puts_the_soonest_deadline_first,
+            one_existing_login_name_serves_one_open_request,
         );
     };
     (@tests $open:ident, $backend:expr; $($test:ident),+ $(,)?) => {
@@ -981,14 +982,16 @@ async fn sessions_live_until_revoked_or_expired(db: &TestDb) -> Result<()> {
     );
 
     s.create_session(session("bearer-2"), login).await?;
-    s.revoke_session(&token_hash("bearer-2")).await?;
+    s.revoke_session(&token_hash("bearer-2"), Utc::now())
+        .await?;
     assert_eq!(
         s.session_account(&token_hash("bearer-2"), t0() + mins(5))
             .await?,
         None,
         "a revoked session"
     );
-    s.revoke_session(&token_hash("bearer-2")).await?;
+    s.revoke_session(&token_hash("bearer-2"), Utc::now())
+        .await?;
     assert!(
         s.session_account(&token_hash("bearer-1"), t0() + mins(5))
             .await?
@@ -2629,5 +2632,48 @@ async fn list_requests_filters_and_puts_the_soonest_deadline_first(db: &TestDb) 
         })
         .await?;
     assert_eq!(listed, vec![c1]);
+    Ok(())
+}
+
+/// An enterprise cannot put its existing (electromechanical) login name on two open requests:
+/// one login name, one key. Once the first request is withdrawn the name is free for it again.
+async fn one_existing_login_name_serves_one_open_request(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let ent = enterprise(db, 71, "320000").await?;
+    let existing = |at| {
+        new_request(
+            &ent,
+            Kind::First,
+            form(LoginNameMode::Existing, Some("jd_once_01"), None),
+            LoginNameClaim::Existing("jd_once_01".into()),
+            at,
+        )
+    };
+    let r1 = s.create_request(existing(t0())).await?;
+    let mut second = existing(t0() + mins(1));
+    second.kind = Kind::Additional;
+    second.form.reason = Some("第二个经办人".into());
+    let before = snapshot(db).await?;
+    let err = refused(
+        s.create_request(second.clone()).await,
+        "second use of one existing name",
+    )?;
+    assert!(
+        matches!(err, StoreError::Domain(DomainError::LoginNameTaken)),
+        "{err:?}"
+    );
+    assert_unchanged(db, &before, "second use of one existing name").await?;
+    s.apply_transition(step(
+        &r1,
+        Action::Withdraw,
+        Status::Withdrawn,
+        Role::Enterprise,
+        t0() + mins(2),
+    ))
+    .await?;
+    let again = existing(t0() + mins(3));
+    let r2 = s.create_request(again).await?;
+    assert_eq!(r2.login_name.as_deref(), Some("jd_once_01"));
     Ok(())
 }

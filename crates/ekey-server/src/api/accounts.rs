@@ -141,7 +141,10 @@ pub async fn login(
 #[utoipa::path(delete, path = "/api/v1/sessions/current", tag = "accounts",
     security(("bearer" = [])), responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<StatusCode> {
-    state.store.revoke_session(&auth.token_hash).await?;
+    state
+        .store
+        .revoke_session(&auth.token_hash, state.clock.now())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -7,7 +7,8 @@ pub mod requests;
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -21,6 +22,40 @@ use utoipa_axum::routes;
 
 use crate::error::{ApiError, LANG};
 use crate::state::AppState;
+
+/// Chinese words for the framework's (English) description of a malformed input; the
+/// English message keeps the detail.
+fn malformed(detail: &str) -> ApiError {
+    let zh = if let Some(field) = detail
+        .split("missing field `")
+        .nth(1)
+        .and_then(|r| r.split('`').next())
+    {
+        format!("提交的数据缺少字段“{field}”")
+    } else if detail.contains("invalid type")
+        || detail.contains("invalid digit")
+        || detail.contains("expected")
+    {
+        "提交的数据中有字段类型不正确（例如应为数字或文字），请检查后重新提交".to_string()
+    } else {
+        "提交的数据格式不正确，请检查后重新提交".to_string()
+    };
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "ekey.input.malformed",
+        zh,
+        format!("Malformed input: {detail}"),
+    )
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "ekey.input.too_large",
+        "提交的数据过大",
+        "The request body is too large",
+    )
+}
 
 /// JSON body extractor whose rejections are our JSON errors, in the caller's language.
 pub struct ApiJson<T>(pub T);
@@ -36,8 +71,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 "请以 JSON 提交（Content-Type: application/json）",
                 "Send JSON (Content-Type: application/json)",
             )),
-            Err(e) => Err(ApiError::malformed(e.body_text())),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
+            Err(e) => Err(malformed(&e.body_text())),
         }
+    }
+}
+
+/// Query-string extractor whose rejections are our JSON errors.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| malformed(&e.body_text()))
     }
 }
 
@@ -68,6 +117,15 @@ async fn localize(req: Request, next: Next) -> Response {
             .and_then(|v| v.to_str().ok()),
     );
     LANG.scope(lang, next.run(req)).await
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "ekey.method_not_allowed",
+        "该接口不支持此请求方法",
+        "This endpoint does not support this method",
+    )
 }
 
 async fn not_found() -> ApiError {
@@ -131,6 +189,7 @@ pub fn router(state: AppState) -> Router {
     )
     .route("/", get(crate::pages::index))
     .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
     .layer(middleware::from_fn(localize))
     .layer(middleware::from_fn(security_headers))
     .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -1,7 +1,9 @@
 //! Public lookups (no login), health, the demo mailbox.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
+
+use super::ApiQuery;
 use axum::http::StatusCode;
 use ekey_domain::ident::CreditCode;
 use ekey_domain::request::Status;
@@ -93,7 +95,7 @@ fn no_match() -> ApiError {
     responses((status = 200, body = ResultOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn result(
     State(state): State<AppState>,
-    Query(q): Query<ResultQuery>,
+    ApiQuery(q): ApiQuery<ResultQuery>,
 ) -> ApiResult<Json<ResultOut>> {
     let code = CreditCode::parse(&q.credit_code).map_err(|_| no_match())?;
     let number = q.number.trim().to_ascii_uppercase();

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ekey_domain::calendar::shanghai;
@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
-use super::ApiJson;
+use super::{ApiJson, ApiQuery};
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody, current_lang};
 use crate::messages::{for_transition, rfc3339};
@@ -586,7 +586,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     auth: Auth,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Vec<RequestSummary>>> {
     let mut statuses = Vec::new();
     for s in q
@@ -801,7 +801,12 @@ pub async fn upload_material(
                 ),
             )
         } else {
-            ApiError::malformed(e.body_text())
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "ekey.input.malformed",
+                "上传的文件读取失败，请重试",
+                format!("Could not read the upload: {}", e.body_text()),
+            )
         }
     })?;
     let kind = upload::detect(&bytes)
@@ -842,14 +847,14 @@ pub async fn upload_material(
     );
     state.blobs.put(&blob_key, &bytes).await?;
     let now = state.clock.now();
-    let m = state
+    let staged = state
         .store
         .stage_material(
             NewMaterial {
                 request_id: r.id.clone(),
                 allowed,
                 item,
-                blob_key,
+                blob_key: blob_key.clone(),
                 content_type: kind.mime().into(),
                 size: bytes.len() as i64,
                 sha256: sha.clone(),
@@ -866,7 +871,18 @@ pub async fn upload_material(
                 &format!("{} {} {}", item.as_str(), kind.mime(), sha),
             ),
         )
-        .await?;
+        .await;
+    let m = match staged {
+        Ok(m) => m,
+        Err(e) => {
+            // The metadata was not recorded (e.g. confirm-upload won the race): the file is
+            // nobody's, remove it rather than leave it behind.
+            if let Err(cleanup) = state.blobs.delete(&blob_key).await {
+                tracing::warn!(error = %cleanup, key = %blob_key, "removing an unrecorded upload");
+            }
+            return Err(e.into());
+        }
+    };
     Ok((StatusCode::CREATED, Json(material_out(&r, &m))))
 }
 

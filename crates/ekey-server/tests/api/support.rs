@@ -32,7 +32,6 @@ pub fn default_start() -> DateTime<Utc> {
 pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
-    pub db_url: String,
     pub clock: Arc<ManualClock>,
     pub data_dir: std::path::PathBuf,
     raw: SqlStore,
@@ -82,7 +81,6 @@ impl TestServer {
         TestServer {
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
-            db_url,
             clock,
             data_dir: dir.path().join("data"),
             raw,
