@@ -105,6 +105,22 @@ impl SqlStore {
         })
     }
 
+    /// One row by one key, mapped; `None` when absent.
+    async fn by_key<T>(
+        &self,
+        sql: &'static str,
+        key: &str,
+        map: fn(&AnyRow) -> Result<T>,
+    ) -> Result<Option<T>> {
+        sqlx::query(sql)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(map)
+            .transpose()
+    }
+
     /// The underlying pool (tests use it to look under the hood).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -209,6 +225,11 @@ fn enterprise_from_row(r: &AnyRow) -> Result<Enterprise> {
         created_at: from_ms(r.try_get("created_at")?),
     })
 }
+
+const ENTERPRISE_COLS: &str =
+    "id, name, credit_code, province, address, legal_representative, created_at";
+
+const AGENCY_COLS: &str = "province, name_zh, name_en, address, window_name, hours, hotline";
 
 const REQUEST_COLS: &str = "id, number, kind, status, version, enterprise_id, province, \
                             login_name, form, due_at, created_at, updated_at";
@@ -418,26 +439,13 @@ impl Store for SqlStore {
     }
 
     async fn agencies(&self) -> Result<Vec<Agency>> {
-        let rows = sqlx::query(
-            "SELECT province, name_zh, name_en, address, window_name, hours, hotline \
-             FROM agencies ORDER BY province",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql_agencies()).fetch_all(&self.pool).await?;
         rows.iter().map(agency_from_row).collect()
     }
 
     async fn agency(&self, province: &str) -> Result<Option<Agency>> {
-        sqlx::query(
-            "SELECT province, name_zh, name_en, address, window_name, hours, hotline \
-             FROM agencies WHERE province = $1",
-        )
-        .bind(province)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(agency_from_row)
-        .transpose()
+        self.by_key(sql_agency_by_province(), province, agency_from_row)
+            .await
     }
 
     async fn register(&self, reg: NewRegistration) -> Result<Account> {
@@ -480,29 +488,9 @@ impl Store for SqlStore {
 
     async fn upsert_account(&self, a: NewAccount, audit: NewAudit) -> Result<Account> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO accounts (id, login, email, display_name, mobile, password_hash, role, \
-             enterprise_id, province, active, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (login) DO UPDATE SET email = excluded.email, \
-             display_name = excluded.display_name, mobile = excluded.mobile, \
-             password_hash = excluded.password_hash, role = excluded.role, \
-             enterprise_id = excluded.enterprise_id, province = excluded.province, \
-             active = excluded.active",
-        )
-        .bind(&a.id)
-        .bind(&a.login)
-        .bind(&a.email)
-        .bind(&a.display_name)
-        .bind(&a.mobile)
-        .bind(&a.password_hash)
-        .bind(a.role.as_str())
-        .bind(&a.enterprise_id)
-        .bind(&a.province)
-        .bind(i64::from(a.active))
-        .bind(ms(a.created_at))
-        .execute(&mut *tx)
-        .await?;
+        bind_account(sqlx::query(sql_upsert_account()), &a)
+            .execute(&mut *tx)
+            .await?;
         let row = sqlx::query(sql_account_by_login())
             .bind(&a.login)
             .fetch_one(&mut *tx)
@@ -530,48 +518,26 @@ impl Store for SqlStore {
         .bind(ms(e.created_at))
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(
-            "SELECT id, name, credit_code, province, address, legal_representative, created_at \
-             FROM enterprises WHERE credit_code = $1",
-        )
-        .bind(&e.credit_code)
-        .fetch_one(&mut *tx)
-        .await?;
+        let row = sqlx::query(sql_enterprise_by_credit_code())
+            .bind(&e.credit_code)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         enterprise_from_row(&row)
     }
 
     async fn account_by_login(&self, login: &str) -> Result<Option<Account>> {
-        sqlx::query(sql_account_by_login())
-            .bind(login)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(account_from_row)
-            .transpose()
+        self.by_key(sql_account_by_login(), login, account_from_row)
+            .await
     }
 
     async fn account(&self, id: &str) -> Result<Option<Account>> {
-        sqlx::query(sql_account_by_id())
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(account_from_row)
-            .transpose()
+        self.by_key(sql_account_by_id(), id, account_from_row).await
     }
 
     async fn enterprise(&self, id: &str) -> Result<Option<Enterprise>> {
-        sqlx::query(
-            "SELECT id, name, credit_code, province, address, legal_representative, created_at \
-             FROM enterprises WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(enterprise_from_row)
-        .transpose()
+        self.by_key(sql_enterprise_by_id(), id, enterprise_from_row)
+            .await
     }
 
     async fn activate(
@@ -833,23 +799,12 @@ impl Store for SqlStore {
     }
 
     async fn request(&self, id: &str) -> Result<Option<RequestRecord>> {
-        sqlx::query(sql_request_by_id())
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(request_from_row)
-            .transpose()
+        self.by_key(sql_request_by_id(), id, request_from_row).await
     }
 
     async fn request_by_number(&self, number: &str) -> Result<Option<RequestRecord>> {
-        sqlx::query(sql_request_by_number())
-            .bind(number)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(request_from_row)
-            .transpose()
+        self.by_key(sql_request_by_number(), number, request_from_row)
+            .await
     }
 
     async fn list_requests(&self, f: &RequestFilter) -> Result<Vec<RequestRecord>> {
@@ -1288,25 +1243,31 @@ fn agency_from_row(r: &AnyRow) -> Result<Agency> {
     })
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+/// Binds an account's columns in [`ACCOUNT_INSERT`] order.
+fn bind_account<'q>(q: AnyQuery<'q>, a: &'q NewAccount) -> AnyQuery<'q> {
+    q.bind(&a.id)
+        .bind(&a.login)
+        .bind(&a.email)
+        .bind(&a.display_name)
+        .bind(&a.mobile)
+        .bind(&a.password_hash)
+        .bind(a.role.as_str())
+        .bind(&a.enterprise_id)
+        .bind(&a.province)
+        .bind(i64::from(a.active))
+        .bind(ms(a.created_at))
+}
+
+const ACCOUNT_INSERT: &str = "INSERT INTO accounts (id, login, email, display_name, mobile, \
+    password_hash, role, enterprise_id, province, active, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ";
+
 async fn insert_account_tx(conn: &mut AnyConnection, a: &NewAccount) -> Result<()> {
-    let r = sqlx::query(
-        "INSERT INTO accounts (id, login, email, display_name, mobile, password_hash, role, \
-         enterprise_id, province, active, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (login) DO NOTHING",
-    )
-    .bind(&a.id)
-    .bind(&a.login)
-    .bind(&a.email)
-    .bind(&a.display_name)
-    .bind(&a.mobile)
-    .bind(&a.password_hash)
-    .bind(a.role.as_str())
-    .bind(&a.enterprise_id)
-    .bind(&a.province)
-    .bind(i64::from(a.active))
-    .bind(ms(a.created_at))
-    .execute(&mut *conn)
-    .await;
+    let r = bind_account(sqlx::query(sql_insert_account()), a)
+        .execute(&mut *conn)
+        .await;
     match r {
         Ok(done) if done.rows_affected() == 1 => Ok(()),
         Ok(_) => Err(StoreError::Duplicate("login")),
@@ -1333,6 +1294,44 @@ macro_rules! static_sql {
     };
 }
 
+static_sql!(
+    sql_enterprise_by_id,
+    "SELECT ",
+    ENTERPRISE_COLS,
+    " FROM enterprises WHERE id = $1"
+);
+static_sql!(
+    sql_enterprise_by_credit_code,
+    "SELECT ",
+    ENTERPRISE_COLS,
+    " FROM enterprises WHERE credit_code = $1"
+);
+static_sql!(
+    sql_agencies,
+    "SELECT ",
+    AGENCY_COLS,
+    " FROM agencies ORDER BY province"
+);
+static_sql!(
+    sql_agency_by_province,
+    "SELECT ",
+    AGENCY_COLS,
+    " FROM agencies WHERE province = $1"
+);
+static_sql!(
+    sql_insert_account,
+    ACCOUNT_INSERT,
+    "ON CONFLICT (login) DO NOTHING"
+);
+static_sql!(
+    sql_upsert_account,
+    ACCOUNT_INSERT,
+    "ON CONFLICT (login) DO UPDATE SET email = excluded.email, \
+     display_name = excluded.display_name, mobile = excluded.mobile, \
+     password_hash = excluded.password_hash, role = excluded.role, \
+     enterprise_id = excluded.enterprise_id, province = excluded.province, \
+     active = excluded.active"
+);
 static_sql!(
     sql_account_by_login,
     "SELECT ",
