@@ -127,3 +127,34 @@ mod tests {
         assert_eq!(super::redact("sqlite:./x.db"), "sqlite:./x.db");
     }
 }
+
+#[cfg(test)]
+mod calendar_tests {
+    use super::*;
+
+    #[test]
+    fn a_new_year_dropped_into_the_data_directory_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        assert!(!load_calendar(&config, 2027).unwrap().covers(2027));
+        std::fs::create_dir_all(dir.path().join("holidays")).unwrap();
+        std::fs::write(
+            dir.path().join("holidays/2027.json"),
+            r#"{"year": 2027, "papers": [], "days": [
+                {"name": "元旦", "date": "2027-01-01", "isOffDay": true},
+                {"name": "春节", "date": "2027-02-06", "isOffDay": false}
+            ]}"#,
+        )
+        .unwrap();
+        let calendar = load_calendar(&config, 2027).unwrap();
+        assert!(calendar.covers(2027));
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert!(!calendar.is_working_day(d("2027-01-01")), "a Friday holiday");
+        assert!(calendar.is_working_day(d("2027-02-06")), "a make-up Saturday");
+        std::fs::write(dir.path().join("holidays/2028.json"), "not json").unwrap();
+        assert!(load_calendar(&config, 2027).is_err(), "a broken file stops the start with its name");
+    }
+}
