@@ -152,9 +152,18 @@ mod calendar_tests {
         let calendar = load_calendar(&config, 2027).unwrap();
         assert!(calendar.covers(2027));
         let d = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-        assert!(!calendar.is_working_day(d("2027-01-01")), "a Friday holiday");
-        assert!(calendar.is_working_day(d("2027-02-06")), "a make-up Saturday");
+        assert!(
+            !calendar.is_working_day(d("2027-01-01")),
+            "a Friday holiday"
+        );
+        assert!(
+            calendar.is_working_day(d("2027-02-06")),
+            "a make-up Saturday"
+        );
         std::fs::write(dir.path().join("holidays/2028.json"), "not json").unwrap();
-        assert!(load_calendar(&config, 2027).is_err(), "a broken file stops the start with its name");
+        assert!(
+            load_calendar(&config, 2027).is_err(),
+            "a broken file stops the start with its name"
+        );
     }
 }

@@ -577,3 +577,90 @@ async fn openapi_documents_every_public_path() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(v["code"], "ekey.not_found");
 }
+
+async fn unlock_scans_are_limited_to_200_kb(db: Db) {
+    let s = TestServer::start(db).await;
+    let ent = s.login("demo@ekey.example").await;
+    // The enterprise's key (its login name) comes from a first issue.
+    let (_, v) = s
+        .post(
+            "/api/v1/requests",
+            Some(&ent),
+            first_request("a@example.com"),
+        )
+        .await;
+    let (_, first) = s
+        .get(
+            &format!("/api/v1/requests/{}", v["id"].as_str().unwrap()),
+            Some(&ent),
+        )
+        .await;
+    let login_name = first["login_name"].as_str().unwrap().to_string();
+    let (status, v) = s
+        .post(
+            "/api/v1/requests",
+            Some(&ent),
+            json!({"kind": "unlock", "login_name": {"mode": "original", "value": login_name},
+                   "authorised_user": person("a@example.com")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    s.post(
+        &format!("/api/v1/requests/{id}/submit"),
+        Some(&ent),
+        json!({}),
+    )
+    .await;
+    let path = format!("/api/v1/requests/{id}/materials/unlock_form");
+    let (status, v) = s
+        .put_bytes(&path, Some(&ent), "image/png", png(200 * 1024 + 1))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("上限"), "{v}");
+    let (status, v) = s
+        .put_bytes(&path, Some(&ent), "image/png", png(200 * 1024))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    // Only the unlock form and the licence: the first-issue items are not asked for.
+    let (status, v) = s
+        .put_bytes(
+            &format!("/api/v1/requests/{id}/materials/id_card"),
+            Some(&ent),
+            "image/png",
+            png(1000),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    s.put_bytes(
+        &format!("/api/v1/requests/{id}/materials/business_licence"),
+        Some(&ent),
+        "image/png",
+        png(1000),
+    )
+    .await;
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/confirm-upload"),
+            Some(&ent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["status"], "provider_review",
+        "unlock goes straight to the provider"
+    );
+    // Thu 2026-02-12 + 3 working days: 13th, 14th (make-up Saturday), then 24th after Spring Festival.
+    assert_eq!(v["due_at"], "2026-02-25T00:00:00+08:00");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unlock_scans_are_limited_to_200_kb_sqlite() {
+    unlock_scans_are_limited_to_200_kb(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unlock_scans_are_limited_to_200_kb_postgres() {
+    unlock_scans_are_limited_to_200_kb(Db::Postgres).await;
+}

@@ -359,7 +359,7 @@ pub fn credit_code(prefix17: &str) -> String {
     format!("{prefix17}{}", CS.as_bytes()[check] as char)
 }
 
-/// A minimal valid PNG (1×1) of about `size` bytes (padded with a private ancillary chunk).
+/// A minimal valid PNG (1×1) of exactly `size` bytes (≥ 79; padded with a private chunk).
 pub fn png(size: usize) -> Vec<u8> {
     fn chunk(t: &[u8], d: &[u8]) -> Vec<u8> {
         let mut out = (d.len() as u32).to_be_bytes().to_vec();
@@ -372,7 +372,8 @@ pub fn png(size: usize) -> Vec<u8> {
     }
     let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
     v.extend(chunk(b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]));
-    let fixed = v.len() + 12 + 12 + 12 + 12;
+    // What follows the padding: its own chunk overhead, IDAT (12 + 10) and IEND (12).
+    let fixed = v.len() + 12 + 22 + 12;
     let pad = size.saturating_sub(fixed);
     v.extend(chunk(b"prVt", &vec![b'a'; pad]));
     v.extend(chunk(
