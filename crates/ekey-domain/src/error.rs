@@ -4,6 +4,7 @@
 use crate::Lang;
 use crate::calendar::CalendarError;
 use crate::ident::IdentError;
+use crate::key::{KeyEvent, KeyState};
 use crate::request::{Action, Kind, Material, Role, Status};
 use crate::upload::UploadError;
 
@@ -147,6 +148,20 @@ pub enum DomainError {
     /// Materials can only change while the request waits for them.
     #[error("materials locked in status {0:?}")]
     MaterialsLocked(Status),
+    /// The key is not in a state where this can happen to it.
+    #[error("key in state {state:?} cannot {event:?}")]
+    KeyWrongState {
+        /// Current state.
+        state: KeyState,
+        /// What was attempted.
+        event: KeyEvent,
+    },
+    /// A handover record lacks a paper the rules require (named).
+    #[error("handover incomplete: {0}")]
+    HandoverIncomplete(&'static str),
+    /// The mailing address is not the registered or business address.
+    #[error("mailing address does not match the registered address")]
+    MailingAddressMismatch,
 }
 
 impl DomainError {
@@ -183,6 +198,9 @@ impl DomainError {
             MaterialsMissing(_) => "ekey.material.missing",
             MaterialNotInChecklist { .. } => "ekey.material.not_in_checklist",
             MaterialsLocked(_) => "ekey.material.locked",
+            KeyWrongState { .. } => "ekey.key.wrong_state",
+            HandoverIncomplete(_) => "ekey.handover.incomplete",
+            MailingAddressMismatch => "ekey.handover.address_mismatch",
         }
     }
 
@@ -191,7 +209,9 @@ impl DomainError {
         use DomainError::*;
         match self {
             WrongRole { .. } | OutOfScope => ErrorClass::Forbidden,
-            WrongState { .. } | MaterialsLocked(_) | LoginNameTaken => ErrorClass::Conflict,
+            WrongState { .. } | MaterialsLocked(_) | LoginNameTaken | KeyWrongState { .. } => {
+                ErrorClass::Conflict
+            }
             _ => ErrorClass::Invalid,
         }
     }
@@ -401,6 +421,32 @@ impl DomainError {
                     )
                 }
             }
+            KeyWrongState { state, event } => {
+                if zh {
+                    format!("电子钥匙当前状态为“{}”，不能进行此操作（{}）", state.label_zh(), event.as_str())
+                } else {
+                    format!("The key is {}; \"{}\" is not possible now", state.label_en(), event.as_str())
+                }
+            }
+            HandoverIncomplete(what) => {
+                let (zh_what, en_what) = match *what {
+                    "introduction_letter" => ("单位介绍信", "the introduction letter"),
+                    "disclaimer" => ("加盖公章的免责声明", "the stamped disclaimer"),
+                    "licence_copy" => ("加盖公章的营业执照复印件", "the stamped copy of the business licence"),
+                    other => (other, other),
+                };
+                if zh {
+                    format!("尚未收到{zh_what}，不能交付电子钥匙")
+                } else {
+                    format!("The key cannot be handed over without {en_what}")
+                }
+            }
+            MailingAddressMismatch => lang
+                .pick(
+                    "邮寄地址必须与营业执照上的注册地或经营地一致（可补充楼层、房间号）",
+                    "The mailing address must be the registered or business address on the licence (a floor or room may be added)",
+                )
+                .into(),
         }
     }
 }
