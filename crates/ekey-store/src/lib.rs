@@ -146,6 +146,53 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Current materials of a request (staged and committed), by item.
     async fn materials(&self, request_id: &str) -> Result<Vec<MaterialRecord>>;
 
+    // ----- keys, certificates, shipments -----
+    /// Records a personalised key; one per producing request (a second call for the same
+    /// request returns the first key).
+    async fn create_key(&self, key: NewKey, audit: NewAudit) -> Result<KeyRecord>;
+    /// A key by id.
+    async fn key(&self, id: &str) -> Result<Option<KeyRecord>>;
+    /// The key a request produced.
+    async fn key_by_request(&self, request_id: &str) -> Result<Option<KeyRecord>>;
+    /// Keys bound to a login name, newest first.
+    async fn keys_by_login_name(&self, login_name: &str) -> Result<Vec<KeyRecord>>;
+    /// An enterprise's keys, newest first.
+    async fn keys_of_enterprise(&self, enterprise_id: &str) -> Result<Vec<KeyRecord>>;
+    /// Keys travelling in a shipment.
+    async fn keys_in_shipment(&self, shipment_id: &str) -> Result<Vec<KeyRecord>>;
+    /// Reserves a serial for an order before the CA signs; for an order already reserved,
+    /// returns that row (whatever serial was proposed). A serial already used by another
+    /// order → [`StoreError::Duplicate`]`("serial")`: propose another.
+    async fn reserve_certificate(&self, r: CertificateReservation) -> Result<CertificateRecord>;
+    /// Stores the signed certificate of a reservation; if it was stored already, returns the
+    /// stored one unchanged (the first signature wins).
+    async fn complete_certificate(
+        &self,
+        serial: &str,
+        der: &[u8],
+        not_before: DateTime<Utc>,
+        not_after: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<CertificateRecord>;
+    /// A certificate by serial (lower-case hex).
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>>;
+    /// Revokes one certificate on its own (operator command). Unknown → NotFound; already
+    /// revoked → Duplicate("revocation").
+    async fn revoke(&self, r: Revocation, audit: NewAudit) -> Result<CertificateRecord>;
+    /// Every revoked certificate: (serial, when, reason).
+    async fn revoked(&self) -> Result<Vec<(String, DateTime<Utc>, String)>>;
+    /// (CRL number, revocation counter).
+    async fn ca_state(&self) -> Result<(i64, i64)>;
+    /// Takes the next CRL number.
+    async fn next_crl_number(&self) -> Result<i64>;
+    /// Applies several changes in one transaction (see [`Batch`]); returns the requests as
+    /// changed, in the order of `batch.transitions`.
+    async fn apply_batch(&self, batch: Batch) -> Result<Vec<RequestRecord>>;
+    /// A shipment.
+    async fn shipment(&self, id: &str) -> Result<Option<ShipmentRecord>>;
+    /// Shipments, newest first, optionally of one province.
+    async fn shipments(&self, province: Option<&str>) -> Result<Vec<ShipmentRecord>>;
+
     // ----- audit -----
     /// Appends one audit record on its own (logins, downloads).
     async fn append_audit(&self, audit: NewAudit) -> Result<()>;

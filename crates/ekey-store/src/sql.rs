@@ -17,9 +17,17 @@ use crate::audit::{AuditFields, GENESIS, chain_hash};
 use crate::types::*;
 use crate::{Result, Store, StoreError};
 
-const MIGRATIONS_SQLITE: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
-const MIGRATIONS_PG: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_keys_certificates.sql")),
+];
+const MIGRATIONS_PG: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_keys_certificates.sql"),
+    ),
+];
 
 /// The SQL store on SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
@@ -307,7 +315,8 @@ async fn holdings_tx(conn: &mut AnyConnection, enterprise_id: &str) -> Result<Ho
     let open: i64 = sqlx::query(
         "SELECT COUNT(*) AS n FROM requests WHERE enterprise_id = $1 \
          AND kind IN ('first', 'additional', 'reapplication') \
-         AND status NOT IN ('completed', 'refused', 'withdrawn')",
+         AND status NOT IN ('completed', 'refused', 'withdrawn') \
+         AND NOT EXISTS (SELECT 1 FROM keys k WHERE k.request_id = requests.id)",
     )
     .bind(enterprise_id)
     .fetch_one(&mut *conn)
@@ -848,97 +857,291 @@ impl Store for SqlStore {
     }
 
     async fn apply_transition(&self, t: Transition) -> Result<RequestRecord> {
+        let mut batch = self
+            .apply_batch(Batch {
+                transitions: vec![t],
+                ..Batch::default()
+            })
+            .await?;
+        batch.pop().ok_or(StoreError::NotFound)
+    }
+
+    async fn create_key(&self, k: NewKey, audit: NewAudit) -> Result<KeyRecord> {
         let mut tx = self.begin_write().await?;
-        let form = t
-            .form
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        let due = t.due_at.map(ms);
-        let updated = match &form {
-            Some(form) => {
-                sqlx::query(
-                    "UPDATE requests SET status = $1, version = version + 1, due_at = $2, \
-                     updated_at = $3, form = $4 WHERE id = $5 AND version = $6 AND status = $7",
-                )
-                .bind(t.to.as_str())
-                .bind(due)
-                .bind(ms(t.at))
-                .bind(form)
-                .bind(&t.request_id)
-                .bind(t.expected_version)
-                .bind(t.from.as_str())
-                .execute(&mut *tx)
-                .await?
-            }
-            None => {
-                sqlx::query(
-                    "UPDATE requests SET status = $1, version = version + 1, due_at = $2, \
-                     updated_at = $3 WHERE id = $4 AND version = $5 AND status = $6",
-                )
-                .bind(t.to.as_str())
-                .bind(due)
-                .bind(ms(t.at))
-                .bind(&t.request_id)
-                .bind(t.expected_version)
-                .bind(t.from.as_str())
-                .execute(&mut *tx)
-                .await?
-            }
-        };
-        if updated.rows_affected() == 0 {
-            let exists = sqlx::query("SELECT 1 AS one FROM requests WHERE id = $1")
-                .bind(&t.request_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            return Err(if exists.is_some() {
-                StoreError::Conflict
-            } else {
-                StoreError::NotFound
-            });
-        }
-        sqlx::query(
-            "INSERT INTO request_history (request_id, seq, at, actor_id, actor_role, action, \
-             from_status, to_status, remark) \
-             VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM request_history WHERE request_id = $1), \
-             $2, $3, $4, $5, $6, $7, $8)",
+        let inserted = sqlx::query(
+            "INSERT INTO keys (id, enterprise_id, login_name, serial, status, created_at, updated_at, \
+             request_id, token_kind, certificate_serial, version) \
+             VALUES ($1, $2, $3, $4, 'personalised', $5, $5, $6, $7, $8, 1) \
+             ON CONFLICT (request_id) DO NOTHING",
         )
-        .bind(&t.request_id)
-        .bind(ms(t.at))
-        .bind(&t.actor_id)
-        .bind(t.actor_role.as_str())
-        .bind(t.action.as_str())
-        .bind(t.from.as_str())
-        .bind(t.to.as_str())
-        .bind(&t.remark)
+        .bind(&k.id)
+        .bind(&k.enterprise_id)
+        .bind(&k.login_name)
+        .bind(&k.token_serial)
+        .bind(ms(k.at))
+        .bind(&k.request_id)
+        .bind(&k.token_kind)
+        .bind(&k.certificate_serial)
         .execute(&mut *tx)
-        .await?;
-        if t.commit_materials {
-            sqlx::query(
-                "UPDATE materials SET state = 'superseded' WHERE request_id = $1 AND state = 'committed' \
-                 AND item IN (SELECT item FROM materials WHERE request_id = $1 AND state = 'staged')",
-            )
-            .bind(&t.request_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE materials SET state = 'committed' WHERE request_id = $1 AND state = 'staged'",
-            )
-            .bind(&t.request_id)
-            .execute(&mut *tx)
-            .await?;
+        .await;
+        let inserted = match inserted {
+            Ok(done) => done.rows_affected() == 1,
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::Duplicate("token_serial")),
+            Err(e) => return Err(e.into()),
+        };
+        if inserted {
+            sqlx::query("UPDATE certificates SET key_id = $1 WHERE serial = $2")
+                .bind(&k.id)
+                .bind(&k.certificate_serial)
+                .execute(&mut *tx)
+                .await?;
+            append_audit_tx(&mut tx, &audit).await?;
         }
-        for m in &t.outbox {
-            enqueue_tx(&mut tx, m).await?;
-        }
-        append_audit_tx(&mut tx, &t.audit).await?;
-        let row = sqlx::query(sql_request_by_id())
-            .bind(&t.request_id)
+        let row = sqlx::query(sql_key_by_request())
+            .bind(&k.request_id)
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        request_from_row(&row)
+        key_from_row(&row)
+    }
+
+    async fn key(&self, id: &str) -> Result<Option<KeyRecord>> {
+        self.by_key(sql_key_by_id(), id, key_from_row).await
+    }
+
+    async fn key_by_request(&self, request_id: &str) -> Result<Option<KeyRecord>> {
+        self.by_key(sql_key_by_request(), request_id, key_from_row)
+            .await
+    }
+
+    async fn keys_by_login_name(&self, login_name: &str) -> Result<Vec<KeyRecord>> {
+        let rows = sqlx::query(sql_keys_by_login_name())
+            .bind(login_name)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn keys_of_enterprise(&self, enterprise_id: &str) -> Result<Vec<KeyRecord>> {
+        let rows = sqlx::query(sql_keys_of_enterprise())
+            .bind(enterprise_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn keys_in_shipment(&self, shipment_id: &str) -> Result<Vec<KeyRecord>> {
+        let rows = sqlx::query(sql_keys_in_shipment())
+            .bind(shipment_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn reserve_certificate(&self, r: CertificateReservation) -> Result<CertificateRecord> {
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO certificates (serial, idempotency_key, enterprise_id, key_id, subject, issued_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(&r.serial)
+        .bind(&r.idempotency_key)
+        .bind(&r.enterprise_id)
+        .bind(&r.key_id)
+        .bind(&r.subject)
+        .bind(ms(r.at))
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::Duplicate("serial")),
+            Err(e) => return Err(e.into()),
+        }
+        let row = sqlx::query(sql_certificate_by_idempotency())
+            .bind(&r.idempotency_key)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        certificate_from_row(&row)
+    }
+
+    async fn complete_certificate(
+        &self,
+        serial: &str,
+        der: &[u8],
+        not_before: DateTime<Utc>,
+        not_after: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<CertificateRecord> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE certificates SET der = $1, not_before = $2, not_after = $3 \
+             WHERE serial = $4 AND der IS NULL",
+        )
+        .bind(der.to_vec())
+        .bind(ms(not_before))
+        .bind(ms(not_after))
+        .bind(serial)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            append_audit_tx(&mut tx, &audit).await?;
+        }
+        let row = sqlx::query(sql_certificate_by_serial())
+            .bind(serial)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        tx.commit().await?;
+        certificate_from_row(&row)
+    }
+
+    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>> {
+        self.by_key(sql_certificate_by_serial(), serial, certificate_from_row)
+            .await
+    }
+
+    async fn revoke(&self, r: Revocation, audit: NewAudit) -> Result<CertificateRecord> {
+        let mut tx = self.begin_write().await?;
+        revoke_tx(&mut tx, &r).await?;
+        append_audit_tx(&mut tx, &audit).await?;
+        let row = sqlx::query(sql_certificate_by_serial())
+            .bind(&r.serial)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        certificate_from_row(&row)
+    }
+
+    async fn revoked(&self) -> Result<Vec<(String, DateTime<Utc>, String)>> {
+        let rows = sqlx::query(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates \
+             WHERE revoked_at IS NOT NULL ORDER BY revoked_at, serial",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("serial")?,
+                    from_ms(r.try_get("revoked_at")?),
+                    r.try_get::<Option<String>, _>("revocation_reason")?
+                        .unwrap_or_else(|| "unspecified".into()),
+                ))
+            })
+            .collect()
+    }
+
+    async fn ca_state(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query("SELECT crl_number, revocations FROM ca_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get("crl_number")?, row.try_get("revocations")?))
+    }
+
+    async fn next_crl_number(&self) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        let n: i64 = sqlx::query(
+            "UPDATE ca_state SET crl_number = crl_number + 1 WHERE id = 1 RETURNING crl_number",
+        )
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("crl_number")?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn apply_batch(&self, batch: Batch) -> Result<Vec<RequestRecord>> {
+        let mut tx = self.begin_write().await?;
+        // Requests first: their check-and-set takes the write locks early.
+        for t in &batch.transitions {
+            transition_tx(&mut tx, t).await?;
+        }
+        if let Some(sh) = &batch.new_shipment {
+            sqlx::query(
+                "INSERT INTO shipments (id, number, province, courier, tracking_number, created_at, created_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&sh.id)
+            .bind(&sh.number)
+            .bind(&sh.province)
+            .bind(&sh.courier)
+            .bind(&sh.tracking_number)
+            .bind(ms(sh.created_at))
+            .bind(&sh.created_by)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some((id, at, by)) = &batch.shipment_received {
+            let done = sqlx::query(
+                "UPDATE shipments SET received_at = $1, received_by = $2 WHERE id = $3 AND received_at IS NULL",
+            )
+            .bind(ms(*at))
+            .bind(by)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict);
+            }
+        }
+        for k in &batch.key_changes {
+            let done = sqlx::query(
+                "UPDATE keys SET status = $1, version = version + 1, updated_at = $2, \
+                 shipment_id = COALESCE($3, shipment_id) WHERE id = $4 AND version = $5",
+            )
+            .bind(k.to.as_str())
+            .bind(ms(Utc::now()))
+            .bind(&k.shipment_id)
+            .bind(&k.key_id)
+            .bind(k.expected_version)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict);
+            }
+        }
+        if let Some(h) = &batch.handover {
+            sqlx::query(
+                "INSERT INTO handovers (request_id, method, record, at, by_account) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&h.request_id)
+            .bind(&h.method)
+            .bind(&h.record)
+            .bind(ms(h.at))
+            .bind(&h.by_account)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for r in &batch.revocations {
+            revoke_tx(&mut tx, r).await?;
+        }
+        for a in &batch.audits {
+            append_audit_tx(&mut tx, a).await?;
+        }
+        let mut out = Vec::with_capacity(batch.transitions.len());
+        for t in &batch.transitions {
+            let row = sqlx::query(sql_request_by_id())
+                .bind(&t.request_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            out.push(request_from_row(&row)?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn shipment(&self, id: &str) -> Result<Option<ShipmentRecord>> {
+        self.by_key(sql_shipment_by_id(), id, shipment_from_row)
+            .await
+    }
+
+    async fn shipments(&self, province: Option<&str>) -> Result<Vec<ShipmentRecord>> {
+        let rows = sqlx::query(sql_shipments())
+            .bind(province)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(shipment_from_row).collect()
     }
 
     async fn stage_material(&self, m: NewMaterial, audit: NewAudit) -> Result<MaterialRecord> {
@@ -1231,6 +1434,182 @@ impl Store for SqlStore {
     }
 }
 
+/// One request transition inside a transaction: check-and-set, history, materials, outbox,
+/// audit. Zero rows matched → Conflict (or NotFound).
+async fn transition_tx(conn: &mut AnyConnection, t: &Transition) -> Result<()> {
+    let form = t
+        .form
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    let due = t.due_at.map(ms);
+    let updated = match &form {
+        Some(form) => {
+            sqlx::query(
+                "UPDATE requests SET status = $1, version = version + 1, due_at = $2, \
+                 updated_at = $3, form = $4 WHERE id = $5 AND version = $6 AND status = $7",
+            )
+            .bind(t.to.as_str())
+            .bind(due)
+            .bind(ms(t.at))
+            .bind(form)
+            .bind(&t.request_id)
+            .bind(t.expected_version)
+            .bind(t.from.as_str())
+            .execute(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query(
+                "UPDATE requests SET status = $1, version = version + 1, due_at = $2, \
+                 updated_at = $3 WHERE id = $4 AND version = $5 AND status = $6",
+            )
+            .bind(t.to.as_str())
+            .bind(due)
+            .bind(ms(t.at))
+            .bind(&t.request_id)
+            .bind(t.expected_version)
+            .bind(t.from.as_str())
+            .execute(&mut *conn)
+            .await?
+        }
+    };
+    if updated.rows_affected() == 0 {
+        let exists = sqlx::query("SELECT 1 AS one FROM requests WHERE id = $1")
+            .bind(&t.request_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        return Err(if exists.is_some() {
+            StoreError::Conflict
+        } else {
+            StoreError::NotFound
+        });
+    }
+    sqlx::query(
+        "INSERT INTO request_history (request_id, seq, at, actor_id, actor_role, action, \
+         from_status, to_status, remark) \
+         VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM request_history WHERE request_id = $1), \
+         $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&t.request_id)
+    .bind(ms(t.at))
+    .bind(&t.actor_id)
+    .bind(t.actor_role.as_str())
+    .bind(t.action.as_str())
+    .bind(t.from.as_str())
+    .bind(t.to.as_str())
+    .bind(&t.remark)
+    .execute(&mut *conn)
+    .await?;
+    if t.commit_materials {
+        sqlx::query(
+            "UPDATE materials SET state = 'superseded' WHERE request_id = $1 AND state = 'committed' \
+             AND item IN (SELECT item FROM materials WHERE request_id = $1 AND state = 'staged')",
+        )
+        .bind(&t.request_id)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "UPDATE materials SET state = 'committed' WHERE request_id = $1 AND state = 'staged'",
+        )
+        .bind(&t.request_id)
+        .execute(&mut *conn)
+        .await?;
+    }
+    for m in &t.outbox {
+        enqueue_tx(&mut *conn, m).await?;
+    }
+    append_audit_tx(&mut *conn, &t.audit).await?;
+    Ok(())
+}
+
+/// Revokes inside a transaction and bumps the revocation counter. Unknown → NotFound;
+/// already revoked → Duplicate("revocation").
+async fn revoke_tx(conn: &mut AnyConnection, r: &Revocation) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 \
+         WHERE serial = $3 AND revoked_at IS NULL AND der IS NOT NULL",
+    )
+    .bind(ms(r.at))
+    .bind(&r.reason)
+    .bind(&r.serial)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        let exists = sqlx::query(
+            "SELECT revoked_at FROM certificates WHERE serial = $1 AND der IS NOT NULL",
+        )
+        .bind(&r.serial)
+        .fetch_optional(&mut *conn)
+        .await?;
+        return Err(match exists {
+            Some(_) => StoreError::Duplicate("revocation"),
+            None => StoreError::NotFound,
+        });
+    }
+    sqlx::query("UPDATE ca_state SET revocations = revocations + 1 WHERE id = 1")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+const KEY_COLS: &str = "id, enterprise_id, request_id, login_name, serial, token_kind, status, \
+                        certificate_serial, shipment_id, version, created_at, updated_at";
+
+fn key_from_row(r: &AnyRow) -> Result<KeyRecord> {
+    let state: String = r.try_get("status")?;
+    Ok(KeyRecord {
+        id: r.try_get("id")?,
+        enterprise_id: r.try_get("enterprise_id")?,
+        request_id: r.try_get("request_id")?,
+        login_name: r.try_get("login_name")?,
+        token_serial: r.try_get("serial")?,
+        token_kind: r.try_get("token_kind")?,
+        state: ekey_domain::key::KeyState::parse(&state).ok_or_else(|| corrupt("keys.status"))?,
+        certificate_serial: r.try_get("certificate_serial")?,
+        shipment_id: r.try_get("shipment_id")?,
+        version: r.try_get("version")?,
+        created_at: from_ms(r.try_get("created_at")?),
+        updated_at: from_ms(r.try_get("updated_at")?),
+    })
+}
+
+const CERT_COLS: &str = "serial, idempotency_key, enterprise_id, key_id, subject, der, not_before, \
+                         not_after, issued_at, revoked_at, revocation_reason";
+
+fn certificate_from_row(r: &AnyRow) -> Result<CertificateRecord> {
+    Ok(CertificateRecord {
+        serial: r.try_get("serial")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        enterprise_id: r.try_get("enterprise_id")?,
+        key_id: r.try_get("key_id")?,
+        subject: r.try_get("subject")?,
+        der: r.try_get("der")?,
+        not_before: r.try_get::<Option<i64>, _>("not_before")?.map(from_ms),
+        not_after: r.try_get::<Option<i64>, _>("not_after")?.map(from_ms),
+        issued_at: from_ms(r.try_get("issued_at")?),
+        revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(from_ms),
+        revocation_reason: r.try_get("revocation_reason")?,
+    })
+}
+
+const SHIPMENT_COLS: &str = "id, number, province, courier, tracking_number, created_at, created_by, received_at, received_by";
+
+fn shipment_from_row(r: &AnyRow) -> Result<ShipmentRecord> {
+    Ok(ShipmentRecord {
+        id: r.try_get("id")?,
+        number: r.try_get("number")?,
+        province: r.try_get("province")?,
+        courier: r.try_get("courier")?,
+        tracking_number: r.try_get("tracking_number")?,
+        created_at: from_ms(r.try_get("created_at")?),
+        created_by: r.try_get("created_by")?,
+        received_at: r.try_get::<Option<i64>, _>("received_at")?.map(from_ms),
+        received_by: r.try_get("received_by")?,
+    })
+}
+
 fn agency_from_row(r: &AnyRow) -> Result<Agency> {
     Ok(Agency {
         province: r.try_get("province")?,
@@ -1331,6 +1710,60 @@ static_sql!(
      password_hash = excluded.password_hash, role = excluded.role, \
      enterprise_id = excluded.enterprise_id, province = excluded.province, \
      active = excluded.active"
+);
+static_sql!(
+    sql_key_by_id,
+    "SELECT ",
+    KEY_COLS,
+    " FROM keys WHERE id = $1"
+);
+static_sql!(
+    sql_key_by_request,
+    "SELECT ",
+    KEY_COLS,
+    " FROM keys WHERE request_id = $1"
+);
+static_sql!(
+    sql_keys_by_login_name,
+    "SELECT ",
+    KEY_COLS,
+    " FROM keys WHERE login_name = $1 ORDER BY created_at DESC"
+);
+static_sql!(
+    sql_keys_of_enterprise,
+    "SELECT ",
+    KEY_COLS,
+    " FROM keys WHERE enterprise_id = $1 ORDER BY created_at DESC"
+);
+static_sql!(
+    sql_keys_in_shipment,
+    "SELECT ",
+    KEY_COLS,
+    " FROM keys WHERE shipment_id = $1 ORDER BY created_at"
+);
+static_sql!(
+    sql_certificate_by_serial,
+    "SELECT ",
+    CERT_COLS,
+    " FROM certificates WHERE serial = $1"
+);
+static_sql!(
+    sql_certificate_by_idempotency,
+    "SELECT ",
+    CERT_COLS,
+    " FROM certificates WHERE idempotency_key = $1"
+);
+static_sql!(
+    sql_shipment_by_id,
+    "SELECT ",
+    SHIPMENT_COLS,
+    " FROM shipments WHERE id = $1"
+);
+static_sql!(
+    sql_shipments,
+    "SELECT ",
+    SHIPMENT_COLS,
+    " FROM shipments WHERE (CAST($1 AS TEXT) IS NULL OR province = $1) ORDER BY created_at DESC"
 );
 static_sql!(
     sql_account_by_login,

@@ -495,3 +495,179 @@ pub struct DevMail {
     /// Channel.
     pub channel: Channel,
 }
+
+/// A key (token) as produced and delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyRecord {
+    /// Id.
+    pub id: String,
+    /// Owning enterprise.
+    pub enterprise_id: String,
+    /// The request that produced it.
+    pub request_id: Option<String>,
+    /// Login name bound to it.
+    pub login_name: String,
+    /// Token serial.
+    pub token_serial: Option<String>,
+    /// `soft` or `pkcs11`.
+    pub token_kind: String,
+    /// State.
+    pub state: ekey_domain::key::KeyState,
+    /// Serial (hex) of its current certificate.
+    pub certificate_serial: Option<String>,
+    /// Shipment it travels in.
+    pub shipment_id: Option<String>,
+    /// Version for check-and-set.
+    pub version: i64,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A personalised key to record.
+#[derive(Clone, Debug)]
+pub struct NewKey {
+    /// Id.
+    pub id: String,
+    /// Enterprise.
+    pub enterprise_id: String,
+    /// Producing request (unique: one key per request).
+    pub request_id: String,
+    /// Login name.
+    pub login_name: String,
+    /// Token serial.
+    pub token_serial: String,
+    /// `soft` or `pkcs11`.
+    pub token_kind: String,
+    /// Certificate serial (hex).
+    pub certificate_serial: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A certificate row: reserved (no DER yet) or issued, perhaps revoked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateRecord {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// The order it was issued for (one certificate per order).
+    pub idempotency_key: String,
+    /// Enterprise.
+    pub enterprise_id: Option<String>,
+    /// Key.
+    pub key_id: Option<String>,
+    /// Subject summary (name and credit code).
+    pub subject: String,
+    /// DER, once signed.
+    pub der: Option<Vec<u8>>,
+    /// Validity start.
+    pub not_before: Option<DateTime<Utc>>,
+    /// Validity end.
+    pub not_after: Option<DateTime<Utc>>,
+    /// When reserved.
+    pub issued_at: DateTime<Utc>,
+    /// When revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// RFC 5280 reason name.
+    pub revocation_reason: Option<String>,
+}
+
+/// A certificate serial reserved for an order before signing.
+#[derive(Clone, Debug)]
+pub struct CertificateReservation {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// The order.
+    pub idempotency_key: String,
+    /// Enterprise.
+    pub enterprise_id: Option<String>,
+    /// Key.
+    pub key_id: Option<String>,
+    /// Subject summary.
+    pub subject: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A revocation to apply.
+#[derive(Clone, Debug)]
+pub struct Revocation {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// RFC 5280 reason name (camelCase).
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A key state change within a batch (check-and-set on the version).
+#[derive(Clone, Debug)]
+pub struct KeyChange {
+    /// Key.
+    pub key_id: String,
+    /// Version read before deciding.
+    pub expected_version: i64,
+    /// New state.
+    pub to: ekey_domain::key::KeyState,
+    /// Put it into this shipment.
+    pub shipment_id: Option<String>,
+}
+
+/// A shipment of keys from the provider to one agency.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ShipmentRecord {
+    /// Id.
+    pub id: String,
+    /// Human number.
+    pub number: String,
+    /// Destination province.
+    pub province: String,
+    /// Courier.
+    pub courier: String,
+    /// Tracking number.
+    pub tracking_number: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Created by.
+    pub created_by: String,
+    /// Received at the agency.
+    pub received_at: Option<DateTime<Utc>>,
+    /// Received by.
+    pub received_by: Option<String>,
+}
+
+/// A handover to record.
+#[derive(Clone, Debug)]
+pub struct NewHandover {
+    /// Request.
+    pub request_id: String,
+    /// `pickup` or `mail`.
+    pub method: String,
+    /// The record (JSON).
+    pub record: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Agency clerk.
+    pub by_account: String,
+}
+
+/// Several changes that must happen together or not at all (shipping twenty keys,
+/// handing one over, completing a cancellation).
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// Request transitions (each check-and-set, with history, audit, outbox).
+    pub transitions: Vec<Transition>,
+    /// Key state changes.
+    pub key_changes: Vec<KeyChange>,
+    /// A shipment to create (before the key changes that reference it).
+    pub new_shipment: Option<ShipmentRecord>,
+    /// A shipment received: (id, at, by).
+    pub shipment_received: Option<(String, DateTime<Utc>, String)>,
+    /// A handover record.
+    pub handover: Option<NewHandover>,
+    /// Certificate revocations.
+    pub revocations: Vec<Revocation>,
+    /// Extra audit records (one per changed object not covered by a transition).
+    pub audits: Vec<NewAudit>,
+}

@@ -20,10 +20,10 @@ use ekey_domain::request::{
 };
 use ekey_store::audit::{AuditFields, chain_hash};
 use ekey_store::{
-    Backend, Channel, LoginNameClaim, MaterialRecord, MaterialState, NewAccount, NewAudit,
-    NewEnterprise, NewMaterial, NewMessage, NewRegistration, NewRequest, NewSession, NewToken,
-    OutboxCounts, OutboxMessage, RequestFilter, RequestRecord, SqlStore, Store, StoreError,
-    Transition,
+    Backend, Batch, CertificateReservation, Channel, KeyChange, LoginNameClaim, MaterialRecord,
+    MaterialState, NewAccount, NewAudit, NewEnterprise, NewKey, NewMaterial, NewMessage,
+    NewRegistration, NewRequest, NewSession, NewToken, OutboxCounts, OutboxMessage, RequestFilter,
+    RequestRecord, Revocation, SqlStore, Store, StoreError, Transition,
 };
 use ekey_testkit::PgCluster;
 use sha2::{Digest, Sha256};
@@ -58,6 +58,9 @@ macro_rules! contract_suite {
             outbox_dedups_leases_retries_and_dead_letters,
             list_requests_filters_and_puts_the_soonest_deadline_first,
             one_existing_login_name_serves_one_open_request,
+            certificates_are_issued_once_per_order_and_revoked_once,
+            a_batch_is_all_or_nothing,
+            a_produced_key_is_counted_once,
         );
     };
     (@tests $open:ident, $backend:expr; $($test:ident),+ $(,)?) => {
@@ -2675,5 +2678,185 @@ async fn one_existing_login_name_serves_one_open_request(db: &TestDb) -> Result<
     let again = existing(t0() + mins(3));
     let r2 = s.create_request(again).await?;
     assert_eq!(r2.login_name.as_deref(), Some("jd_once_01"));
+    Ok(())
+}
+
+fn reservation(serial: &str, order: &str) -> CertificateReservation {
+    CertificateReservation {
+        serial: serial.into(),
+        idempotency_key: order.into(),
+        enterprise_id: None,
+        key_id: None,
+        subject: "金陵贸易有限公司 91320100MA1N2P3Q4X".into(),
+        at: t0(),
+    }
+}
+
+/// One certificate per order: a second reservation returns the first serial, a second
+/// signature does not replace the first; revocation happens once and counts.
+async fn certificates_are_issued_once_per_order_and_revoked_once(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let first = s
+        .reserve_certificate(reservation("0a01", "order-1"))
+        .await?;
+    assert_eq!(first.serial, "0a01");
+    assert_eq!(first.der, None);
+    let again = s
+        .reserve_certificate(reservation("0a02", "order-1"))
+        .await?;
+    assert_eq!(again.serial, "0a01", "the order keeps its serial");
+    let clash = refused(
+        s.reserve_certificate(reservation("0a01", "order-2")).await,
+        "serial reuse",
+    )?;
+    assert!(
+        matches!(clash, StoreError::Duplicate("serial")),
+        "{clash:?}"
+    );
+    // Unsigned reservations cannot be revoked: nothing was ever issued under them.
+    let r = Revocation {
+        serial: "0a01".into(),
+        reason: "keyCompromise".into(),
+        at: t0(),
+    };
+    assert!(matches!(
+        s.revoke(r.clone(), audit(t0(), "ca.revoke", "0a01", ""))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let done = s
+        .complete_certificate(
+            "0a01",
+            b"first",
+            t0(),
+            t0() + Duration::days(730),
+            audit(t0(), "ca.issue", "0a01", ""),
+        )
+        .await?;
+    assert_eq!(done.der.as_deref(), Some(&b"first"[..]));
+    let twice = s
+        .complete_certificate(
+            "0a01",
+            b"second",
+            t0(),
+            t0() + Duration::days(730),
+            audit(t0(), "ca.issue", "0a01", ""),
+        )
+        .await?;
+    assert_eq!(
+        twice.der.as_deref(),
+        Some(&b"first"[..]),
+        "the first signature wins"
+    );
+    let (_, revocations) = s.ca_state().await?;
+    let revoked = s
+        .revoke(r.clone(), audit(t0(), "ca.revoke", "0a01", "keyCompromise"))
+        .await?;
+    assert_eq!(revoked.revocation_reason.as_deref(), Some("keyCompromise"));
+    assert_eq!(s.ca_state().await?.1, revocations + 1);
+    let before = snapshot(db).await?;
+    let again = refused(
+        s.revoke(r, audit(t0(), "ca.revoke", "0a01", "")).await,
+        "second revocation",
+    )?;
+    assert!(
+        matches!(again, StoreError::Duplicate("revocation")),
+        "{again:?}"
+    );
+    let unknown = Revocation {
+        serial: "ffff".into(),
+        reason: "unspecified".into(),
+        at: t0(),
+    };
+    assert!(matches!(
+        s.revoke(unknown, audit(t0(), "ca.revoke", "ffff", ""))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_unchanged(db, &before, "refused revocations").await?;
+    assert_eq!(
+        s.revoked().await?,
+        vec![("0a01".to_string(), t0(), "keyCompromise".to_string())]
+    );
+    let n1 = s.next_crl_number().await?;
+    assert_eq!(s.next_crl_number().await?, n1 + 1);
+    Ok(())
+}
+
+/// A batch whose last part fails leaves even its first part undone.
+async fn a_batch_is_all_or_nothing(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let ent = enterprise(db, 81, "320000").await?;
+    let req = s.create_request(first(&ent, t0())).await?;
+    let before = snapshot(db).await?;
+    let batch = Batch {
+        transitions: vec![step(
+            &req,
+            Action::Submit,
+            Status::AwaitingMaterials,
+            Role::Enterprise,
+            t0(),
+        )],
+        key_changes: vec![KeyChange {
+            key_id: "no-such-key".into(),
+            expected_version: 1,
+            to: ekey_domain::key::KeyState::Shipped,
+            shipment_id: None,
+        }],
+        ..Batch::default()
+    };
+    let err = refused(s.apply_batch(batch).await, "batch with a stale key")?;
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+    assert_unchanged(db, &before, "failed batch").await?;
+    Ok(())
+}
+
+/// A request whose key has been produced counts once, not twice, against the three keys.
+async fn a_produced_key_is_counted_once(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let ent = enterprise(db, 91, "320000").await?;
+    let req = s.create_request(first(&ent, t0())).await?;
+    let new_key = NewKey {
+        id: new_id("key"),
+        enterprise_id: ent.id.clone(),
+        request_id: req.id.clone(),
+        login_name: req.login_name.clone().unwrap(),
+        token_serial: "SOFT-0001".into(),
+        token_kind: "soft".into(),
+        certificate_serial: "0b01".into(),
+        at: t0(),
+    };
+    let key = s
+        .create_key(new_key.clone(), audit(t0(), "key.personalise", &req.id, ""))
+        .await?;
+    let again = s
+        .create_key(
+            NewKey {
+                id: new_id("key"),
+                ..new_key
+            },
+            audit(t0(), "key.personalise", &req.id, ""),
+        )
+        .await?;
+    assert_eq!(again.id, key.id, "one key per request");
+    assert_eq!(key.state, ekey_domain::key::KeyState::Personalised);
+    s.create_request(additional(&ent, t0())).await?;
+    s.create_request(additional(&ent, t0())).await?;
+    let err = refused(s.create_request(additional(&ent, t0())).await, "fourth key")?;
+    assert!(
+        matches!(
+            err,
+            StoreError::Domain(DomainError::TooManyKeys { held: 3 })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(s.keys_of_enterprise(&ent.id).await?.len(), 1);
+    assert_eq!(
+        s.keys_by_login_name(key.login_name.as_str()).await?[0].id,
+        key.id
+    );
     Ok(())
 }
