@@ -9,6 +9,7 @@ pub mod error;
 pub mod messages;
 pub mod outbox;
 pub mod pages;
+pub mod secrets;
 pub mod state;
 
 use std::net::SocketAddr;

@@ -2,6 +2,7 @@
 //! from the handlers), `/healthz`, and the few pages the foundation needs.
 
 pub mod accounts;
+pub mod delivery;
 pub mod public;
 pub mod requests;
 
@@ -94,7 +95,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 #[openapi(
     info(title = "eKey API", version = "1", description = "CA electronic keys for import/export enterprises: registration, requests, review, public lookups."),
     modifiers(&BearerScheme),
-    tags((name = "accounts"), (name = "requests"), (name = "materials"), (name = "documents"), (name = "public"), (name = "demo"))
+    tags((name = "accounts"), (name = "requests"), (name = "materials"), (name = "documents"), (name = "delivery"), (name = "public"), (name = "demo"))
 )]
 struct ApiDoc;
 
@@ -168,6 +169,12 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(requests::decision))
         .routes(routes!(requests::application_form))
         .routes(routes!(requests::confirmation_letter))
+        .routes(routes!(delivery::create_shipment, delivery::list_shipments))
+        .routes(routes!(delivery::get_shipment))
+        .routes(routes!(delivery::receive_shipment))
+        .routes(routes!(delivery::notify_shipment))
+        .routes(routes!(delivery::notify_collection))
+        .routes(routes!(delivery::handover))
         .routes(routes!(public::result))
         .routes(routes!(public::agencies))
         .routes(routes!(public::mailbox))

@@ -478,6 +478,12 @@ async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<Re
     })
 }
 
+/// The detail of a request the caller may see, as the API shows it.
+pub(crate) async fn detail_by_id(state: &AppState, auth: &Auth, id: &str) -> ApiResult<RequestOut> {
+    let r = visible(state, auth, id).await?;
+    detail(state, auth, r).await
+}
+
 /// Create a request (in `draft`). Checks the rules: at most three keys, reasons for 增办
 /// and 补办, login-name modes, one authorised user on form and confirmation letter.
 #[utoipa::path(post, path = "/api/v1/requests", tag = "requests", security(("bearer" = [])),
