@@ -69,7 +69,10 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppS
             .with_timezone(&ekey_domain::calendar::shanghai()),
     );
     let calendar = load_calendar(&config, year)?;
+    // Secrets live in files beside the data (or in EKEY_* variables), never in the database.
+    let secrets = secrets::Secrets::load(&config.data_dir.join("secrets"), true)?;
     Ok(AppState(Arc::new(state::Inner {
+        secrets,
         store,
         blobs,
         clock,

@@ -28,7 +28,12 @@ impl std::fmt::Debug for Secrets {
     }
 }
 
-fn read_or_create(dir: &Path, name: &str, env: &str, create: bool) -> anyhow::Result<Zeroizing<String>> {
+fn read_or_create(
+    dir: &Path,
+    name: &str,
+    env: &str,
+    create: bool,
+) -> anyhow::Result<Zeroizing<String>> {
     if let Ok(v) = std::env::var(env)
         && !v.trim().is_empty()
     {
@@ -36,11 +41,15 @@ fn read_or_create(dir: &Path, name: &str, env: &str, create: bool) -> anyhow::Re
     }
     let path: PathBuf = dir.join(name);
     if path.exists() {
-        let v = std::fs::read_to_string(&path).with_context(|| format!("reading secret {}", path.display()))?;
+        let v = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading secret {}", path.display()))?;
         return Ok(Zeroizing::new(v.trim().to_string()));
     }
     if !create {
-        anyhow::bail!("secret missing: set {env} or create {} (mode 0600)", path.display());
+        anyhow::bail!(
+            "secret missing: set {env} or create {} (mode 0600)",
+            path.display()
+        );
     }
     std::fs::create_dir_all(dir)?;
     let mut bytes = [0u8; 32];
@@ -59,7 +68,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut f = options.open(path).with_context(|| format!("creating secret {}", path.display()))?;
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("creating secret {}", path.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())
@@ -113,7 +124,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("ca-passphrase")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("ca-passphrase"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let empty = tempfile::tempdir().unwrap();

@@ -33,6 +33,8 @@ pub struct Inner {
     pub outbox_wake: Notify,
     /// Failed logins, for rate limiting.
     pub login_limiter: LoginLimiter,
+    /// Deployment secrets (CA passphrase, provider master secret, PIN secret).
+    pub secrets: crate::secrets::Secrets,
 }
 
 impl std::ops::Deref for AppState {

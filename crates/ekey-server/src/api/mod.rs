@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod delivery;
+pub mod keys;
 pub mod public;
 pub mod requests;
 
@@ -95,7 +96,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 #[openapi(
     info(title = "eKey API", version = "1", description = "CA electronic keys for import/export enterprises: registration, requests, review, public lookups."),
     modifiers(&BearerScheme),
-    tags((name = "accounts"), (name = "requests"), (name = "materials"), (name = "documents"), (name = "delivery"), (name = "public"), (name = "demo"))
+    tags((name = "accounts"), (name = "requests"), (name = "materials"), (name = "documents"), (name = "delivery"), (name = "keys"), (name = "public"), (name = "demo"))
 )]
 struct ApiDoc;
 
@@ -175,6 +176,8 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(delivery::notify_shipment))
         .routes(routes!(delivery::notify_collection))
         .routes(routes!(delivery::handover))
+        .routes(routes!(keys::my_keys))
+        .routes(routes!(keys::initial_pin))
         .routes(routes!(public::result))
         .routes(routes!(public::agencies))
         .routes(routes!(public::mailbox))
