@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use ekey_server::Config;
 use ekey_server::demo::{DEMO_LOGINS, DEMO_PASSWORD};
 
+mod key;
+
 #[derive(Parser)]
 #[command(
     name = "ekey",
@@ -43,6 +45,11 @@ enum Command {
         /// Config file.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Key (token) commands for holders and operators: status, PIN change, unlock.
+    Key {
+        #[command(subcommand)]
+        command: key::KeyCommand,
     },
     /// Audit log commands.
     Audit {
@@ -150,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("migrations applied ({:?})", store.backend());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Key { command } => key::run(command),
         Command::Audit {
             command: AuditCommand::Verify(target),
         } => {

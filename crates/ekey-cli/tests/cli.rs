@@ -227,3 +227,108 @@ fn verify_on_missing_directory_fails_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no eKey database"));
 }
+
+fn ekey_with_stdin(args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = ekey()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn key_commands_lock_after_six_wrong_pins_and_unlock_with_a_code() {
+    use ekey_token::Token;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key.token");
+    let master = b"provider master secret for this test, 32+ bytes";
+    let token =
+        ekey_token::SoftToken::create(&path, "SK20260001", "金陵贸易", "12345678", master).unwrap();
+    token.generate_key("12345678", "sign").unwrap();
+    drop(token);
+    let p = path.to_str().unwrap();
+
+    let status = ekey()
+        .args(["key", "status", "--token", p])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        out.contains("SK20260001") && out.contains("PIN tries left:  6"),
+        "{out}"
+    );
+
+    for i in 1..=6 {
+        let o = ekey_with_stdin(
+            &["key", "change-pin", "--token", p],
+            "00000000\n87654321\n87654321\n",
+        );
+        assert!(!o.status.success(), "wrong PIN {i} accepted");
+    }
+    // The right PIN no longer works: locked.
+    let o = ekey_with_stdin(
+        &["key", "change-pin", "--token", p],
+        "12345678\n87654321\n87654321\n",
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("ekey.token.locked"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let o = ekey()
+        .args(["key", "challenge", "--token", p])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let challenge = text
+        .lines()
+        .find_map(|l| l.strip_prefix("challenge: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let code =
+        ekey_token::admin::unlock_response(master, "SK20260001", &hex::decode(&challenge).unwrap())
+            .unwrap();
+    let o = ekey_with_stdin(
+        &["key", "unlock", "--token", p, "--code", &code],
+        "24681357\n24681357\n",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The code is dead after one use.
+    let o = ekey_with_stdin(
+        &["key", "unlock", "--token", p, "--code", &code],
+        "11112222\n11112222\n",
+    );
+    assert!(!o.status.success());
+    let status = ekey()
+        .args(["key", "status", "--token", p])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        out.contains("PIN tries left:  6") && out.contains("locked:          no"),
+        "{out}"
+    );
+    // And the new PIN works.
+    let o = ekey_with_stdin(
+        &["key", "change-pin", "--token", p],
+        "24681357\n13572468\n13572468\n",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
