@@ -1,0 +1,1210 @@
+//! The CA itself: a root, an issuing CA and a delegated OCSP responder, their keys, and
+//! issuance of enterprise certificates.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use rcgen::{
+    BasicConstraints, CrlDistributionPoint, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
+};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
+
+use crate::certgen::{
+    aia_extension, base_params, check_name, check_printable, from_timestamp,
+    ocsp_nocheck_extension, pem_encode, pem_or_der, sign_issued, sign_self, subject_dn,
+    whole_seconds,
+};
+use crate::error::{CaError, Result};
+use crate::lint::{LintContext, Profile};
+use crate::ocsp::OcspIdentity;
+use crate::passphrase::Passphrase;
+use crate::serial::Serial;
+use crate::signer::{
+    CaSigner, DEFAULT_PBKDF2_ITERATIONS, FileKey, KeyAlgorithm, KeyRefusal, MIN_PBKDF2_ITERATIONS,
+    PublicKeyInfo, check_signer_matches, inspect_parsed_spki, inspect_spki, write_new_file,
+};
+
+/// File names inside a CA directory.
+pub mod files {
+    /// Root CA certificate (PEM).
+    pub const ROOT_CERT: &str = "root.crt";
+    /// Issuing CA certificate (PEM).
+    pub const ISSUING_CERT: &str = "issuing.crt";
+    /// Delegated OCSP responder certificate (PEM).
+    pub const OCSP_CERT: &str = "ocsp.crt";
+    /// Root CA key (encrypted PKCS#8 PEM). Absent after an import: the root key stays
+    /// offline with its owner.
+    pub const ROOT_KEY: &str = "root.key.pem";
+    /// Issuing CA key (encrypted PKCS#8 PEM).
+    pub const ISSUING_KEY: &str = "issuing.key.pem";
+    /// OCSP responder key (encrypted PKCS#8 PEM).
+    pub const OCSP_KEY: &str = "ocsp.key.pem";
+}
+
+/// Lifetime of OCSP responses (nextUpdate − thisUpdate).
+pub const OCSP_RESPONSE_VALIDITY: Duration = Duration::hours(1);
+
+/// CA certificates start this long before their creation, against clock skew of clients.
+const CA_BACKDATE: Duration = Duration::minutes(5);
+
+/// The OCSP responder certificate is renewed when it has less than this left.
+pub const OCSP_CERT_RENEW_BEFORE: Duration = Duration::days(30);
+
+/// Settings of the CA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaConfig {
+    /// Public base URL of this service, e.g. `http://127.0.0.1:8080` (no trailing slash
+    /// needed). Certificates point at `{base}/crl/issuing.crl`, `{base}/ocsp` and
+    /// `{base}/ca/issuing.crt` (`{base}/ca/root.crt` for the issuing CA).
+    pub base_url: String,
+    /// Algorithm of new CA keys (default ECDSA P-256).
+    pub algorithm: KeyAlgorithm,
+    /// Validity of enterprise certificates in days (default 730).
+    pub enterprise_validity_days: u32,
+    /// nextUpdate of CRLs, in hours after thisUpdate (default 24).
+    pub crl_next_update_hours: u32,
+    /// commonName of the root CA (Chinese allowed).
+    pub root_name: String,
+    /// commonName of the issuing CA (Chinese allowed).
+    pub issuing_name: String,
+    /// organizationName of the CA certificates (Chinese allowed).
+    pub organization: String,
+    /// Validity of a new root CA in days (default 7305, 20 years).
+    pub root_validity_days: u32,
+    /// Validity of a new issuing CA in days (default 3652, 10 years).
+    pub issuing_validity_days: u32,
+    /// Validity of the OCSP responder certificate in days (default 365); it is renewed
+    /// automatically by [`Authority::load`] when less than 30 days are left.
+    pub ocsp_validity_days: u32,
+    /// PBKDF2-HMAC-SHA256 iterations protecting new key files (default 600,000; at least
+    /// 10,000). Opening a key costs the same, so tests may lower it.
+    pub pbkdf2_iterations: u32,
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        CaConfig {
+            base_url: "http://127.0.0.1:8080".into(),
+            algorithm: KeyAlgorithm::EcdsaP256,
+            enterprise_validity_days: 730,
+            crl_next_update_hours: 24,
+            root_name: "eKey Root CA".into(),
+            issuing_name: "eKey Issuing CA".into(),
+            organization: "eKey".into(),
+            root_validity_days: 7305,
+            issuing_validity_days: 3652,
+            ocsp_validity_days: 365,
+            pbkdf2_iterations: DEFAULT_PBKDF2_ITERATIONS,
+        }
+    }
+}
+
+impl CaConfig {
+    fn base(&self) -> &str {
+        self.base_url.trim_end_matches('/')
+    }
+
+    /// `{base}/crl/issuing.crl`, the CRL distribution point of enterprise certificates.
+    pub fn crl_url(&self) -> String {
+        format!("{}/crl/issuing.crl", self.base())
+    }
+
+    /// `{base}/ocsp`, the OCSP responder.
+    pub fn ocsp_url(&self) -> String {
+        format!("{}/ocsp", self.base())
+    }
+
+    /// `{base}/ca/issuing.crt`, where the issuing CA certificate is served (DER).
+    pub fn issuing_cert_url(&self) -> String {
+        format!("{}/ca/issuing.crt", self.base())
+    }
+
+    /// `{base}/ca/root.crt`, where the root CA certificate is served (DER).
+    pub fn root_cert_url(&self) -> String {
+        format!("{}/ca/root.crt", self.base())
+    }
+
+    /// Checks every field; called by every constructor of [`Authority`].
+    pub fn validate(&self) -> Result<()> {
+        let config = |field: &'static str, detail: &str| CaError::Config {
+            field,
+            detail: detail.to_string(),
+        };
+        let base = self.base();
+        let rest = base
+            .strip_prefix("http://")
+            .or_else(|| base.strip_prefix("https://"))
+            .ok_or_else(|| config("base_url", "must start with http:// or https://"))?;
+        if rest.is_empty()
+            || !base.chars().all(|c| c.is_ascii_graphic())
+            || base.contains(['?', '#'])
+        {
+            return Err(config(
+                "base_url",
+                "must be an ASCII URL without spaces, query or fragment",
+            ));
+        }
+        if self.enterprise_validity_days == 0 {
+            return Err(config("enterprise_validity_days", "must be at least 1"));
+        }
+        if !(1..=24 * 366).contains(&self.crl_next_update_hours) {
+            return Err(config("crl_next_update_hours", "must be 1 to 8784"));
+        }
+        if self.root_validity_days == 0 || self.issuing_validity_days == 0 {
+            return Err(config("root/issuing_validity_days", "must be at least 1"));
+        }
+        if self.issuing_validity_days > self.root_validity_days {
+            return Err(config(
+                "issuing_validity_days",
+                "must not exceed root_validity_days",
+            ));
+        }
+        if self.ocsp_validity_days == 0 {
+            return Err(config("ocsp_validity_days", "must be at least 1"));
+        }
+        if self.pbkdf2_iterations < MIN_PBKDF2_ITERATIONS {
+            return Err(config("pbkdf2_iterations", "must be at least 10000"));
+        }
+        check_name("root_name", &self.root_name)?;
+        check_name("issuing_name", &self.issuing_name)?;
+        check_name("organization", &self.organization)?;
+        if self.ocsp_responder_name().chars().count() > crate::certgen::UB_NAME {
+            return Err(config(
+                "issuing_name",
+                "too long to derive the OCSP responder name",
+            ));
+        }
+        Ok(())
+    }
+
+    fn ocsp_responder_name(&self) -> String {
+        format!("{} OCSP", self.issuing_name)
+    }
+}
+
+/// An enterprise certificate to issue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssueRequest {
+    /// The enterprise's public key, DER SubjectPublicKeyInfo (from [`crate::Csr`] or a token).
+    pub spki_der: Vec<u8>,
+    /// Enterprise name: subject organizationName, and commonName unless `common_name` is given.
+    pub enterprise_name: String,
+    /// Unified social credit code: subject serialNumber (2.5.4.5).
+    pub credit_code: String,
+    /// Another commonName than the enterprise name, if wanted.
+    pub common_name: Option<String>,
+    /// Serial number, normally [`Serial::random`]; its uniqueness is the store's job.
+    pub serial: Serial,
+    /// Start of validity; the end is `enterprise_validity_days` later.
+    pub not_before: DateTime<Utc>,
+}
+
+impl IssueRequest {
+    /// A request with the enterprise name as commonName.
+    pub fn new(
+        spki_der: Vec<u8>,
+        enterprise_name: impl Into<String>,
+        credit_code: impl Into<String>,
+        serial: Serial,
+        not_before: DateTime<Utc>,
+    ) -> IssueRequest {
+        IssueRequest {
+            spki_der,
+            enterprise_name: enterprise_name.into(),
+            credit_code: credit_code.into(),
+            common_name: None,
+            serial,
+            not_before,
+        }
+    }
+}
+
+/// An issued certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issued {
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// Its serial, lower-case hex ([`Serial::to_hex`]).
+    pub serial_hex: String,
+    /// Start of validity.
+    pub not_before: DateTime<Utc>,
+    /// End of validity.
+    pub not_after: DateTime<Utc>,
+}
+
+impl Issued {
+    /// The certificate as PEM.
+    pub fn pem(&self) -> String {
+        pem_encode("CERTIFICATE", &self.der).unwrap_or_default()
+    }
+}
+
+/// An existing root + issuing CA pair to take over (the root key is not needed).
+#[derive(Clone, Copy, Debug)]
+pub struct CaImport<'a> {
+    /// Root CA certificate, PEM or DER.
+    pub root_cert: &'a [u8],
+    /// Issuing CA certificate, PEM or DER, signed by the root.
+    pub issuing_cert: &'a [u8],
+    /// Issuing CA private key: PKCS#8 PEM, encrypted (`ENCRYPTED PRIVATE KEY`) or not.
+    pub issuing_key_pem: &'a str,
+    /// Passphrase of `issuing_key_pem` when it is encrypted.
+    pub issuing_key_passphrase: &'a Passphrase,
+}
+
+/// The certificate authority: root, issuing CA and OCSP responder. Shareable across
+/// threads (`Send + Sync`); all operations take `&self`.
+pub struct Authority {
+    cfg: CaConfig,
+    root_der: Vec<u8>,
+    issuing_der: Vec<u8>,
+    ocsp_der: Vec<u8>,
+    issuing: Arc<dyn CaSigner>,
+    ocsp: Arc<dyn CaSigner>,
+    issuing_key_id: Vec<u8>,
+    issuing_validity: (i64, i64),
+    ocsp_not_after: i64,
+    pub(crate) ocsp_identity: OcspIdentity,
+    enterprise_lint: LintContext,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("base_url", &self.cfg.base_url)
+            .field("algorithm", &self.issuing.algorithm())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authority {
+    /// Creates a new CA in `dir` (created if missing): root, issuing and OCSP keys
+    /// (encrypted under `passphrase`, at least 12 characters) and certificates. Refuses to
+    /// overwrite any existing CA file.
+    pub fn create(dir: &Path, passphrase: &Passphrase, cfg: &CaConfig) -> Result<Authority> {
+        Authority::create_at(dir, passphrase, cfg, Utc::now())
+    }
+
+    /// [`Authority::create`] with the time as a parameter.
+    pub fn create_at(
+        dir: &Path,
+        passphrase: &Passphrase,
+        cfg: &CaConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Authority> {
+        cfg.validate()?;
+        passphrase.check_strength()?;
+        let names = [
+            files::ROOT_CERT,
+            files::ISSUING_CERT,
+            files::OCSP_CERT,
+            files::ROOT_KEY,
+            files::ISSUING_KEY,
+            files::OCSP_KEY,
+        ];
+        refuse_existing(dir, &names)?;
+        let root = FileKey::generate(cfg.algorithm)?;
+        let issuing = Arc::new(FileKey::generate(cfg.algorithm)?);
+        let ocsp = Arc::new(FileKey::generate(cfg.algorithm)?);
+        let authority = Authority::build(cfg, now, &root, issuing.clone(), ocsp.clone())?;
+
+        // Everything is built and checked in memory; only now touch the disk.
+        let iterations = cfg.pbkdf2_iterations;
+        let contents: Vec<(&str, Vec<u8>, bool)> = vec![
+            (
+                files::ROOT_KEY,
+                root.to_encrypted_pem(passphrase, iterations)?.into_bytes(),
+                true,
+            ),
+            (
+                files::ISSUING_KEY,
+                issuing
+                    .to_encrypted_pem(passphrase, iterations)?
+                    .into_bytes(),
+                true,
+            ),
+            (
+                files::OCSP_KEY,
+                ocsp.to_encrypted_pem(passphrase, iterations)?.into_bytes(),
+                true,
+            ),
+            (
+                files::ROOT_CERT,
+                pem_encode("CERTIFICATE", &authority.root_der)?.into_bytes(),
+                false,
+            ),
+            (
+                files::ISSUING_CERT,
+                pem_encode("CERTIFICATE", &authority.issuing_der)?.into_bytes(),
+                false,
+            ),
+            (
+                files::OCSP_CERT,
+                pem_encode("CERTIFICATE", &authority.ocsp_der)?.into_bytes(),
+                false,
+            ),
+        ];
+        write_all_or_nothing(dir, &contents)?;
+        Ok(authority)
+    }
+
+    /// Builds a CA from three signers (any backend, e.g. PKCS#11): makes the root
+    /// (self-signed with `root`), the issuing CA and the OCSP responder certificates.
+    /// Nothing is written anywhere; the caller stores the certificates
+    /// ([`Authority::root_der`] …) and keys.
+    pub fn build(
+        cfg: &CaConfig,
+        now: DateTime<Utc>,
+        root: &dyn CaSigner,
+        issuing: Arc<dyn CaSigner>,
+        ocsp: Arc<dyn CaSigner>,
+    ) -> Result<Authority> {
+        cfg.validate()?;
+        let start = whole_seconds(now) - CA_BACKDATE;
+        let root_info = signer_key(root)?;
+        let issuing_info = signer_key(issuing.as_ref())?;
+
+        // Root.
+        let root_end = start + Duration::days(i64::from(cfg.root_validity_days));
+        let mut params = base_params(&root_info, &Serial::random()?, start, root_end)?;
+        params.distinguished_name = subject_dn(&cfg.organization, &cfg.root_name, None)?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let root_der = sign_self(&params, root, &LintContext::self_signed(root.algorithm()))?;
+
+        // Issuing CA.
+        let issuing_end = start + Duration::days(i64::from(cfg.issuing_validity_days));
+        let mut params = base_params(&issuing_info, &Serial::random()?, start, issuing_end)?;
+        params.distinguished_name = subject_dn(&cfg.organization, &cfg.issuing_name, None)?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.use_authority_key_identifier_extension = true;
+        params
+            .custom_extensions
+            .push(aia_extension(None, &cfg.root_cert_url()));
+        let lint = LintContext::for_issuer(&root_der, Profile::SubordinateCa)?;
+        let issuing_der = sign_issued(&params, &issuing_info, &root_der, root, &lint)?;
+
+        let ocsp_der = issue_ocsp_cert(cfg, start, &issuing_der, issuing.as_ref(), ocsp.as_ref())?;
+        Authority::from_parts(cfg, root_der, issuing_der, issuing, ocsp_der, ocsp)
+    }
+
+    /// Assembles a CA from its certificates (DER) and the signers of the issuing CA and
+    /// the OCSP responder. Checks the chain (root self-signed, issuing CA signed by the
+    /// root, OCSP certificate signed by the issuing CA with id-kp-OCSPSigning) and that
+    /// each signer holds the key of its certificate.
+    pub fn from_parts(
+        cfg: &CaConfig,
+        root_der: Vec<u8>,
+        issuing_der: Vec<u8>,
+        issuing: Arc<dyn CaSigner>,
+        ocsp_der: Vec<u8>,
+        ocsp: Arc<dyn CaSigner>,
+    ) -> Result<Authority> {
+        cfg.validate()?;
+        let (issuing_key_id, issuing_validity) = check_chain(&root_der, &issuing_der)?;
+        let ocsp_not_after = {
+            let (_, issuing_cert) = parse_cert(&issuing_der, "issuing")?;
+            let (_, cert) = parse_cert(&ocsp_der, "OCSP")?;
+            if cert.issuer().as_raw() != issuing_cert.subject().as_raw() {
+                return Err(CaError::ca_cert(
+                    "OCSP certificate not issued by the issuing CA",
+                ));
+            }
+            cert.verify_signature(Some(issuing_cert.public_key()))
+                .map_err(|_| CaError::ca_cert("OCSP certificate signature does not verify"))?;
+            let eku = cert.extended_key_usage().ok().flatten();
+            if !eku.is_some_and(|e| e.value.ocsp_signing) {
+                return Err(CaError::ca_cert("OCSP certificate lacks id-kp-OCSPSigning"));
+            }
+            cert.validity().not_after.timestamp()
+        };
+        check_signer_matches(issuing.as_ref(), &spki_of(&issuing_der)?, "issuing")?;
+        check_signer_matches(ocsp.as_ref(), &spki_of(&ocsp_der)?, "ocsp")?;
+        let ocsp_identity = OcspIdentity::new(&issuing_der, &ocsp_der, ocsp.algorithm())?;
+        let enterprise_lint = LintContext::for_issuer(&issuing_der, Profile::Enterprise)?;
+        Ok(Authority {
+            cfg: cfg.clone(),
+            root_der,
+            issuing_der,
+            ocsp_der,
+            issuing,
+            ocsp,
+            issuing_key_id,
+            issuing_validity,
+            ocsp_not_after,
+            ocsp_identity,
+            enterprise_lint,
+        })
+    }
+
+    /// Opens the CA in `dir` (made by [`Authority::create`] or [`Authority::import`]).
+    /// When the OCSP responder certificate has less than 30 days left it is renewed (same
+    /// key) and `ocsp.crt` is replaced.
+    pub fn load(dir: &Path, passphrase: &Passphrase, cfg: &CaConfig) -> Result<Authority> {
+        Authority::load_at(dir, passphrase, cfg, Utc::now())
+    }
+
+    /// [`Authority::load`] with the time as a parameter.
+    pub fn load_at(
+        dir: &Path,
+        passphrase: &Passphrase,
+        cfg: &CaConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Authority> {
+        cfg.validate()?;
+        let root_der = read_cert(&dir.join(files::ROOT_CERT))?;
+        let issuing_der = read_cert(&dir.join(files::ISSUING_CERT))?;
+        let ocsp_der = read_cert(&dir.join(files::OCSP_CERT))?;
+        let issuing = Arc::new(FileKey::load(&dir.join(files::ISSUING_KEY), passphrase)?);
+        let ocsp = Arc::new(FileKey::load(&dir.join(files::OCSP_KEY), passphrase)?);
+        let mut authority =
+            Authority::from_parts(cfg, root_der, issuing_der, issuing, ocsp_der, ocsp)?;
+        authority.refresh_ocsp_cert(dir, now)?;
+        Ok(authority)
+    }
+
+    /// Takes over an existing root + issuing CA: checks the pair, re-encrypts the issuing
+    /// key under `passphrase`, makes a new OCSP responder key and certificate, and writes
+    /// the CA directory (without a root key). `cfg.algorithm` is not used: the algorithm
+    /// is the issuing key's, and the OCSP key gets the same. The issuing CA certificate
+    /// must carry a subjectKeyIdentifier, keyCertSign and cRLSign, and be valid now.
+    pub fn import(
+        dir: &Path,
+        passphrase: &Passphrase,
+        cfg: &CaConfig,
+        source: CaImport<'_>,
+    ) -> Result<Authority> {
+        Authority::import_at(dir, passphrase, cfg, source, Utc::now())
+    }
+
+    /// [`Authority::import`] with the time as a parameter.
+    pub fn import_at(
+        dir: &Path,
+        passphrase: &Passphrase,
+        cfg: &CaConfig,
+        source: CaImport<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Authority> {
+        cfg.validate()?;
+        passphrase.check_strength()?;
+        let names = [
+            files::ROOT_CERT,
+            files::ISSUING_CERT,
+            files::OCSP_CERT,
+            files::ROOT_KEY,
+            files::ISSUING_KEY,
+            files::OCSP_KEY,
+        ];
+        refuse_existing(dir, &names)?;
+        let root_der = pem_or_der(source.root_cert, &["CERTIFICATE"])
+            .map_err(|e| CaError::ca_cert(format!("root certificate: {e}")))?;
+        let issuing_der = pem_or_der(source.issuing_cert, &["CERTIFICATE"])
+            .map_err(|e| CaError::ca_cert(format!("issuing certificate: {e}")))?;
+        let (_, validity) = check_chain(&root_der, &issuing_der)?;
+        let now_s = whole_seconds(now);
+        if now_s.timestamp() < validity.0 || now_s.timestamp() >= validity.1 {
+            return Err(CaError::ca_cert(
+                "the issuing CA certificate is not valid now",
+            ));
+        }
+        {
+            let (_, cert) = parse_cert(&issuing_der, "issuing")?;
+            let has_ski = cert
+                .extensions()
+                .iter()
+                .any(|e| e.oid.to_id_string() == "2.5.29.14");
+            if !has_ski {
+                return Err(CaError::ca_cert(
+                    "the issuing CA certificate has no subjectKeyIdentifier",
+                ));
+            }
+        }
+        let issuing = Arc::new(FileKey::from_pem(
+            source.issuing_key_pem,
+            source.issuing_key_passphrase,
+            "imported issuing key",
+        )?);
+        check_signer_matches(issuing.as_ref(), &spki_of(&issuing_der)?, "issuing")?;
+        let ocsp = Arc::new(FileKey::generate(issuing.algorithm())?);
+        let ocsp_der = issue_ocsp_cert(
+            cfg,
+            now_s - CA_BACKDATE,
+            &issuing_der,
+            issuing.as_ref(),
+            ocsp.as_ref(),
+        )?;
+        let authority = Authority::from_parts(
+            cfg,
+            root_der,
+            issuing_der,
+            issuing.clone(),
+            ocsp_der,
+            ocsp.clone(),
+        )?;
+        let iterations = cfg.pbkdf2_iterations;
+        let contents: Vec<(&str, Vec<u8>, bool)> = vec![
+            (
+                files::ISSUING_KEY,
+                issuing
+                    .to_encrypted_pem(passphrase, iterations)?
+                    .into_bytes(),
+                true,
+            ),
+            (
+                files::OCSP_KEY,
+                ocsp.to_encrypted_pem(passphrase, iterations)?.into_bytes(),
+                true,
+            ),
+            (
+                files::ROOT_CERT,
+                pem_encode("CERTIFICATE", &authority.root_der)?.into_bytes(),
+                false,
+            ),
+            (
+                files::ISSUING_CERT,
+                pem_encode("CERTIFICATE", &authority.issuing_der)?.into_bytes(),
+                false,
+            ),
+            (
+                files::OCSP_CERT,
+                pem_encode("CERTIFICATE", &authority.ocsp_der)?.into_bytes(),
+                false,
+            ),
+        ];
+        write_all_or_nothing(dir, &contents)?;
+        Ok(authority)
+    }
+
+    /// Renews the OCSP responder certificate (same key) when it has less than 30 days
+    /// left, and replaces `dir/ocsp.crt`.
+    /// Returns whether it renewed.
+    pub fn refresh_ocsp_cert(&mut self, dir: &Path, now: DateTime<Utc>) -> Result<bool> {
+        let now = whole_seconds(now);
+        if self.ocsp_not_after - now.timestamp() > OCSP_CERT_RENEW_BEFORE.num_seconds() {
+            return Ok(false);
+        }
+        let der = issue_ocsp_cert(
+            &self.cfg,
+            now - CA_BACKDATE,
+            &self.issuing_der,
+            self.issuing.as_ref(),
+            self.ocsp.as_ref(),
+        )?;
+        let pem = pem_encode("CERTIFICATE", &der)?;
+        let path = dir.join(files::OCSP_CERT);
+        let tmp = dir.join(format!("{}.new", files::OCSP_CERT));
+        let _ = std::fs::remove_file(&tmp);
+        write_new_file(&tmp, pem.as_bytes(), false)?;
+        std::fs::rename(&tmp, &path).map_err(|e| CaError::io(&path, e))?;
+        let refreshed = Authority::from_parts(
+            &self.cfg,
+            self.root_der.clone(),
+            self.issuing_der.clone(),
+            self.issuing.clone(),
+            der,
+            self.ocsp.clone(),
+        )?;
+        *self = refreshed;
+        Ok(true)
+    }
+
+    /// Issues an enterprise certificate: build → lint → sign → verify.
+    ///
+    /// Subject `C=CN, O=<enterprise>, CN=<enterprise or common_name>,
+    /// serialNumber=<credit code>`; keyUsage digitalSignature + nonRepudiation (critical);
+    /// extKeyUsage clientAuth + emailProtection; basicConstraints CA:FALSE; CRL
+    /// distribution point; AIA with OCSP and caIssuers; RFC 7093 key identifiers.
+    pub fn issue(&self, req: IssueRequest) -> Result<Issued> {
+        check_name("enterprise_name", &req.enterprise_name)?;
+        check_printable("credit_code", &req.credit_code)?;
+        let common_name = req.common_name.as_deref().unwrap_or(&req.enterprise_name);
+        check_name("common_name", common_name)?;
+        let subject = inspect_spki(&req.spki_der).map_err(|r| CaError::PublicKey {
+            detail: match r {
+                KeyRefusal::Malformed(d) | KeyRefusal::Unsupported(d) => d,
+            },
+        })?;
+        let not_before = whole_seconds(req.not_before);
+        let not_after = not_before + Duration::days(i64::from(self.cfg.enterprise_validity_days));
+        let (ca_start, ca_end) = self.issuing_validity;
+        if not_before.timestamp() < ca_start {
+            return Err(CaError::Validity {
+                detail: format!(
+                    "notBefore {not_before} is before the issuing CA's {}",
+                    from_timestamp(ca_start)
+                ),
+            });
+        }
+        if not_after.timestamp() > ca_end {
+            return Err(CaError::Validity {
+                detail: format!(
+                    "notAfter {not_after} is after the issuing CA expires ({}); renew the issuing CA",
+                    from_timestamp(ca_end)
+                ),
+            });
+        }
+
+        let params = self.enterprise_params(
+            &subject,
+            &req.serial,
+            (not_before, not_after),
+            &req.enterprise_name,
+            common_name,
+            &req.credit_code,
+        )?;
+        let der = sign_issued(
+            &params,
+            &subject,
+            &self.issuing_der,
+            self.issuing.as_ref(),
+            &self.enterprise_lint,
+        )?;
+        Ok(Issued {
+            der,
+            serial_hex: req.serial.to_hex(),
+            not_before,
+            not_after,
+        })
+    }
+
+    /// The enterprise certificate profile (see [`Authority::issue`]).
+    pub(crate) fn enterprise_params(
+        &self,
+        subject: &PublicKeyInfo,
+        serial: &Serial,
+        (not_before, not_after): (DateTime<Utc>, DateTime<Utc>),
+        enterprise_name: &str,
+        common_name: &str,
+        credit_code: &str,
+    ) -> Result<rcgen::CertificateParams> {
+        let mut params = base_params(subject, serial, not_before, not_after)?;
+        params.distinguished_name = subject_dn(enterprise_name, common_name, Some(credit_code))?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::ContentCommitment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::EmailProtection,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![self.cfg.crl_url()],
+        }];
+        params.custom_extensions.push(aia_extension(
+            Some(&self.cfg.ocsp_url()),
+            &self.cfg.issuing_cert_url(),
+        ));
+        Ok(params)
+    }
+
+    /// The configuration the CA runs with.
+    pub fn config(&self) -> &CaConfig {
+        &self.cfg
+    }
+
+    /// Root CA certificate, DER.
+    pub fn root_der(&self) -> &[u8] {
+        &self.root_der
+    }
+
+    /// Issuing CA certificate, DER.
+    pub fn issuing_der(&self) -> &[u8] {
+        &self.issuing_der
+    }
+
+    /// OCSP responder certificate, DER.
+    pub fn ocsp_der(&self) -> &[u8] {
+        &self.ocsp_der
+    }
+
+    /// Root CA certificate, PEM.
+    pub fn root_pem(&self) -> String {
+        pem_encode("CERTIFICATE", &self.root_der).unwrap_or_default()
+    }
+
+    /// Issuing CA certificate, PEM.
+    pub fn issuing_pem(&self) -> String {
+        pem_encode("CERTIFICATE", &self.issuing_der).unwrap_or_default()
+    }
+
+    /// Algorithm of the issuing CA key.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.issuing.algorithm()
+    }
+
+    /// The issuing CA's key identifier (its SKI; the AKI of everything it signs).
+    pub fn issuing_key_id(&self) -> &[u8] {
+        &self.issuing_key_id
+    }
+
+    /// End of the issuing CA's validity.
+    pub fn issuing_not_after(&self) -> DateTime<Utc> {
+        from_timestamp(self.issuing_validity.1)
+    }
+
+    /// End of the OCSP responder certificate's validity.
+    pub fn ocsp_cert_not_after(&self) -> DateTime<Utc> {
+        from_timestamp(self.ocsp_not_after)
+    }
+
+    pub(crate) fn issuing_signer(&self) -> &dyn CaSigner {
+        self.issuing.as_ref()
+    }
+
+    pub(crate) fn ocsp_signer(&self) -> &dyn CaSigner {
+        self.ocsp.as_ref()
+    }
+}
+
+fn issue_ocsp_cert(
+    cfg: &CaConfig,
+    start: DateTime<Utc>,
+    issuing_der: &[u8],
+    issuing: &dyn CaSigner,
+    ocsp: &dyn CaSigner,
+) -> Result<Vec<u8>> {
+    let (_, issuing_cert) = parse_cert(issuing_der, "issuing")?;
+    // Within the issuing CA's validity, whoever made it (an imported CA may be minutes old).
+    let start = start.max(from_timestamp(
+        issuing_cert.validity().not_before.timestamp(),
+    ));
+    let ca_end = from_timestamp(issuing_cert.validity().not_after.timestamp());
+    let end = (start + Duration::days(i64::from(cfg.ocsp_validity_days))).min(ca_end);
+    let ocsp_info = signer_key(ocsp)?;
+    let mut params = base_params(&ocsp_info, &Serial::random()?, start, end)?;
+    params.distinguished_name = subject_dn(&cfg.organization, &cfg.ocsp_responder_name(), None)?;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
+    params.use_authority_key_identifier_extension = true;
+    params.custom_extensions.push(ocsp_nocheck_extension());
+    let lint = LintContext::for_issuer(issuing_der, Profile::OcspResponder)?;
+    sign_issued(&params, &ocsp_info, issuing_der, issuing, &lint)
+}
+
+fn signer_key(signer: &dyn CaSigner) -> Result<PublicKeyInfo> {
+    let info = inspect_spki(signer.spki_der()).map_err(|r| CaError::KeyUnsupported {
+        detail: match r {
+            KeyRefusal::Malformed(d) | KeyRefusal::Unsupported(d) => d,
+        },
+    })?;
+    if info.algorithm != signer.algorithm() {
+        return Err(CaError::KeyUnsupported {
+            detail: "signer algorithm does not match its public key".into(),
+        });
+    }
+    Ok(info)
+}
+
+fn parse_cert<'a>(der: &'a [u8], what: &str) -> Result<(&'a [u8], X509Certificate<'a>)> {
+    X509Certificate::from_der(der)
+        .map_err(|e| CaError::ca_cert(format!("{what} certificate unreadable: {e}")))
+}
+
+fn spki_of(cert_der: &[u8]) -> Result<Vec<u8>> {
+    let (_, cert) = parse_cert(cert_der, "CA")?;
+    Ok(cert.public_key().raw.to_vec())
+}
+
+/// Checks root and issuing CA certificates; returns the issuing CA's key id and validity.
+fn check_chain(root_der: &[u8], issuing_der: &[u8]) -> Result<(Vec<u8>, (i64, i64))> {
+    let (rest, root) = parse_cert(root_der, "root")?;
+    if !rest.is_empty() {
+        return Err(CaError::ca_cert(
+            "trailing bytes after the root certificate",
+        ));
+    }
+    let (rest, issuing) = parse_cert(issuing_der, "issuing")?;
+    if !rest.is_empty() {
+        return Err(CaError::ca_cert(
+            "trailing bytes after the issuing certificate",
+        ));
+    }
+    if !root.is_ca() {
+        return Err(CaError::ca_cert("the root certificate is not a CA"));
+    }
+    if root.subject().as_raw() != root.issuer().as_raw() {
+        return Err(CaError::ca_cert("the root certificate is not self-issued"));
+    }
+    root.verify_signature(None)
+        .map_err(|_| CaError::ca_cert("the root certificate's self-signature does not verify"))?;
+    if !issuing.is_ca() {
+        return Err(CaError::ca_cert("the issuing certificate is not a CA"));
+    }
+    if issuing.issuer().as_raw() != root.subject().as_raw() {
+        return Err(CaError::ca_cert(
+            "the issuing CA was not issued by this root",
+        ));
+    }
+    issuing
+        .verify_signature(Some(root.public_key()))
+        .map_err(|_| {
+            CaError::ca_cert("the issuing CA's signature does not verify with the root key")
+        })?;
+    let ku = issuing.key_usage().ok().flatten();
+    if !ku.is_some_and(|k| k.value.key_cert_sign() && k.value.crl_sign()) {
+        return Err(CaError::ca_cert(
+            "the issuing CA lacks keyCertSign and cRLSign",
+        ));
+    }
+    let info = inspect_parsed_spki(issuing.public_key()).map_err(|r| CaError::KeyUnsupported {
+        detail: match r {
+            KeyRefusal::Malformed(d) | KeyRefusal::Unsupported(d) => d,
+        },
+    })?;
+    let key_id = issuing
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        })
+        .unwrap_or_else(|| info.key_id());
+    Ok((
+        key_id,
+        (
+            issuing.validity().not_before.timestamp(),
+            issuing.validity().not_after.timestamp(),
+        ),
+    ))
+}
+
+fn read_cert(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|e| CaError::io(path, e))?;
+    pem_or_der(&bytes, &["CERTIFICATE"])
+        .map_err(|e| CaError::ca_cert(format!("{}: {e}", path.display())))
+}
+
+fn refuse_existing(dir: &Path, names: &[&str]) -> Result<()> {
+    for name in names {
+        let path = dir.join(name);
+        if path.exists() {
+            return Err(CaError::AlreadyExists {
+                path: path.display().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes every file or, on the first failure, removes the ones already written.
+fn write_all_or_nothing(dir: &Path, contents: &[(&str, Vec<u8>, bool)]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| CaError::io(dir, e))?;
+    let mut written: Vec<PathBuf> = Vec::new();
+    for (name, bytes, secret) in contents {
+        let path = dir.join(name);
+        if let Err(e) = write_new_file(&path, bytes, *secret) {
+            for done in &written {
+                let _ = std::fs::remove_file(done);
+            }
+            return Err(e);
+        }
+        written.push(path);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use rcgen::{CustomExtension, DnType, KeyIdMethod, SerialNumber};
+
+    use super::*;
+    use crate::lint::lint_certificate;
+
+    /// Counts signatures, to prove that a certificate failing the lint is never signed.
+    struct Counting {
+        inner: FileKey,
+        calls: AtomicUsize,
+    }
+
+    impl CaSigner for Counting {
+        fn algorithm(&self) -> KeyAlgorithm {
+            self.inner.algorithm()
+        }
+        fn spki_der(&self) -> &[u8] {
+            self.inner.spki_der()
+        }
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.inner.sign(message)
+        }
+    }
+
+    fn test_config() -> CaConfig {
+        CaConfig {
+            pbkdf2_iterations: MIN_PBKDF2_ITERATIONS,
+            ..CaConfig::default()
+        }
+    }
+
+    struct Setup {
+        ca: Authority,
+        issuing: Arc<Counting>,
+        subject: PublicKeyInfo,
+        now: DateTime<Utc>,
+    }
+
+    fn setup() -> Setup {
+        let now = Utc::now();
+        let root = FileKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let issuing = Arc::new(Counting {
+            inner: FileKey::generate(KeyAlgorithm::EcdsaP256).unwrap(),
+            calls: AtomicUsize::new(0),
+        });
+        let ocsp = Arc::new(FileKey::generate(KeyAlgorithm::EcdsaP256).unwrap());
+        let ca = Authority::build(&test_config(), now, &root, issuing.clone(), ocsp).unwrap();
+        let key = FileKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let subject = inspect_spki(key.spki_der()).ok().unwrap();
+        Setup {
+            ca,
+            issuing,
+            subject,
+            now,
+        }
+    }
+
+    impl Setup {
+        fn params(&self) -> rcgen::CertificateParams {
+            self.ca
+                .enterprise_params(
+                    &self.subject,
+                    &Serial::random().unwrap(),
+                    (self.now, self.now + Duration::days(730)),
+                    "某某公司",
+                    "某某公司",
+                    "91310000MA1FL5LX3X",
+                )
+                .unwrap()
+        }
+
+        /// Signs through the lint gate; returns the lint codes (empty when signed).
+        fn codes(&self, params: &rcgen::CertificateParams) -> Vec<&'static str> {
+            let before = self.issuing.calls.load(Ordering::SeqCst);
+            let result = sign_issued(
+                params,
+                &self.subject,
+                self.ca.issuing_der(),
+                self.issuing.as_ref(),
+                &self.ca.enterprise_lint,
+            );
+            let signed = self.issuing.calls.load(Ordering::SeqCst) - before;
+            match result {
+                Ok(der) => {
+                    assert_eq!(signed, 1);
+                    assert!(lint_certificate(&der, &self.ca.enterprise_lint).is_empty());
+                    Vec::new()
+                }
+                Err(CaError::Lint(findings)) => {
+                    assert_eq!(signed, 0, "a certificate that fails the lint was signed");
+                    findings.into_iter().map(|f| f.code).collect()
+                }
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_enterprise_profile_passes_the_lint() {
+        let s = setup();
+        assert_eq!(s.codes(&s.params()), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn every_rule_stops_the_signature() {
+        let s = setup();
+        type Mutation = Box<dyn Fn(&mut rcgen::CertificateParams, &Setup)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            (
+                "serial.zero",
+                Box::new(|p, _| p.serial_number = Some(SerialNumber::from_slice(&[0]))),
+            ),
+            (
+                "serial.too_long",
+                Box::new(|p, _| p.serial_number = Some(SerialNumber::from_slice(&[0x01; 21]))),
+            ),
+            (
+                "validity.order",
+                Box::new(|p, s| {
+                    p.not_before = crate::certgen::to_offset(s.now + Duration::days(2)).unwrap();
+                    p.not_after = crate::certgen::to_offset(s.now + Duration::days(1)).unwrap();
+                }),
+            ),
+            (
+                "validity.outside_issuer",
+                Box::new(|p, s| {
+                    p.not_after = crate::certgen::to_offset(s.now + Duration::days(5000)).unwrap()
+                }),
+            ),
+            (
+                "validity.outside_issuer",
+                Box::new(|p, s| {
+                    p.not_before = crate::certgen::to_offset(s.now - Duration::days(1)).unwrap()
+                }),
+            ),
+            (
+                "key_usage.ca_bits_on_end_entity",
+                Box::new(|p, _| p.key_usages.push(KeyUsagePurpose::KeyCertSign)),
+            ),
+            ("key_usage.missing", Box::new(|p, _| p.key_usages.clear())),
+            (
+                "key_usage.eku_inconsistent",
+                Box::new(|p, _| p.key_usages = vec![KeyUsagePurpose::ContentCommitment]),
+            ),
+            (
+                "key_usage.encipherment_on_ec",
+                Box::new(|p, _| p.key_usages.push(KeyUsagePurpose::KeyEncipherment)),
+            ),
+            (
+                "subject.empty",
+                Box::new(|p, _| p.distinguished_name = rcgen::DistinguishedName::new()),
+            ),
+            (
+                "subject.no_serial_number",
+                Box::new(|p, _| {
+                    p.distinguished_name
+                        .remove(DnType::CustomDnType(vec![2, 5, 4, 5]));
+                }),
+            ),
+            (
+                "subject.attribute_length",
+                Box::new(|p, _| {
+                    p.distinguished_name
+                        .push(DnType::CommonName, "长".repeat(65))
+                }),
+            ),
+            (
+                "subject.country_invalid",
+                Box::new(|p, _| p.distinguished_name.push(DnType::CountryName, "China")),
+            ),
+            (
+                "extensions.duplicate",
+                Box::new(|p, _| {
+                    p.custom_extensions.push(CustomExtension::from_oid_content(
+                        &[2, 5, 29, 15],
+                        vec![0x03, 0x02, 0x06, 0xc0],
+                    ))
+                }),
+            ),
+            (
+                "extensions.unknown_critical",
+                Box::new(|p, _| {
+                    let mut ext =
+                        CustomExtension::from_oid_content(&[1, 2, 3, 4], vec![0x05, 0x00]);
+                    ext.set_criticality(true);
+                    p.custom_extensions.push(ext);
+                }),
+            ),
+            (
+                "crl_dp.missing",
+                Box::new(|p, _| p.crl_distribution_points.clear()),
+            ),
+            (
+                "aia.ocsp_missing",
+                Box::new(|p, _| {
+                    p.custom_extensions =
+                        vec![crate::certgen::aia_extension(None, "http://x/ca.crt")]
+                }),
+            ),
+            (
+                "aia.ca_issuers_missing",
+                Box::new(|p, _| p.custom_extensions.clear()),
+            ),
+            (
+                "basic_constraints.ca_on_end_entity",
+                Box::new(|p, _| p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained)),
+            ),
+            ("ski.missing", Box::new(|p, _| p.is_ca = IsCa::NoCa)),
+            (
+                "ski.not_rfc7093",
+                Box::new(|p, _| p.key_identifier_method = KeyIdMethod::Sha256),
+            ),
+            (
+                "aki.missing",
+                Box::new(|p, _| p.use_authority_key_identifier_extension = false),
+            ),
+            (
+                "eku.any",
+                Box::new(|p, _| {
+                    p.extended_key_usages
+                        .push(rcgen::ExtendedKeyUsagePurpose::Any)
+                }),
+            ),
+            (
+                "eku.client_auth_missing",
+                Box::new(|p, _| {
+                    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::EmailProtection]
+                }),
+            ),
+            (
+                "ocsp_nocheck.unexpected",
+                Box::new(|p, _| {
+                    p.custom_extensions
+                        .push(crate::certgen::ocsp_nocheck_extension())
+                }),
+            ),
+        ];
+        for (code, mutate) in cases {
+            let mut params = s.params();
+            mutate(&mut params, &s);
+            let codes = s.codes(&params);
+            assert!(codes.contains(&code), "expected {code}, got {codes:?}");
+        }
+    }
+
+    #[test]
+    fn ca_certificates_pass_their_profiles() {
+        let s = setup();
+        let root_ctx = LintContext::self_signed(KeyAlgorithm::EcdsaP256);
+        assert!(lint_certificate(s.ca.root_der(), &root_ctx).is_empty());
+        let sub = LintContext::for_issuer(s.ca.root_der(), Profile::SubordinateCa).unwrap();
+        assert!(lint_certificate(s.ca.issuing_der(), &sub).is_empty());
+        let ocsp = LintContext::for_issuer(s.ca.issuing_der(), Profile::OcspResponder).unwrap();
+        assert!(lint_certificate(s.ca.ocsp_der(), &ocsp).is_empty());
+        // …and not each other's.
+        let wrong = LintContext::for_issuer(s.ca.issuing_der(), Profile::Enterprise).unwrap();
+        let codes: Vec<_> = lint_certificate(s.ca.ocsp_der(), &wrong)
+            .into_iter()
+            .map(|f| f.code)
+            .collect();
+        assert!(
+            codes.contains(&"ocsp_nocheck.unexpected") && codes.contains(&"crl_dp.missing"),
+            "{codes:?}"
+        );
+    }
+
+    #[test]
+    fn authority_is_shareable() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Authority>();
+    }
+
+    #[test]
+    fn a_signer_returning_raw_ecdsa_is_caught() {
+        struct Raw(FileKey);
+        impl CaSigner for Raw {
+            fn algorithm(&self) -> KeyAlgorithm {
+                self.0.algorithm()
+            }
+            fn spki_der(&self) -> &[u8] {
+                self.0.spki_der()
+            }
+            fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+                // A token bug: r‖s instead of DER, and of the wrong message.
+                let der = self.0.sign(&[message, b"x"].concat())?;
+                Ok(der[der.len() - 64..].to_vec())
+            }
+        }
+        let root = Raw(FileKey::generate(KeyAlgorithm::EcdsaP256).unwrap());
+        let issuing = Arc::new(FileKey::generate(KeyAlgorithm::EcdsaP256).unwrap());
+        let ocsp = Arc::new(FileKey::generate(KeyAlgorithm::EcdsaP256).unwrap());
+        let err = Authority::build(&test_config(), Utc::now(), &root, issuing, ocsp).unwrap_err();
+        assert_eq!(err.code(), "ekey.ca.signer");
+    }
+}
