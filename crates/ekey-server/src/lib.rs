@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod ca;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -71,7 +72,14 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppS
     let calendar = load_calendar(&config, year)?;
     // Secrets live in files beside the data (or in EKEY_* variables), never in the database.
     let secrets = secrets::Secrets::load(&config.data_dir.join("secrets"), true)?;
+    let ca = ca::CaService::open(
+        &config.data_dir.join("ca"),
+        &secrets.ca_passphrase,
+        &config.public_url(),
+        true,
+    )?;
     Ok(AppState(Arc::new(state::Inner {
+        ca,
         secrets,
         store,
         blobs,

@@ -35,6 +35,8 @@ pub struct Inner {
     pub login_limiter: LoginLimiter,
     /// Deployment secrets (CA passphrase, provider master secret, PIN secret).
     pub secrets: crate::secrets::Secrets,
+    /// The CA.
+    pub ca: crate::ca::CaService,
 }
 
 impl std::ops::Deref for AppState {

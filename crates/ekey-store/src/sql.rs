@@ -19,7 +19,10 @@ use crate::{Result, Store, StoreError};
 
 const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
-    (2, include_str!("../migrations/sqlite/0002_keys_certificates.sql")),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_keys_certificates.sql"),
+    ),
 ];
 const MIGRATIONS_PG: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),

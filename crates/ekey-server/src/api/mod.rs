@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod delivery;
 pub mod keys;
+pub mod production;
 pub mod public;
 pub mod requests;
 
@@ -96,7 +97,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 #[openapi(
     info(title = "eKey API", version = "1", description = "CA electronic keys for import/export enterprises: registration, requests, review, public lookups."),
     modifiers(&BearerScheme),
-    tags((name = "accounts"), (name = "requests"), (name = "materials"), (name = "documents"), (name = "delivery"), (name = "keys"), (name = "public"), (name = "demo"))
+    tags((name = "accounts"), (name = "requests"), (name = "materials"), (name = "documents"), (name = "production"), (name = "delivery"), (name = "keys"), (name = "public"), (name = "demo"))
 )]
 struct ApiDoc;
 
@@ -168,8 +169,10 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(requests::confirm_upload))
         .routes(routes!(requests::withdraw))
         .routes(routes!(requests::decision))
+        .routes(routes!(requests::receive))
         .routes(routes!(requests::application_form))
         .routes(routes!(requests::confirmation_letter))
+        .routes(routes!(production::produce))
         .routes(routes!(delivery::create_shipment, delivery::list_shipments))
         .routes(routes!(delivery::get_shipment))
         .routes(routes!(delivery::receive_shipment))
@@ -198,6 +201,11 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .route("/", get(crate::pages::index))
+    .route("/ca/root.crt", get(crate::ca::root_crt))
+    .route("/ca/issuing.crt", get(crate::ca::issuing_crt))
+    .route("/crl/issuing.crl", get(crate::ca::issuing_crl))
+    .route("/ocsp", axum::routing::post(crate::ca::ocsp_post))
+    .route("/ocsp/{*request}", get(crate::ca::ocsp_get))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(middleware::from_fn(localize))

@@ -284,7 +284,7 @@ fn view(r: &RequestRecord) -> RequestView<'_> {
 }
 
 /// Loads a request the caller may see; anyone else is told it does not exist.
-async fn visible(state: &AppState, auth: &Auth, id: &str) -> ApiResult<RequestRecord> {
+pub(crate) async fn visible(state: &AppState, auth: &Auth, id: &str) -> ApiResult<RequestRecord> {
     let not_found = || {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -373,36 +373,105 @@ async fn act(
         now,
     );
     let queued = !outbox.is_empty();
+    let transition = Transition {
+        request_id: r.id.clone(),
+        expected_version: r.version,
+        action,
+        from: outcome.from,
+        to: outcome.to,
+        due_at: outcome.due_at.map(|d| d.to_utc()),
+        form,
+        commit_materials: action == Action::ConfirmUpload,
+        at: now,
+        actor_id: auth.account.id.clone(),
+        actor_role: auth.account.role,
+        remark: outcome.remark.clone(),
+        audit: audit(
+            auth,
+            state,
+            &format!("request.{}", action.as_str()),
+            &r,
+            outcome.from.as_str(),
+            outcome.to.as_str(),
+        ),
+        outbox,
+    };
+    // Completing a cancellation revokes the key's certificate in the same transaction.
+    let mut batch = if r.kind == Kind::Cancellation && action == Action::ProviderApprove {
+        cancellation_revocation(state, auth, &r).await?
+    } else {
+        ekey_store::Batch::default()
+    };
+    let revokes = !batch.revocations.is_empty();
+    batch.transitions.insert(0, transition);
     let updated = state
         .store
-        .apply_transition(Transition {
-            request_id: r.id.clone(),
-            expected_version: r.version,
-            action,
-            from: outcome.from,
-            to: outcome.to,
-            due_at: outcome.due_at.map(|d| d.to_utc()),
-            form,
-            commit_materials: action == Action::ConfirmUpload,
-            at: now,
-            actor_id: auth.account.id.clone(),
-            actor_role: auth.account.role,
-            remark: outcome.remark.clone(),
-            audit: audit(
-                auth,
-                state,
-                &format!("request.{}", action.as_str()),
-                &r,
-                outcome.from.as_str(),
-                outcome.to.as_str(),
-            ),
-            outbox,
-        })
-        .await?;
+        .apply_batch(batch)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("transition lost"))?;
+    if revokes {
+        state.ca.forget_crl();
+    }
     if queued {
         state.outbox_wake.notify_one();
     }
     Ok(updated)
+}
+
+/// 注销 completed by the provider: the enterprise's live key under the request's login name
+/// is terminated and its certificate revoked — keyCompromise when the key was lost,
+/// cessationOfOperation otherwise.
+async fn cancellation_revocation(
+    state: &AppState,
+    auth: &Auth,
+    r: &RequestRecord,
+) -> ApiResult<ekey_store::Batch> {
+    use ekey_domain::key::KeyEvent;
+    let mut batch = ekey_store::Batch::default();
+    let Some(login_name) = &r.login_name else {
+        return Ok(batch);
+    };
+    let lost = r.form.key_lost;
+    for k in state.store.keys_by_login_name(login_name).await? {
+        if k.enterprise_id != r.enterprise_id || k.state.is_final() {
+            continue;
+        }
+        let to = k.state.apply(if lost {
+            KeyEvent::ReportLost
+        } else {
+            KeyEvent::Revoke
+        })?;
+        batch.key_changes.push(ekey_store::KeyChange {
+            key_id: k.id.clone(),
+            expected_version: k.version,
+            to,
+            shipment_id: None,
+        });
+        if let Some(serial) = &k.certificate_serial
+            && state
+                .store
+                .certificate(serial)
+                .await?
+                .is_some_and(|c| c.revoked_at.is_none() && c.der.is_some())
+        {
+            let reason = if lost {
+                "keyCompromise"
+            } else {
+                "cessationOfOperation"
+            };
+            batch.revocations.push(ekey_store::Revocation {
+                serial: serial.clone(),
+                reason: reason.into(),
+                at: state.clock.now(),
+            });
+            batch
+                .audits
+                .push(audit(auth, state, "ca.revoke", r, serial, reason));
+        }
+    }
+    Ok(batch)
 }
 
 async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<RequestOut> {
@@ -719,6 +788,54 @@ simple_action!(
 simple_action!(
     /// Withdraw the request before review finished.
     withdraw, "/api/v1/requests/{id}/withdraw", Action::Withdraw);
+
+/// What the agency received for a cancellation.
+#[derive(Deserialize, ToSchema)]
+pub struct ReceiveBody {
+    /// The stamped cancellation form (注销 ticked).
+    pub form_received: bool,
+    /// The key itself.
+    #[serde(default)]
+    pub key_received: bool,
+    /// The written statement of loss (when the key is lost).
+    #[serde(default)]
+    pub loss_statement_received: bool,
+}
+
+/// Cancellation intake (agency): records the form and the key — or the loss statement —
+/// received at the window; the 2-working-day 验核 clock starts.
+#[utoipa::path(post, path = "/api/v1/requests/{id}/receive", tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = ReceiveBody,
+    responses((status = 200, body = RequestOut), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn receive(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReceiveBody>,
+) -> ApiResult<Json<RequestOut>> {
+    auth.require(&[Role::Agency])?;
+    let r = visible(&state, &auth, &id).await?;
+    let missing = if !body.form_received {
+        Some(("盖章的注销申请表", "the stamped cancellation form"))
+    } else if r.form.key_lost && !body.loss_statement_received {
+        Some(("钥匙遗失的书面说明", "the written statement of loss"))
+    } else if !r.form.key_lost && !body.key_received {
+        Some(("电子钥匙本身", "the key itself"))
+    } else {
+        None
+    };
+    if let Some((zh, en)) = missing {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ekey.cancellation.incomplete",
+            format!("注销材料不全：尚未收到{zh}"),
+            format!("Cancellation papers incomplete: {en} not received"),
+        ));
+    }
+    let updated = act(&state, &auth, r, Action::Receive, None, None).await?;
+    Ok(Json(detail(&state, &auth, updated).await?))
+}
 
 /// Review decision by the reviewer of the current stage: the agency in `agency_review`
 /// (验核), the provider in `provider_review` (复核).

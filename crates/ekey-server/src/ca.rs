@@ -1,0 +1,331 @@
+//! The CA as the server runs it: the authority loaded from its key files, issuance that
+//! happens once per order (serial reserved in the database before signing), the CRL
+//! regenerated whenever the revocation counter moved or it is half-way to its nextUpdate,
+//! and OCSP answers from the database. The CA signing key never enters the database.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use ekey_ca::{
+    Authority, CaConfig, CertStatus, IssueRequest, Passphrase, RevocationReason, RevokedEntry,
+    Serial,
+};
+use ekey_store::{CertificateRecord, CertificateReservation, NewAudit, Store, StoreError};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+struct CrlCache {
+    revocations: i64,
+    made_at: DateTime<Utc>,
+    der: Arc<Vec<u8>>,
+}
+
+/// The CA of one deployment.
+pub struct CaService {
+    authority: Authority,
+    crl: Mutex<Option<CrlCache>>,
+}
+
+impl std::fmt::Debug for CaService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CaService { .. }")
+    }
+}
+
+/// Why issuance did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The CA refused (lint, key type, …).
+    #[error(transparent)]
+    Ca(#[from] ekey_ca::CaError),
+    /// The database refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> Self {
+        match e {
+            IssueError::Store(s) => s.into(),
+            IssueError::Ca(c) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                c.code(),
+                c.message(ekey_domain::Lang::Zh),
+                c.message(ekey_domain::Lang::En),
+            ),
+        }
+    }
+}
+
+impl CaService {
+    /// Loads the CA from `dir`, creating it there first when `create` and it is absent.
+    pub fn open(
+        dir: &Path,
+        passphrase: &str,
+        base_url: &str,
+        create: bool,
+    ) -> anyhow::Result<CaService> {
+        let passphrase =
+            Passphrase::new(passphrase.to_string()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cfg = CaConfig {
+            base_url: base_url.to_string(),
+            root_name: "eKey 根证书 Root CA".into(),
+            issuing_name: "eKey 企业电子钥匙 Issuing CA".into(),
+            organization: "eKey".into(),
+            ..CaConfig::default()
+        };
+        let exists = dir.join("root.crt").exists();
+        let authority = if exists {
+            Authority::load(dir, &passphrase, &cfg)
+        } else if create {
+            std::fs::create_dir_all(dir)?;
+            tracing::info!(dir = %dir.display(), "creating the root and issuing CA");
+            Authority::create(dir, &passphrase, &cfg)
+        } else {
+            anyhow::bail!("no CA in {}: run `ekey ca init` first", dir.display());
+        }
+        .map_err(|e| anyhow::anyhow!("{}", e.message(ekey_domain::Lang::En)))
+        .with_context(|| format!("opening the CA in {}", dir.display()))?;
+        Ok(CaService {
+            authority,
+            crl: Mutex::new(None),
+        })
+    }
+
+    /// The authority (certificates, issuance).
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// Issues the one certificate of `order` for `spki`: a second call for the same order
+    /// returns the certificate issued the first time.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn issue_for_order(
+        &self,
+        store: &dyn Store,
+        order: &str,
+        spki_der: Vec<u8>,
+        enterprise_name: &str,
+        credit_code: &str,
+        enterprise_id: Option<String>,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<CertificateRecord, IssueError> {
+        let mut reserved = None;
+        for _ in 0..5 {
+            let serial = Serial::random()?;
+            match store
+                .reserve_certificate(CertificateReservation {
+                    serial: serial.to_hex(),
+                    idempotency_key: order.to_string(),
+                    enterprise_id: enterprise_id.clone(),
+                    key_id: None,
+                    subject: format!("{enterprise_name} {credit_code}"),
+                    at: now,
+                })
+                .await
+            {
+                Ok(r) => {
+                    reserved = Some(r);
+                    break;
+                }
+                Err(StoreError::Duplicate("serial")) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let reserved = reserved.ok_or(StoreError::Duplicate("serial"))?;
+        if reserved.der.is_some() {
+            return Ok(reserved);
+        }
+        let issued = self.authority.issue(IssueRequest::new(
+            spki_der,
+            enterprise_name,
+            credit_code,
+            Serial::from_hex(&reserved.serial)?,
+            now,
+        ))?;
+        let mut audit = audit;
+        audit.object_type = "certificate".into();
+        audit.object_id = reserved.serial.clone();
+        audit.after = format!(
+            "issued {enterprise_name} {credit_code} until {}",
+            issued.not_after.to_rfc3339()
+        );
+        Ok(store
+            .complete_certificate(
+                &reserved.serial,
+                &issued.der,
+                issued.not_before,
+                issued.not_after,
+                audit,
+            )
+            .await?)
+    }
+
+    /// The current CRL (DER), regenerated after any revocation and at half its lifetime.
+    pub async fn crl(
+        &self,
+        store: &dyn Store,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Vec<u8>>, IssueError> {
+        let (_, revocations) = store.ca_state().await?;
+        let refresh_after =
+            Duration::hours(i64::from(self.authority.config().crl_next_update_hours)) / 2;
+        if let Some(c) = self.crl.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+            && c.revocations == revocations
+            && now - c.made_at < refresh_after
+        {
+            return Ok(c.der.clone());
+        }
+        let mut entries = Vec::new();
+        for (serial, at, reason) in store.revoked().await? {
+            entries.push(RevokedEntry {
+                serial: Serial::from_hex(&serial)?,
+                revoked_at: at,
+                reason: RevocationReason::parse(&reason).unwrap_or(RevocationReason::Unspecified),
+            });
+        }
+        let number = store.next_crl_number().await?;
+        let der = Arc::new(self.authority.crl(
+            &entries,
+            u64::try_from(number).unwrap_or(0),
+            now,
+        )?);
+        *self.crl.lock().unwrap_or_else(|e| e.into_inner()) = Some(CrlCache {
+            revocations,
+            made_at: now,
+            der: der.clone(),
+        });
+        Ok(der)
+    }
+
+    /// Drops the cached CRL (after a revocation by this instance; others see the counter).
+    pub fn forget_crl(&self) {
+        *self.crl.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Answers an OCSP request from the database.
+    pub async fn ocsp(&self, store: &dyn Store, request_der: &[u8], now: DateTime<Utc>) -> Vec<u8> {
+        let serials = self
+            .authority
+            .ocsp_request_serials(request_der)
+            .unwrap_or_default();
+        let mut known = Vec::new();
+        for s in serials {
+            let status = match store.certificate(&s.to_hex()).await {
+                Ok(Some(c)) if c.der.is_some() => match (c.revoked_at, c.revocation_reason) {
+                    (Some(at), reason) => CertStatus::Revoked {
+                        at,
+                        reason: reason
+                            .as_deref()
+                            .and_then(|r| RevocationReason::parse(r).ok())
+                            .unwrap_or(RevocationReason::Unspecified),
+                    },
+                    (None, _) => CertStatus::Good,
+                },
+                Ok(_) => CertStatus::Unknown,
+                Err(e) => {
+                    tracing::error!(error = %e, "OCSP lookup");
+                    return ekey_ca::ocsp_error_response(ekey_ca::OcspErrorStatus::TryLater);
+                }
+            };
+            known.push((s, status));
+        }
+        self.authority.ocsp_response(request_der, now, &|serial| {
+            known
+                .iter()
+                .find(|(s, _)| s == serial)
+                .map(|(_, st)| *st)
+                .unwrap_or(CertStatus::Unknown)
+        })
+    }
+}
+
+fn der(content_type: &'static str, bytes: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// `GET /ca/root.crt` (DER).
+pub async fn root_crt(State(state): State<AppState>) -> Response {
+    der(
+        "application/pkix-cert",
+        state.ca.authority().root_der().to_vec(),
+    )
+}
+
+/// `GET /ca/issuing.crt` (DER).
+pub async fn issuing_crt(State(state): State<AppState>) -> Response {
+    der(
+        "application/pkix-cert",
+        state.ca.authority().issuing_der().to_vec(),
+    )
+}
+
+/// `GET /crl/issuing.crl` (DER).
+pub async fn issuing_crl(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let crl = state
+        .ca
+        .crl(state.store.as_ref(), state.clock.now())
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/pkix-crl"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        crl.to_vec(),
+    )
+        .into_response())
+}
+
+fn ocsp_reply(bytes: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/ocsp-response"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// `POST /ocsp` (RFC 6960).
+pub async fn ocsp_post(State(state): State<AppState>, body: Bytes) -> Response {
+    ocsp_reply(
+        state
+            .ca
+            .ocsp(state.store.as_ref(), &body, state.clock.now())
+            .await,
+    )
+}
+
+/// `GET /ocsp/{base64-request}` (RFC 6960 appendix A: standard base64, URL-encoded).
+pub async fn ocsp_get(
+    State(state): State<AppState>,
+    UrlPath(encoded): UrlPath<String>,
+) -> Response {
+    // axum has already percent-decoded the path segment.
+    let request = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .unwrap_or_default();
+    ocsp_reply(
+        state
+            .ca
+            .ocsp(state.store.as_ref(), &request, state.clock.now())
+            .await,
+    )
+}
