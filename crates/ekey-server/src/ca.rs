@@ -72,6 +72,7 @@ impl CaService {
         passphrase: &str,
         base_url: &str,
         create: bool,
+        now: DateTime<Utc>,
     ) -> anyhow::Result<CaService> {
         let passphrase =
             Passphrase::new(passphrase.to_string()).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -84,11 +85,11 @@ impl CaService {
         };
         let exists = dir.join("root.crt").exists();
         let authority = if exists {
-            Authority::load(dir, &passphrase, &cfg)
+            Authority::load_at(dir, &passphrase, &cfg, now)
         } else if create {
             std::fs::create_dir_all(dir)?;
             tracing::info!(dir = %dir.display(), "creating the root and issuing CA");
-            Authority::create(dir, &passphrase, &cfg)
+            Authority::create_at(dir, &passphrase, &cfg, now)
         } else {
             anyhow::bail!("no CA in {}: run `ekey ca init` first", dir.display());
         }

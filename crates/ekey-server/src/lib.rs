@@ -77,6 +77,7 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppS
         &secrets.ca_passphrase,
         &config.public_url(),
         true,
+        clock.now(),
     )?;
     Ok(AppState(Arc::new(state::Inner {
         ca,

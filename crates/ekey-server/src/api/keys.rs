@@ -117,3 +117,45 @@ pub async fn initial_pin(
         initial_pin: state.secrets.initial_pin(&serial).to_string(),
     }))
 }
+
+/// The certificate of a key (DER): for its enterprise, its province's agency and the provider.
+#[utoipa::path(get, path = "/api/v1/keys/{id}/certificate", tag = "keys", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/pkix-cert"), (status = 404, body = ErrorBody)))]
+pub async fn certificate(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ekey.key.not_found",
+            "未找到该电子钥匙",
+            "No such key",
+        )
+    };
+    let key = state.store.key(&id).await?.ok_or_else(not_found)?;
+    let province = state
+        .store
+        .enterprise(&key.enterprise_id)
+        .await?
+        .map(|e| e.province)
+        .unwrap_or_default();
+    if !auth.actor.can_see(&key.enterprise_id, &province) {
+        return Err(not_found());
+    }
+    let serial = key.certificate_serial.ok_or_else(not_found)?;
+    let der = state
+        .store
+        .certificate(&serial)
+        .await?
+        .and_then(|c| c.der)
+        .ok_or_else(not_found)?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/pkix-cert")],
+        der,
+    )
+        .into_response())
+}

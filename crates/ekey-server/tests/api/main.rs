@@ -5,3 +5,4 @@ mod support;
 
 mod bad_input;
 mod flow;
+mod lifecycle;
