@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use ekey_server::Config;
 use ekey_server::demo::{DEMO_LOGINS, DEMO_PASSWORD};
 
+mod ca;
 mod key;
 
 #[derive(Parser)]
@@ -51,10 +52,46 @@ enum Command {
         #[command(subcommand)]
         command: key::KeyCommand,
     },
+    /// CA commands: create, issue outside the request flow, revoke.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Audit log commands.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create the root and issuing CA (if absent) and print their certificates' fingerprints.
+    Init(Target),
+    /// Issue a certificate for a CSR (audited); prints the certificate PEM.
+    Issue {
+        /// The CSR (PEM or DER); its signature is checked, only its key is used.
+        #[arg(long)]
+        csr: PathBuf,
+        /// Unified social credit code (subject serialNumber).
+        #[arg(long)]
+        credit_code: String,
+        /// Enterprise name (subject O and CN).
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke a certificate; CRL and OCSP of every instance show it within seconds.
+    Revoke {
+        /// Serial in hex (any case, colons allowed).
+        #[arg(long)]
+        serial: String,
+        /// RFC 5280 reason in camelCase, e.g. keyCompromise, cessationOfOperation, superseded.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -88,9 +125,17 @@ fn demo_config(data: PathBuf, listen: String) -> Config {
     config
 }
 
+/// The configuration of the instance a command acts on: a demo directory (whose first start
+/// recorded the address it serves at, which its certificates point to) or a config file.
 fn target_config(t: &Target) -> anyhow::Result<Config> {
     match (&t.data, &t.config) {
-        (Some(data), _) => Ok(demo_config(data.clone(), "127.0.0.1:0".into())),
+        (Some(data), _) => {
+            let mut config = demo_config(data.clone(), "127.0.0.1:8080".into());
+            if let Ok(url) = std::fs::read_to_string(data.join("public-url")) {
+                config.public_url = Some(url.trim().to_string());
+            }
+            Ok(config)
+        }
         (None, config) => Config::load(config.as_deref()),
     }
 }
@@ -122,6 +167,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let addr = listener.local_addr()?;
             let mut config = config;
             config.public_url = Some(format!("http://{addr}"));
+            std::fs::create_dir_all(&data)?;
+            if !data.join("public-url").exists() {
+                std::fs::write(data.join("public-url"), format!("http://{addr}\n"))?;
+            }
             let state = ekey_server::build_default(config).await?;
             ekey_server::demo::seed(state.store.as_ref()).await?;
             println!();
@@ -158,6 +207,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Key { command } => key::run(command),
+        Command::Ca { command } => ca::run(command, target_config).await,
         Command::Audit {
             command: AuditCommand::Verify(target),
         } => {

@@ -57,20 +57,24 @@ fn start_demo(data: &std::path::Path) -> (Child, String) {
     (child, addr)
 }
 
-fn http(addr: &str, request: &str) -> String {
+fn http_raw(addr: &str, request: &str) -> Vec<u8> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match TcpStream::connect(addr) {
             Ok(mut s) => {
                 s.write_all(request.as_bytes()).unwrap();
-                let mut out = String::new();
-                s.read_to_string(&mut out).unwrap();
+                let mut out = Vec::new();
+                s.read_to_end(&mut out).unwrap();
                 return out;
             }
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
             Err(e) => panic!("connecting to {addr}: {e}"),
         }
     }
+}
+
+fn http(addr: &str, request: &str) -> String {
+    String::from_utf8_lossy(&http_raw(addr, request)).into_owned()
 }
 
 fn stop(mut child: Child) {
@@ -331,4 +335,229 @@ fn key_commands_lock_after_six_wrong_pins_and_unlock_with_a_code() {
         "24681357\n13572468\n13572468\n",
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is required");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "openssl {args:?}: {text}");
+    text
+}
+
+fn get_bytes(addr: &str, path: &str) -> Vec<u8> {
+    let raw = http_raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{path}: {}",
+        String::from_utf8_lossy(&raw[..raw.len().min(200)])
+    );
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    raw[split..].to_vec()
+}
+
+#[test]
+fn ca_issue_and_revoke_show_in_the_running_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ekey-data");
+    let (child, addr) = start_demo(&data);
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    std::fs::write(p("root.der"), get_bytes(&addr, "/ca/root.crt")).unwrap();
+    std::fs::write(p("issuing.der"), get_bytes(&addr, "/ca/issuing.crt")).unwrap();
+    openssl(&[
+        "x509",
+        "-inform",
+        "DER",
+        "-in",
+        &p("root.der"),
+        "-out",
+        &p("root.pem"),
+    ]);
+    openssl(&[
+        "x509",
+        "-inform",
+        "DER",
+        "-in",
+        &p("issuing.der"),
+        "-out",
+        &p("issuing.pem"),
+    ]);
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &p("k.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &p("k.pem"),
+        "-subj",
+        "/CN=ignored",
+        "-out",
+        &p("req.pem"),
+    ]);
+
+    let issue = |code: &str| {
+        ekey()
+            .args([
+                "ca",
+                "issue",
+                "--csr",
+                &p("req.pem"),
+                "--credit-code",
+                code,
+                "--name",
+                "苏州示例贸易有限公司",
+                "--data",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let bad = issue("91320000000000000X");
+    assert!(!bad.status.success(), "a wrong check character is refused");
+    let out = issue("91320106MA1XYW0A10");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(p("cert.pem"), &out.stdout).unwrap();
+    let again = issue("91320106MA1XYW0A10");
+    assert_eq!(
+        again.stdout, out.stdout,
+        "the same CSR and subject give the same certificate"
+    );
+    let chain = openssl(&[
+        "verify",
+        "-x509_strict",
+        "-CAfile",
+        &p("root.pem"),
+        "-untrusted",
+        &p("issuing.pem"),
+        &p("cert.pem"),
+    ]);
+    assert!(chain.contains("OK"), "{chain}");
+    let serial = openssl(&["x509", "-in", &p("cert.pem"), "-noout", "-serial"]);
+    let serial = serial.trim().trim_start_matches("serial=").to_string();
+    let ocsp = |cert: &str| {
+        openssl(&[
+            "ocsp",
+            "-issuer",
+            &p("issuing.pem"),
+            "-cert",
+            cert,
+            "-url",
+            &format!("http://{addr}/ocsp"),
+            "-CAfile",
+            &p("root.pem"),
+        ])
+    };
+    assert!(ocsp(&p("cert.pem")).contains(": good"));
+
+    // Colons and lower case are accepted; the running instance sees the revocation at once.
+    let with_colons: String = serial
+        .to_lowercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let out = ekey()
+        .args([
+            "ca",
+            "revoke",
+            "--serial",
+            &with_colons,
+            "--reason",
+            "keyCompromise",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = ocsp(&p("cert.pem"));
+    assert!(
+        text.contains(": revoked") && text.contains("keyCompromise"),
+        "{text}"
+    );
+    std::fs::write(p("crl.der"), get_bytes(&addr, "/crl/issuing.crl")).unwrap();
+    let crl = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &p("crl.der"),
+        "-CAfile",
+        &p("issuing.pem"),
+        "-noout",
+        "-text",
+    ]);
+    assert!(
+        crl.contains("verify OK") && crl.to_uppercase().contains(&serial.to_uppercase()),
+        "{crl}"
+    );
+
+    let again = ekey()
+        .args([
+            "ca",
+            "revoke",
+            "--serial",
+            &serial,
+            "--reason",
+            "keyCompromise",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success()
+            && String::from_utf8_lossy(&again.stderr).contains("already revoked")
+    );
+    let unknown = ekey()
+        .args([
+            "ca",
+            "revoke",
+            "--serial",
+            "0BADC0DE",
+            "--reason",
+            "keyCompromise",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        !unknown.status.success()
+            && String::from_utf8_lossy(&unknown.stderr).contains("no certificate")
+    );
+    let bad_reason = ekey()
+        .args([
+            "ca", "revoke", "--serial", &serial, "--reason", "because", "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!bad_reason.status.success());
+    stop(child);
 }
