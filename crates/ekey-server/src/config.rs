@@ -39,6 +39,12 @@ pub struct Config {
     pub outbox_poll_ms: u64,
     /// The key provider's customer hotline (shown in footers and mails).
     pub provider_hotline: String,
+    /// Personalise keys on PKCS#11 tokens through this module (e.g. SoftHSM2, a vendor's
+    /// USB-key library) instead of software tokens.
+    pub token_pkcs11_module: Option<PathBuf>,
+    /// Transport SO PIN of blank PKCS#11 tokens (replaced by a sealed one at
+    /// personalisation); `EKEY_TOKEN_SO_PIN` overrides it.
+    pub token_transport_so_pin: String,
 }
 
 impl Default for Config {
@@ -54,6 +60,8 @@ impl Default for Config {
             activation_ttl_hours: 48,
             outbox_poll_ms: 1000,
             provider_hotline: "010-58103599".into(),
+            token_pkcs11_module: None,
+            token_transport_so_pin: "12345678".into(),
         }
     }
 }
@@ -91,6 +99,12 @@ impl Config {
         }
         if let Some(v) = get("EKEY_DEMO") {
             self.demo = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = get("EKEY_TOKEN_SO_PIN") {
+            self.token_transport_so_pin = v;
+        }
+        if let Some(v) = get("EKEY_TOKEN_PKCS11_MODULE") {
+            self.token_pkcs11_module = Some(v.into());
         }
         if let Some(v) = get("EKEY_MAIL_TRANSPORT") {
             self.mail_transport = match v.as_str() {

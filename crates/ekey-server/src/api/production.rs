@@ -15,7 +15,7 @@ use ekey_domain::request::{Kind, Role, Status};
 use ekey_store::{
     Batch, KeyChange, KeyRecord, NewAudit, NewKey, RequestRecord, Revocation, StoreError,
 };
-use ekey_token::{CsrSubject, SoftToken, Token};
+use ekey_token::{CsrSubject, Pkcs11Token, SoftToken, Token};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Auth;
@@ -141,21 +141,42 @@ async fn retire_original(state: &AppState, auth: &Auth, r: &RequestRecord) -> Ap
     Ok(())
 }
 
-/// Opens or personalises the request's software token and returns it with the public key
+/// Opens or personalises the request's token — a software token file, or a PKCS#11 token
+/// labelled with the serial when a module is configured — and returns it with the public key
 /// of its signing container (generated on the token on first use).
 fn personalise_token(
     state: &AppState,
     serial: &str,
     label: &str,
-) -> Result<(SoftToken, Vec<u8>), ApiError> {
-    let path = token_path(state, serial);
+) -> Result<(Box<dyn Token>, Vec<u8>), ApiError> {
     let pin = state.secrets.initial_pin(serial);
-    let token = if path.exists() {
-        SoftToken::open(&path).map_err(token_error)?
-    } else {
-        std::fs::create_dir_all(path.parent().expect("tokens dir")).map_err(ApiError::internal)?;
-        SoftToken::create(&path, serial, label, &pin, &state.secrets.provider_master)
-            .map_err(token_error)?
+    let token: Box<dyn Token> = match &state.config.token_pkcs11_module {
+        Some(module) => match Pkcs11Token::open(module, serial) {
+            Ok(t) => Box::new(t),
+            Err(_) => Box::new(
+                Pkcs11Token::init(
+                    module,
+                    serial,
+                    &state.config.token_transport_so_pin,
+                    &pin,
+                    &state.secrets.provider_master,
+                )
+                .map_err(token_error)?,
+            ),
+        },
+        None => {
+            let path = token_path(state, serial);
+            if path.exists() {
+                Box::new(SoftToken::open(&path).map_err(token_error)?)
+            } else {
+                std::fs::create_dir_all(path.parent().expect("tokens dir"))
+                    .map_err(ApiError::internal)?;
+                Box::new(
+                    SoftToken::create(&path, serial, label, &pin, &state.secrets.provider_master)
+                        .map_err(token_error)?,
+                )
+            }
+        }
     };
     let existing = token
         .status()
@@ -225,7 +246,7 @@ pub async fn produce(
             let (token, spki) = personalise_token(&state, &serial, &label)?;
             let pin = state.secrets.initial_pin(&serial);
             let csr = ekey_token::csr_with_subject(
-                &token,
+                token.as_ref(),
                 &pin,
                 SIGN_CONTAINER,
                 &CsrSubject {
@@ -236,7 +257,7 @@ pub async fn produce(
                 },
             )
             .map_err(token_error)?;
-            Ok((spki, csr, Arc::new(token)))
+            Ok((spki, csr, Arc::<dyn Token>::from(token)))
         })
         .await
         .map_err(ApiError::internal)??
@@ -304,7 +325,12 @@ pub async fn produce(
                 request_id: r.id.clone(),
                 login_name: login_name.clone(),
                 token_serial: serial.clone(),
-                token_kind: "soft".into(),
+                token_kind: if state.config.token_pkcs11_module.is_some() {
+                    "pkcs11"
+                } else {
+                    "soft"
+                }
+                .into(),
                 certificate_serial: cert.serial.clone(),
                 at: state.clock.now(),
             },

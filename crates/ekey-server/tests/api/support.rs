@@ -46,6 +46,15 @@ impl TestServer {
     }
 
     pub async fn start_at(db: Db, now: DateTime<Utc>) -> TestServer {
+        Self::start_with(db, now, |_| {}).await
+    }
+
+    /// Starts with a configuration adjusted by `adjust` (e.g. a PKCS#11 token module).
+    pub async fn start_with(
+        db: Db,
+        now: DateTime<Utc>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let db_url = match db {
             Db::Sqlite => format!("sqlite:{}", dir.path().join("ekey.db").display()),
@@ -66,6 +75,8 @@ impl TestServer {
             outbox_poll_ms: 50,
             ..Config::default()
         };
+        let mut config = config;
+        adjust(&mut config);
         let clock = Arc::new(ManualClock::new(now));
         let state = ekey_server::build(config, clock.clone()).await.unwrap();
         ekey_server::demo::seed(state.store.as_ref()).await.unwrap();

@@ -1,0 +1,218 @@
+//! The first-issue path with the key personalised on a PKCS#11 token (SoftHSM2): the key
+//! pair is generated on the token and never leaves it; `pkcs11-tool` sees our objects; the
+//! enterprise's initial PIN opens it; the certificate verifies with OpenSSL.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::*;
+
+/// The PKCS#11 module (SoftHSM2). Fails, never skips, when it is missing.
+fn softhsm() -> PathBuf {
+    let module = PathBuf::from(
+        std::env::var("EKEY_SOFTHSM_MODULE")
+            .unwrap_or_else(|_| "/usr/lib/softhsm/libsofthsm2.so".into()),
+    );
+    assert!(
+        module.exists(),
+        "SoftHSM2 is required: apt-get install softhsm2 ({} missing)",
+        module.display()
+    );
+    module
+}
+
+/// SoftHSM2 reads SOFTHSM2_CONF, a process-wide setting this crate may not change at run
+/// time: the test runs itself again as a child process with its own token directory.
+fn in_child_with_softhsm(test: &str) -> bool {
+    if std::env::var_os("EKEY_SOFTHSM_CHILD").is_some() {
+        return true;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads", "1"])
+        .env("SOFTHSM2_CONF", &conf)
+        .env("EKEY_SOFTHSM_CHILD", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("1 passed"), "{text}");
+    false
+}
+
+async fn first_issue_on_softhsm(db: Db) {
+    let module = softhsm();
+    let s = TestServer::start_with(db, chrono::Utc::now(), |c| {
+        c.token_pkcs11_module = Some(module.clone())
+    })
+    .await;
+    let ent = s.login("demo@ekey.example").await;
+    let agency = s.login("agency-320000").await;
+    let provider = s.login("provider").await;
+    let id = request_in_agency_review(&s, &ent).await;
+    for t in [&agency, &provider] {
+        let (status, v) = s
+            .post(
+                &format!("/api/v1/requests/{id}/decision"),
+                Some(t),
+                json!({"approve": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/produce"),
+            Some(&provider),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, keys) = s.get("/api/v1/keys", Some(&ent)).await;
+    let key = keys[0].clone();
+    let label = key["token_serial"].as_str().unwrap().to_string();
+    let key_id = key["id"].as_str().unwrap().to_string();
+    let (_, v) = s
+        .get(&format!("/api/v1/keys/{key_id}/initial-pin"), Some(&ent))
+        .await;
+    let pin = v["initial_pin"].as_str().unwrap().to_string();
+
+    // pkcs11-tool sees the key we generated on the token, the private half never extractable.
+    let out = Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            module.to_str().unwrap(),
+            "--token-label",
+            &label,
+            "--login",
+            "--pin",
+            &pin,
+            "--list-objects",
+        ])
+        .output()
+        .expect("pkcs11-tool is required (apt-get install opensc)");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{listing} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(listing.contains("Private Key Object; EC"), "{listing}");
+    assert!(listing.contains("never extractable"), "{listing}");
+    assert!(listing.contains("Certificate Object"), "{listing}");
+
+    // The initial PIN opens the token and it signs.
+    {
+        use ekey_token::Token;
+        let token = ekey_token::Pkcs11Token::open(&module, &label).unwrap();
+        token.sign(&pin, "sign", b"hello").unwrap();
+    }
+
+    // The certificate verifies against the CA.
+    let dir = tempfile::tempdir().unwrap();
+    let fetch = |path: String, token: Option<String>| {
+        let s = &s;
+        async move {
+            let mut b = s.client.get(s.url(&path));
+            if let Some(t) = token {
+                b = b.bearer_auth(t);
+            }
+            b.send().await.unwrap().bytes().await.unwrap().to_vec()
+        }
+    };
+    for (name, der) in [
+        ("root", fetch("/ca/root.crt".into(), None).await),
+        ("issuing", fetch("/ca/issuing.crt".into(), None).await),
+        (
+            "cert",
+            fetch(
+                format!("/api/v1/keys/{key_id}/certificate"),
+                Some(ent.clone()),
+            )
+            .await,
+        ),
+    ] {
+        std::fs::write(dir.path().join(format!("{name}.der")), der).unwrap();
+        let ok = Command::new("openssl")
+            .args(["x509", "-inform", "DER", "-in"])
+            .arg(dir.path().join(format!("{name}.der")))
+            .arg("-out")
+            .arg(dir.path().join(format!("{name}.pem")))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let out = Command::new("openssl")
+        .args(["verify", "-x509_strict", "-CAfile"])
+        .arg(dir.path().join("root.pem"))
+        .arg("-untrusted")
+        .arg(dir.path().join("issuing.pem"))
+        .arg(dir.path().join("cert.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Delivery to completed, exactly as with a software token.
+    let (status, v) = s
+        .post(
+            "/api/v1/shipments",
+            Some(&provider),
+            json!({"courier": "顺丰", "tracking_number": "SF100", "request_ids": [id]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let shipment = v["id"].as_str().unwrap().to_string();
+    s.post(
+        &format!("/api/v1/shipments/{shipment}/receive"),
+        Some(&agency),
+        json!({}),
+    )
+    .await;
+    s.post(
+        &format!("/api/v1/requests/{id}/notify"),
+        Some(&agency),
+        json!({}),
+    )
+    .await;
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/handover"),
+            Some(&agency),
+            json!({"method": "mail", "disclaimer_received": true, "licence_copy_received": true,
+                   "recipient": "李明", "mobile": "13912345678", "id_number": "11010519491231002X",
+                   "address": "江苏省南京市建邺区江东中路100号 5楼", "courier": "EMS", "tracking_number": "EM2"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "completed");
+    let (_, keys) = s.get("/api/v1/keys", Some(&ent)).await;
+    assert_eq!(keys[0]["state"], "active");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_issue_on_softhsm_sqlite() {
+    if in_child_with_softhsm("softhsm::first_issue_on_softhsm_sqlite") {
+        first_issue_on_softhsm(Db::Sqlite).await;
+    }
+}
