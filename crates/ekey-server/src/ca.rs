@@ -18,6 +18,7 @@ use ekey_ca::{
     Serial,
 };
 use ekey_store::{CertificateRecord, CertificateReservation, NewAudit, Store, StoreError};
+use sha2::Digest;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -28,10 +29,26 @@ struct CrlCache {
     der: Arc<Vec<u8>>,
 }
 
+/// Signed OCSP responses to requests without a nonce, valid while nothing was revoked.
+#[derive(Default)]
+struct OcspCache {
+    revocations: i64,
+    responses: std::collections::HashMap<[u8; 32], CachedResponse>,
+}
+
+/// When a response was signed, and the response.
+type CachedResponse = (DateTime<Utc>, Arc<Vec<u8>>);
+
+/// How long a cached OCSP response is served (its nextUpdate is an hour).
+const OCSP_CACHE_FOR: i64 = 300;
+/// Most cached OCSP responses.
+const OCSP_CACHE_MAX: usize = 10_000;
+
 /// The CA of one deployment.
 pub struct CaService {
     authority: Authority,
     crl: Mutex<Option<CrlCache>>,
+    ocsp_cache: Mutex<OcspCache>,
 }
 
 impl std::fmt::Debug for CaService {
@@ -98,6 +115,7 @@ impl CaService {
         Ok(CaService {
             authority,
             crl: Mutex::new(None),
+            ocsp_cache: Mutex::new(OcspCache::default()),
         })
     }
 
@@ -211,14 +229,66 @@ impl CaService {
     /// Drops the cached CRL (after a revocation by this instance; others see the counter).
     pub fn forget_crl(&self) {
         *self.crl.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.ocsp_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .responses
+            .clear();
     }
 
-    /// Answers an OCSP request from the database.
+    /// Answers an OCSP request: from the cache for a nonce-less request asked before, unless
+    /// anything was revoked since (the revocation counter moved), else from the database.
     pub async fn ocsp(&self, store: &dyn Store, request_der: &[u8], now: DateTime<Utc>) -> Vec<u8> {
-        let serials = self
-            .authority
-            .ocsp_request_serials(request_der)
-            .unwrap_or_default();
+        let Ok(info) = self.authority.ocsp_request_info(request_der) else {
+            // Malformed or not ours: the authority answers with the right error status.
+            return self
+                .authority
+                .ocsp_response(request_der, now, &|_| CertStatus::Unknown);
+        };
+        let revocations = match store.ca_state().await {
+            Ok((_, r)) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "OCSP: reading the CA state");
+                return ekey_ca::ocsp_error_response(ekey_ca::OcspErrorStatus::TryLater);
+            }
+        };
+        let key: [u8; 32] = sha2::Sha256::digest(request_der).into();
+        if !info.has_nonce {
+            let mut cache = self.ocsp_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.revocations != revocations {
+                cache.responses.clear();
+                cache.revocations = revocations;
+            }
+            if let Some((made, resp)) = cache.responses.get(&key)
+                && (now - *made).num_seconds() < OCSP_CACHE_FOR
+            {
+                return resp.to_vec();
+            }
+        }
+        let response = self
+            .lookup_and_sign(store, request_der, info.serials, now)
+            .await;
+        if !info.has_nonce {
+            let mut cache = self.ocsp_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.revocations == revocations {
+                if cache.responses.len() >= OCSP_CACHE_MAX {
+                    cache.responses.clear();
+                }
+                cache
+                    .responses
+                    .insert(key, (now, Arc::new(response.clone())));
+            }
+        }
+        response
+    }
+
+    async fn lookup_and_sign(
+        &self,
+        store: &dyn Store,
+        request_der: &[u8],
+        serials: Vec<Serial>,
+        now: DateTime<Utc>,
+    ) -> Vec<u8> {
         let mut known = Vec::new();
         for s in serials {
             let status = match store.certificate(&s.to_hex()).await {
@@ -248,6 +318,19 @@ impl CaService {
                 .unwrap_or(CertStatus::Unknown)
         })
     }
+}
+
+/// Keeps the CRL fresh without waiting for a request: regenerates it when anything was
+/// revoked (by any instance) and at half its lifetime. Checks every 30 seconds.
+pub fn spawn_crl_refresher(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = state.ca.crl(state.store.as_ref(), state.clock.now()).await {
+                tracing::warn!(error = %e, "CRL refresh");
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        }
+    })
 }
 
 fn der(content_type: &'static str, bytes: Vec<u8>) -> Response {

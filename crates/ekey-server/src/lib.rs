@@ -118,6 +118,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let worker = outbox::spawn(state.clone());
+    let crl_refresher = ca::spawn_crl_refresher(state.clone());
     let app = api::router(state);
     let result = axum::serve(
         listener,
@@ -126,6 +127,7 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await;
     worker.abort();
+    crl_refresher.abort();
     result.context("serving HTTP")
 }
 

@@ -72,6 +72,56 @@ fn ocsp_status(base: &str, root: &str, issuing: &str, cert: &str) -> String {
     text
 }
 
+/// Asks the responder over GET (standard base64, URL-encoded) without a nonce — the kind of
+/// request whose answer is cached — and lets openssl check the response.
+async fn ocsp_get(
+    s: &TestServer,
+    dir: &Path,
+    root: &str,
+    issuing: &str,
+    cert: &str,
+    name: &str,
+) -> String {
+    use base64::Engine;
+    let req = dir.join(format!("{name}-req.der"));
+    let (ok, text) = openssl(&[
+        "ocsp",
+        "-issuer",
+        issuing,
+        "-cert",
+        cert,
+        "-reqout",
+        req.to_str().unwrap(),
+        "-no_nonce",
+    ]);
+    assert!(ok, "{text}");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&req).unwrap());
+    let encoded: String = b64
+        .chars()
+        .map(|c| match c {
+            '+' => "%2B".to_string(),
+            '/' => "%2F".to_string(),
+            '=' => "%3D".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    let resp = dir.join(format!("{name}-resp.der"));
+    std::fs::write(&resp, bytes(s, &format!("/ocsp/{encoded}"), None).await).unwrap();
+    let (ok, text) = openssl(&[
+        "ocsp",
+        "-respin",
+        resp.to_str().unwrap(),
+        "-issuer",
+        issuing,
+        "-cert",
+        cert,
+        "-CAfile",
+        root,
+    ]);
+    assert!(ok && text.contains("Response verify OK"), "{text}");
+    text
+}
+
 async fn decide(s: &TestServer, id: &str, token: &str) -> Value {
     let (status, v) = s
         .post(
@@ -328,6 +378,12 @@ async fn lifecycle(db: Db) {
     let (_, keys) = s.get("/api/v1/keys", Some(&ent)).await;
     assert_eq!(keys[0]["state"], "active");
 
+    // The same nonce-less request twice: the second answer comes from the cache.
+    for _ in 0..2 {
+        let text = ocsp_get(&s, dir.path(), &root, &issuing, &cert, "orig").await;
+        assert!(text.contains(": good"), "{text}");
+    }
+
     // ---- 补办: the key is lost ----
     let login_name = keys[0]["login_name"].as_str().unwrap().to_string();
     let (status, v) = s
@@ -469,43 +525,8 @@ async fn lifecycle(db: Db) {
     );
 
     // OCSP over GET (RFC 6960 appendix A) answers the same.
-    let req = dir.path().join("req.der");
-    let (ok, text) = openssl(&[
-        "ocsp",
-        "-issuer",
-        &issuing,
-        "-cert",
-        &new_cert,
-        "-reqout",
-        req.to_str().unwrap(),
-        "-no_nonce",
-    ]);
-    assert!(ok, "{text}");
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&req).unwrap());
-    let encoded: String = b64
-        .chars()
-        .map(|c| match c {
-            '+' => "%2B".to_string(),
-            '/' => "%2F".to_string(),
-            '=' => "%3D".to_string(),
-            c => c.to_string(),
-        })
-        .collect();
-    let resp = dir.path().join("resp.der");
-    std::fs::write(&resp, bytes(&s, &format!("/ocsp/{encoded}"), None).await).unwrap();
-    let (ok, text) = openssl(&[
-        "ocsp",
-        "-respin",
-        resp.to_str().unwrap(),
-        "-issuer",
-        &issuing,
-        "-cert",
-        &new_cert,
-        "-CAfile",
-        &root,
-    ]);
-    assert!(ok && text.contains(": revoked"), "{text}");
+    let text = ocsp_get(&s, dir.path(), &root, &issuing, &new_cert, "new").await;
+    assert!(text.contains(": revoked"), "{text}");
 
     assert_eq!(s.verify_audit().await.first_broken, None);
 }
