@@ -158,6 +158,28 @@ pub enum CaError {
     /// An OCSP request asks about certificates of another CA.
     #[error("OCSP request is not for this CA")]
     OcspUnauthorized,
+    /// The PKCS#11 module holding CA keys could not be loaded, or a call into it failed.
+    #[error("PKCS#11: {detail}")]
+    Pkcs11 {
+        /// What happened (module path, PKCS#11 function and return value), for the log.
+        detail: String,
+    },
+    /// The user PIN of the CA's PKCS#11 token was refused, or the token's PIN is locked.
+    #[error("PKCS#11 token {token}: user PIN refused{}", if *.locked { " (PIN locked)" } else { "" })]
+    Pkcs11Login {
+        /// The token label.
+        token: String,
+        /// The token reports its user PIN as locked.
+        locked: bool,
+    },
+    /// No token with this label in the module, or no key with this label on the token.
+    #[error("PKCS#11 {what} {name:?} not found")]
+    Pkcs11NotFound {
+        /// `token` or `key`.
+        what: &'static str,
+        /// The label looked for.
+        name: String,
+    },
 }
 
 fn format_findings(findings: &[LintFinding]) -> String {
@@ -197,6 +219,9 @@ impl CaError {
             CaError::CrlReason => "ekey.ca.crl_reason",
             CaError::OcspMalformed { .. } => "ekey.ca.ocsp_malformed",
             CaError::OcspUnauthorized => "ekey.ca.ocsp_unauthorized",
+            CaError::Pkcs11 { .. } => "ekey.ca.pkcs11",
+            CaError::Pkcs11Login { .. } => "ekey.ca.pkcs11_login",
+            CaError::Pkcs11NotFound { .. } => "ekey.ca.pkcs11_not_found",
         }
     }
 
@@ -367,6 +392,40 @@ impl CaError {
                 "OCSP 请求查询的不是本 CA 签发的证书。",
                 "The OCSP request asks about certificates of another CA.",
             ),
+            CaError::Pkcs11 { detail } => {
+                if zh {
+                    format!("CA 密钥设备（PKCS#11）操作失败：{detail}")
+                } else {
+                    format!("The CA key device (PKCS#11) failed: {detail}")
+                }
+            }
+            CaError::Pkcs11Login { token, locked } => {
+                if *locked {
+                    if zh {
+                        format!("CA 密钥设备 {token} 的用户 PIN 已锁定，请由安全管理员解锁。")
+                    } else {
+                        format!(
+                            "The user PIN of the CA key device {token} is locked; the security officer must unlock it."
+                        )
+                    }
+                } else if zh {
+                    format!("CA 密钥设备 {token} 的用户 PIN 错误。")
+                } else {
+                    format!("Wrong user PIN for the CA key device {token}.")
+                }
+            }
+            CaError::Pkcs11NotFound { what, name } => {
+                let zh_what = if *what == "token" {
+                    "设备（令牌）"
+                } else {
+                    "密钥"
+                };
+                if zh {
+                    format!("未找到标签为 {name} 的 CA {zh_what}。")
+                } else {
+                    format!("No CA {what} labelled {name} was found in the PKCS#11 module.")
+                }
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! The eKey certificate authority engine: a root and an issuing CA, enterprise
 //! certificate issuance (build → lint → sign), serial numbers, revocation reasons, CRLs
-//! and an OCSP responder, with CA keys in encrypted PKCS#8 files or behind any
-//! [`CaSigner`] (e.g. a PKCS#11 module).
+//! and an OCSP responder, with CA keys in encrypted PKCS#8 files, on a PKCS#11 module
+//! ([`Pkcs11Key`], [`Authority::create_in_hsm`]) or behind any other [`CaSigner`].
 //!
 //! A pure library: no requests, databases or HTTP. The caller stores serials, revocations
 //! and CRL numbers, and serves the DER this crate produces.
@@ -50,6 +50,7 @@ mod error;
 pub mod lint;
 mod ocsp;
 mod passphrase;
+mod pkcs11;
 mod reason;
 mod serial;
 mod signer;
@@ -66,6 +67,7 @@ pub use ocsp::{
     ocsp_error_response,
 };
 pub use passphrase::{MIN_NEW_PASSPHRASE_CHARS, PASSPHRASE_ENV, Passphrase};
+pub use pkcs11::{HsmConfig, PKCS11_PIN_ENV, Pkcs11Key, hsm_labels};
 pub use reason::RevocationReason;
 pub use serial::Serial;
 pub use signer::{

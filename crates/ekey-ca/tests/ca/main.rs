@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod crl;
+mod hsm;
 mod issue;
 mod keys;
 mod ocsp;
