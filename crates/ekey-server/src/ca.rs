@@ -90,6 +90,7 @@ impl CaService {
         base_url: &str,
         create: bool,
         now: DateTime<Utc>,
+        hsm: Option<(&Path, &str)>,
     ) -> anyhow::Result<CaService> {
         let passphrase =
             Passphrase::new(passphrase.to_string()).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -101,16 +102,31 @@ impl CaService {
             ..CaConfig::default()
         };
         let exists = dir.join("root.crt").exists();
-        let authority = if exists {
-            Authority::load_at(dir, &passphrase, &cfg, now)
-        } else if create {
-            std::fs::create_dir_all(dir)?;
-            tracing::info!(dir = %dir.display(), "creating the root and issuing CA");
-            Authority::create_at(dir, &passphrase, &cfg, now)
-        } else {
-            anyhow::bail!("no CA in {}: run `ekey ca init` first", dir.display());
+        let en = |e: ekey_ca::CaError| {
+            anyhow::anyhow!("{} ({})", e.message(ekey_domain::Lang::En), e.code())
+        };
+        let authority = match hsm {
+            Some((module, token)) => {
+                let hsm = ekey_ca::HsmConfig::from_env(module, token).map_err(en)?;
+                if exists {
+                    Authority::load_from_hsm(dir, &cfg, now, &hsm)
+                } else if create {
+                    std::fs::create_dir_all(dir)?;
+                    tracing::info!(dir = %dir.display(), token, "creating the root and issuing CA in the HSM");
+                    Authority::create_in_hsm(dir, &cfg, now, &hsm)
+                } else {
+                    anyhow::bail!("no CA in {}: run `ekey ca init` first", dir.display());
+                }
+            }
+            None if exists => Authority::load_at(dir, &passphrase, &cfg, now),
+            None if create => {
+                std::fs::create_dir_all(dir)?;
+                tracing::info!(dir = %dir.display(), "creating the root and issuing CA");
+                Authority::create_at(dir, &passphrase, &cfg, now)
+            }
+            None => anyhow::bail!("no CA in {}: run `ekey ca init` first", dir.display()),
         }
-        .map_err(|e| anyhow::anyhow!("{}", e.message(ekey_domain::Lang::En)))
+        .map_err(en)
         .with_context(|| format!("opening the CA in {}", dir.display()))?;
         Ok(CaService {
             authority,

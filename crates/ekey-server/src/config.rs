@@ -42,6 +42,11 @@ pub struct Config {
     /// Personalise keys on PKCS#11 tokens through this module (e.g. SoftHSM2, a vendor's
     /// USB-key library) instead of software tokens.
     pub token_pkcs11_module: Option<PathBuf>,
+    /// Keep the CA's signing keys in this PKCS#11 module (HSM) instead of encrypted files;
+    /// the user PIN comes from `EKEY_CA_PKCS11_PIN`.
+    pub ca_pkcs11_module: Option<PathBuf>,
+    /// Label of the HSM token holding the CA keys.
+    pub ca_pkcs11_token: Option<String>,
     /// Transport SO PIN of blank PKCS#11 tokens (replaced by a sealed one at
     /// personalisation); `EKEY_TOKEN_SO_PIN` overrides it.
     pub token_transport_so_pin: String,
@@ -61,6 +66,8 @@ impl Default for Config {
             outbox_poll_ms: 1000,
             provider_hotline: "010-58103599".into(),
             token_pkcs11_module: None,
+            ca_pkcs11_module: None,
+            ca_pkcs11_token: None,
             token_transport_so_pin: "12345678".into(),
         }
     }
@@ -99,6 +106,12 @@ impl Config {
         }
         if let Some(v) = get("EKEY_DEMO") {
             self.demo = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = get("EKEY_CA_PKCS11_MODULE") {
+            self.ca_pkcs11_module = Some(v.into());
+        }
+        if let Some(v) = get("EKEY_CA_PKCS11_TOKEN") {
+            self.ca_pkcs11_token = Some(v);
         }
         if let Some(v) = get("EKEY_TOKEN_SO_PIN") {
             self.token_transport_so_pin = v;

@@ -78,6 +78,13 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppS
         &config.public_url(),
         true,
         clock.now(),
+        match (&config.ca_pkcs11_module, &config.ca_pkcs11_token) {
+            (Some(module), Some(token)) => Some((module.as_path(), token.as_str())),
+            (Some(_), None) => {
+                anyhow::bail!("ca_pkcs11_module needs ca_pkcs11_token (the HSM token label)")
+            }
+            _ => None,
+        },
     )?;
     Ok(AppState(Arc::new(state::Inner {
         ca,

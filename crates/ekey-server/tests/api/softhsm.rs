@@ -10,6 +10,9 @@ use serde_json::json;
 
 use crate::support::*;
 
+const CA_PIN: &str = "ca-user-pin-2026";
+const CA_TOKEN: &str = "ekey-ca-hsm";
+
 /// The PKCS#11 module (SoftHSM2). Fails, never skips, when it is missing.
 fn softhsm() -> PathBuf {
     let module = PathBuf::from(
@@ -46,6 +49,7 @@ fn in_child_with_softhsm(test: &str) -> bool {
         .args([test, "--exact", "--nocapture", "--test-threads", "1"])
         .env("SOFTHSM2_CONF", &conf)
         .env("EKEY_SOFTHSM_CHILD", "1")
+        .env("EKEY_CA_PKCS11_PIN", CA_PIN)
         .output()
         .unwrap();
     let text = format!(
