@@ -63,10 +63,40 @@ fn in_child_with_softhsm(test: &str) -> bool {
 
 async fn first_issue_on_softhsm(db: Db) {
     let module = softhsm();
+    // The CA's keys live in the HSM too: a token for them, initialised like an operator would.
+    ekey_ca::Pkcs11Key::init_token(&module, CA_TOKEN, "ca-so-pin-2026", CA_PIN).unwrap();
     let s = TestServer::start_with(db, chrono::Utc::now(), |c| {
-        c.token_pkcs11_module = Some(module.clone())
+        c.token_pkcs11_module = Some(module.clone());
+        c.ca_pkcs11_module = Some(module.clone());
+        c.ca_pkcs11_token = Some(CA_TOKEN.into());
     })
     .await;
+    // Only certificates on disk: no CA key file.
+    let ca_files: Vec<String> = std::fs::read_dir(s.data_dir.join("ca"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(ca_files.iter().all(|f| f.ends_with(".crt")), "{ca_files:?}");
+    let out = Command::new("pkcs11-tool")
+        .args([
+            "--module",
+            module.to_str().unwrap(),
+            "--token-label",
+            CA_TOKEN,
+            "--login",
+            "--pin",
+            CA_PIN,
+            "--list-objects",
+            "--type",
+            "privkey",
+        ])
+        .output()
+        .expect("pkcs11-tool is required (apt-get install opensc)");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains("ekey-ca-issuing") && listing.contains("never extractable"),
+        "{listing}"
+    );
     let ent = s.login("demo@ekey.example").await;
     let agency = s.login("agency-320000").await;
     let provider = s.login("provider").await;
