@@ -62,6 +62,9 @@ pub async fn run(
             let parsed = ekey_ca::parse_csr(&bytes).map_err(|e| {
                 anyhow::anyhow!("{} ({})", e.message(ekey_domain::Lang::Zh), e.code())
             })?;
+            parsed.check_subject(&name, code.as_str()).map_err(|e| {
+                anyhow::anyhow!("{} ({})", e.message(ekey_domain::Lang::Zh), e.code())
+            })?;
             let state = ekey_server::build_default(config_of(&target)?).await?;
             // The order is the CSR with its subject: the same command twice gives the same
             // certificate, not two.

@@ -400,16 +400,49 @@ fn ca_issue_and_revoke_show_in_the_running_instance() {
         "-out",
         &p("k.pem"),
     ]);
+    // A CSR naming another enterprise is refused; one naming this one (or none) is fine.
     openssl(&[
         "req",
         "-new",
         "-key",
         &p("k.pem"),
         "-subj",
-        "/CN=ignored",
+        "/CN=Another Co/serialNumber=91110000600037341L",
+        "-out",
+        &p("other.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &p("k.pem"),
+        "-utf8",
+        "-subj",
+        "/CN=苏州示例贸易有限公司",
         "-out",
         &p("req.pem"),
     ]);
+    let other = ekey()
+        .args([
+            "ca",
+            "issue",
+            "--csr",
+            &p("other.pem"),
+            "--credit-code",
+            "91320106MA1XYW0A10",
+            "--name",
+            "苏州示例贸易有限公司",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("ekey.ca.csr_subject"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
 
     let issue = |code: &str| {
         ekey()
