@@ -528,6 +528,27 @@ async fn lifecycle(db: Db) {
     let text = ocsp_get(&s, dir.path(), &root, &issuing, &new_cert, "new").await;
     assert!(text.contains(": revoked"), "{text}");
 
+    // Garbage to the responder: a proper OCSP error, not an HTTP error page.
+    let res = s
+        .client
+        .post(s.url("/ocsp"))
+        .header("content-type", "application/ocsp-request")
+        .body("not a request")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let garbage = dir.path().join("garbage-resp.der");
+    std::fs::write(&garbage, res.bytes().await.unwrap()).unwrap();
+    let (_, text) = openssl(&[
+        "ocsp",
+        "-respin",
+        garbage.to_str().unwrap(),
+        "-resp_text",
+        "-noverify",
+    ]);
+    assert!(text.to_lowercase().contains("malformedrequest (1)"), "{text}");
+
     assert_eq!(s.verify_audit().await.first_broken, None);
 }
 
