@@ -84,6 +84,29 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// An audit record of something this caller did to an object.
+    pub fn audit(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+        action: &str,
+        object_type: &str,
+        object_id: &str,
+        before: &str,
+        after: &str,
+    ) -> ekey_store::NewAudit {
+        ekey_store::NewAudit {
+            at,
+            actor_id: self.account.id.clone(),
+            actor_role: self.account.role.as_str().into(),
+            address: self.address.clone(),
+            action: action.into(),
+            object_type: object_type.into(),
+            object_id: object_id.into(),
+            before: before.into(),
+            after: after.into(),
+        }
+    }
+
     /// Refuses unless the caller has one of `roles`.
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
         if roles.contains(&self.account.role) {

@@ -104,17 +104,7 @@ fn audit(
     before: &str,
     after: &str,
 ) -> NewAudit {
-    NewAudit {
-        at: state.clock.now(),
-        actor_id: auth.account.id.clone(),
-        actor_role: auth.account.role.as_str().into(),
-        address: auth.address.clone(),
-        action: action.into(),
-        object_type: object_type.into(),
-        object_id: id.into(),
-        before: before.into(),
-        after: after.into(),
-    }
+    auth.audit(state.clock.now(), action, object_type, id, before, after)
 }
 
 /// Decides one request's step through the transition table and returns what to store.
@@ -196,21 +186,6 @@ fn not_found_shipment() -> ApiError {
     )
 }
 
-async fn visible_request(state: &AppState, auth: &Auth, id: &str) -> ApiResult<RequestRecord> {
-    if uuid::Uuid::parse_str(id).is_err() {
-        return Err(not_found_request());
-    }
-    let r = state
-        .store
-        .request(id)
-        .await?
-        .ok_or_else(not_found_request)?;
-    if !auth.actor.can_see(&r.enterprise_id, &r.province) {
-        return Err(not_found_request());
-    }
-    Ok(r)
-}
-
 async fn visible_shipment(state: &AppState, auth: &Auth, id: &str) -> ApiResult<ShipmentRecord> {
     if uuid::Uuid::parse_str(id).is_err() {
         return Err(not_found_shipment());
@@ -290,7 +265,7 @@ pub async fn create_shipment(
     let mut province: Option<String> = None;
     let mut batch = Batch::default();
     for id in &body.request_ids {
-        let r = visible_request(&state, &auth, id).await?;
+        let r = super::requests::visible(&state, &auth, id).await?;
         match &province {
             None => province = Some(r.province.clone()),
             Some(p) if *p != r.province => {
@@ -499,7 +474,7 @@ pub async fn notify_collection(
     Path(id): Path<String>,
 ) -> ApiResult<Json<super::requests::RequestOut>> {
     auth.require(&[Role::Agency])?;
-    let r = visible_request(&state, &auth, &id).await?;
+    let r = super::requests::visible(&state, &auth, &id).await?;
     let t = notify_one(&state, &auth, &r).await?;
     state
         .store
@@ -611,7 +586,7 @@ pub async fn handover(
     ApiJson(body): ApiJson<HandoverBody>,
 ) -> ApiResult<Json<super::requests::RequestOut>> {
     auth.require(&[Role::Agency])?;
-    let r = visible_request(&state, &auth, &id).await?;
+    let r = super::requests::visible(&state, &auth, &id).await?;
     let record = handover_from(&body)?;
     let enterprise = state
         .store

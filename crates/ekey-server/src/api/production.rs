@@ -50,17 +50,7 @@ fn audit(
     id: &str,
     after: &str,
 ) -> NewAudit {
-    NewAudit {
-        at: state.clock.now(),
-        actor_id: auth.account.id.clone(),
-        actor_role: auth.account.role.as_str().into(),
-        address: auth.address.clone(),
-        action: action.into(),
-        object_type: object_type.into(),
-        object_id: id.into(),
-        before: String::new(),
-        after: after.into(),
-    }
+    auth.audit(state.clock.now(), action, object_type, id, "", after)
 }
 
 fn token_error(e: ekey_token::TokenError) -> ApiError {

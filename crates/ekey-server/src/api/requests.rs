@@ -312,17 +312,7 @@ fn audit(
     before: &str,
     after: &str,
 ) -> NewAudit {
-    NewAudit {
-        at: state.clock.now(),
-        actor_id: auth.account.id.clone(),
-        actor_role: auth.account.role.as_str().into(),
-        address: auth.address.clone(),
-        action: action.into(),
-        object_type: "request".into(),
-        object_id: r.id.clone(),
-        before: before.into(),
-        after: after.into(),
-    }
+    auth.audit(state.clock.now(), action, "request", &r.id, before, after)
 }
 
 /// Runs one action through the transition function and stores it in one transaction.
@@ -466,9 +456,14 @@ async fn cancellation_revocation(
                 reason: reason.into(),
                 at: state.clock.now(),
             });
-            batch
-                .audits
-                .push(audit(auth, state, "ca.revoke", r, serial, reason));
+            batch.audits.push(auth.audit(
+                state.clock.now(),
+                "ca.revoke",
+                "certificate",
+                serial,
+                "",
+                reason,
+            ));
         }
     }
     Ok(batch)

@@ -547,7 +547,10 @@ async fn lifecycle(db: Db) {
         "-resp_text",
         "-noverify",
     ]);
-    assert!(text.to_lowercase().contains("malformedrequest (1)"), "{text}");
+    assert!(
+        text.to_lowercase().contains("malformedrequest (1)"),
+        "{text}"
+    );
 
     assert_eq!(s.verify_audit().await.first_broken, None);
 }
