@@ -1,0 +1,527 @@
+//! OCSP: the eKey server's `/ocsp` against `openssl ocsp` on the same certificates, the
+//! same responder certificate and key, driven by the same closed-loop client.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use chrono::{DateTime, Utc};
+use ring::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
+use ring::rand::{SecureRandom, SystemRandom};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::load::{self, Target};
+use crate::util::{self, Bounded, tlv};
+use crate::{Ctx, Issued};
+
+/// Concurrent connections of the client.
+pub const CONCURRENCY: usize = 8;
+/// Measured duration per server.
+pub const DURATION: Duration = Duration::from_secs(5);
+/// Warm-up before each measurement (not counted).
+pub const WARMUP: Duration = Duration::from_secs(1);
+
+/// One measured server.
+pub struct Row {
+    pub server: String,
+    pub mode: &'static str,
+    pub result: load::LoadResult,
+    pub server_cpu_s: f64,
+    pub client_cpu_s: f64,
+}
+
+impl Row {
+    pub fn server_cores(&self) -> f64 {
+        self.server_cpu_s / self.result.elapsed.as_secs_f64()
+    }
+    pub fn client_cores(&self) -> f64 {
+        self.client_cpu_s / self.result.elapsed.as_secs_f64()
+    }
+    /// Responses per second of server CPU.
+    pub fn per_cpu_second(&self) -> f64 {
+        if self.server_cpu_s > 0.0 {
+            self.result.ok as f64 / self.server_cpu_s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A sampled response checked by `openssl ocsp -respin`.
+pub struct Sample {
+    pub server: String,
+    pub expected: &'static str,
+    pub verdict: String,
+    pub ok: bool,
+}
+
+pub struct Results {
+    pub certificates: usize,
+    pub revoked: usize,
+    pub rows: Vec<Row>,
+    pub samples: Vec<Sample>,
+    pub request_len: usize,
+    pub response_len: Vec<(String, usize)>,
+    pub breakdown: Breakdown,
+}
+
+/// DER OCSPRequest for one serial: SHA-1 CertID (as most clients send) and a nonce.
+pub fn request(
+    issuer_name_hash: &[u8],
+    issuer_key_hash: &[u8],
+    serial: &[u8],
+    nonce: &[u8],
+) -> Vec<u8> {
+    let sha1 = [
+        0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00,
+    ];
+    let mut serial_content = Vec::new();
+    if serial[0] & 0x80 != 0 {
+        serial_content.push(0);
+    }
+    serial_content.extend_from_slice(serial);
+    let cert_id = tlv(
+        0x30,
+        &[
+            &sha1[..],
+            &tlv(0x04, issuer_name_hash),
+            &tlv(0x04, issuer_key_hash),
+            &tlv(0x02, &serial_content),
+        ]
+        .concat(),
+    );
+    let request_list = tlv(0x30, &tlv(0x30, &cert_id));
+    let nonce_oid = [
+        0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x02,
+    ];
+    let nonce_ext = tlv(
+        0x30,
+        &[&nonce_oid[..], &tlv(0x04, &tlv(0x04, nonce))].concat(),
+    );
+    let extensions = tlv(0xa2, &tlv(0x30, &nonce_ext));
+    tlv(0x30, &tlv(0x30, &[request_list, extensions].concat()))
+}
+
+/// An OCSPResponse with responseStatus successful(0) and response bytes.
+pub fn successful(body: &[u8]) -> bool {
+    if body.len() < 8 || body[0] != 0x30 {
+        return false;
+    }
+    let header = if body[1] < 0x80 {
+        2
+    } else {
+        2 + usize::from(body[1] & 0x7f)
+    };
+    body.len() > header + 3 && body[header..header + 3] == [0x0a, 0x01, 0x00]
+}
+
+/// openssl's index time format.
+pub fn index_time(t: DateTime<Utc>) -> String {
+    t.format("%y%m%d%H%M%SZ").to_string()
+}
+
+/// Writes the `openssl ca` / `openssl ocsp` index of the issued certificates.
+fn write_index(path: &Path, issued: &[Issued]) -> anyhow::Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for (i, c) in issued.iter().enumerate() {
+        match &c.revoked {
+            Some((at, reason)) => writeln!(
+                f,
+                "R\t{}\t{},{}\t{}\tunknown\t/CN=bench {i}",
+                index_time(c.not_after),
+                index_time(*at),
+                reason,
+                c.serial_hex.to_uppercase()
+            )?,
+            None => writeln!(
+                f,
+                "V\t{}\t\t{}\tunknown\t/CN=bench {i}",
+                index_time(c.not_after),
+                c.serial_hex.to_uppercase()
+            )?,
+        }
+    }
+    f.flush()?;
+    std::fs::write(
+        path.with_file_name("index.txt.attr"),
+        "unique_subject = no\n",
+    )?;
+    Ok(())
+}
+
+/// The eKey server in a child process (`ekey-bench serve`), stopped by closing its stdin.
+struct EkeyServer {
+    child: Bounded,
+    addr: SocketAddr,
+}
+
+impl EkeyServer {
+    fn start(ctx: &Ctx) -> anyhow::Result<EkeyServer> {
+        let mut cmd = Command::new(&ctx.exe);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&ctx.data_dir)
+            .arg("--db")
+            .arg(&ctx.db_url)
+            .arg("--public-url")
+            .arg(&ctx.public_url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = Bounded::spawn(&mut cmd)?;
+        let stdout = child.child.stdout.take().context("server stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .context("eKey server did not start within 60 s")?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .with_context(|| format!("unexpected first line from the server: {line:?}"))?
+            .parse()?;
+        Ok(EkeyServer { child, addr })
+    }
+
+    fn stop(mut self) {
+        drop(self.child.child.stdin.take());
+        let _ = self.child.wait_limited(Duration::from_secs(5));
+    }
+}
+
+/// `openssl ocsp` as a responder; killed (with its children) when dropped.
+struct OpensslResponder {
+    child: Bounded,
+    addr: SocketAddr,
+}
+
+impl OpensslResponder {
+    async fn start(
+        ctx: &Ctx,
+        index: &Path,
+        multi: Option<u32>,
+        probe: &[u8],
+    ) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let log_path = ctx.work.join(format!("openssl-ocsp-{port}.log"));
+        let log = std::fs::File::create(&log_path)?;
+        let mut cmd = Command::new("openssl");
+        cmd.arg("ocsp")
+            .arg("-index")
+            .arg(index)
+            .arg("-port")
+            .arg(port.to_string())
+            .arg("-rsigner")
+            .arg(&ctx.ocsp_cert)
+            .arg("-rkey")
+            .arg(&ctx.ocsp_key)
+            .arg("-CA")
+            .arg(&ctx.issuing_cert)
+            .args(["-nmin", "60"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.try_clone()?);
+        if let Some(n) = multi {
+            cmd.arg("-multi").arg(n.to_string());
+        }
+        let child = Bounded::spawn(&mut cmd)?;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let probe = Target::new(addr, "/", false, &[probe.to_vec()]).requests[0].clone();
+        // Ready when a real request is answered. Never a bare connect: that wedges it.
+        let until = Instant::now() + Duration::from_secs(15);
+        loop {
+            match load::once(addr, &probe).await {
+                Ok(r) if r.status == 200 && successful(&r.body) => break,
+                Ok(r) => bail!("openssl ocsp answered HTTP {} to the probe", r.status),
+                Err(_) if Instant::now() < until => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => {
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    return Err(
+                        e.context(format!("openssl ocsp did not come up within 15 s: {log}"))
+                    );
+                }
+            }
+        }
+        Ok(OpensslResponder { child, addr })
+    }
+}
+
+/// A free port on 127.0.0.1 (for `openssl ocsp -port`, which takes a number only).
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+async fn measure(ctx: &Ctx, server: &str, mode: &'static str, pgid: u32, target: &Target) -> Row {
+    let _ = load::run(target, CONCURRENCY, WARMUP, successful).await;
+    let s0 = util::group_cpu_seconds(pgid, ctx.ticks);
+    let c0 = util::self_cpu_seconds(ctx.ticks);
+    let result = load::run(target, CONCURRENCY, DURATION, successful).await;
+    let server_cpu_s = util::group_cpu_seconds(pgid, ctx.ticks) - s0;
+    let client_cpu_s = util::self_cpu_seconds(ctx.ticks) - c0;
+    eprintln!(
+        "  {server} ({mode}): {} responses/s, p50 {:.2} ms, p99 {:.2} ms, {} failed",
+        util::num(result.per_second(), 0),
+        result.p_ms(50.0),
+        result.p_ms(99.0),
+        result.failed
+    );
+    Row {
+        server: server.to_string(),
+        mode,
+        result,
+        server_cpu_s,
+        client_cpu_s,
+    }
+}
+
+/// Fetches one response for `serial` and has `openssl ocsp -respin` verify it.
+async fn sample(
+    ctx: &Ctx,
+    server: &str,
+    target: &Target,
+    body_index: usize,
+    serial_hex: &str,
+    expected: &'static str,
+) -> anyhow::Result<(Sample, usize)> {
+    let r = load::once(target.addr, &target.requests[body_index]).await?;
+    ensure!(r.status == 200, "{server}: HTTP {}", r.status);
+    let file = ctx.work.join(format!(
+        "resp-{}-{expected}.der",
+        server.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    ));
+    std::fs::write(&file, &r.body)?;
+    let out = Command::new("openssl")
+        .arg("ocsp")
+        .arg("-respin")
+        .arg(&file)
+        .arg("-issuer")
+        .arg(&ctx.issuing_cert)
+        .arg("-CAfile")
+        .arg(&ctx.chain)
+        .arg("-serial")
+        .arg(format!("0x{serial_hex}"))
+        .arg("-no_nonce")
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status_line = text
+        .lines()
+        .find(|l| l.starts_with("0x"))
+        .unwrap_or("")
+        .to_string();
+    let reason = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Reason: "))
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    let verified = text.contains("Response verify OK");
+    let ok = out.status.success() && verified && status_line.ends_with(&format!(": {expected}"));
+    Ok((
+        Sample {
+            server: server.to_string(),
+            expected,
+            verdict: format!(
+                "{}{}{reason}",
+                if verified {
+                    "Response verify OK, "
+                } else {
+                    "VERIFY FAILED, "
+                },
+                status_line.split(": ").nth(1).unwrap_or("no status")
+            ),
+            ok,
+        },
+        r.body.len(),
+    ))
+}
+
+/// In-process figures of eKey's OCSP path, one task on one thread, no HTTP.
+pub struct Breakdown {
+    /// `Authority::ocsp_response` with the status given (parse, encode, sign).
+    pub response_per_s: f64,
+    /// `Store::certificate` (one SQLite lookup through sqlx).
+    pub lookup_per_s: f64,
+    /// `CaService::ocsp` (lookup + response): what `/ocsp` runs per request.
+    pub service_per_s: f64,
+}
+
+/// Measuring time of each breakdown loop.
+pub const BREAKDOWN_LOOP: Duration = Duration::from_secs(2);
+
+pub async fn breakdown(
+    state: &ekey_server::AppState,
+    issued: &[Issued],
+    bodies: &[Vec<u8>],
+) -> anyhow::Result<Breakdown> {
+    let authority = state.ca.authority();
+    let n = bodies.len();
+    let started = Instant::now();
+    let mut i = 0usize;
+    while started.elapsed() < BREAKDOWN_LOOP {
+        let r = authority.ocsp_response(&bodies[i % n], Utc::now(), &|_| ekey_ca::CertStatus::Good);
+        ensure!(successful(&r), "Authority::ocsp_response did not succeed");
+        i += 1;
+    }
+    let response_per_s = i as f64 / started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let mut j = 0usize;
+    while started.elapsed() < BREAKDOWN_LOOP {
+        let c = state.store.certificate(&issued[j % n].serial_hex).await?;
+        ensure!(c.is_some(), "certificate not found");
+        j += 1;
+    }
+    let lookup_per_s = j as f64 / started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let mut k = 0usize;
+    while started.elapsed() < BREAKDOWN_LOOP {
+        let r = state
+            .ca
+            .ocsp(state.store.as_ref(), &bodies[k % n], Utc::now())
+            .await;
+        ensure!(successful(&r), "CaService::ocsp did not succeed");
+        k += 1;
+    }
+    let service_per_s = k as f64 / started.elapsed().as_secs_f64();
+    eprintln!(
+        "  in process: Authority::ocsp_response {}/s, Store::certificate {}/s, CaService::ocsp {}/s",
+        util::num(response_per_s, 0),
+        util::num(lookup_per_s, 0),
+        util::num(service_per_s, 0)
+    );
+    Ok(Breakdown {
+        response_per_s,
+        lookup_per_s,
+        service_per_s,
+    })
+}
+
+/// One DER request per certificate, each with its own nonce.
+pub fn build_requests(ctx: &Ctx, issued: &[Issued]) -> anyhow::Result<Vec<Vec<u8>>> {
+    let issuing = std::fs::read(&ctx.issuing_cert)?;
+    let issuing_der = crate::pem_to_der(&String::from_utf8_lossy(&issuing))?;
+    let (_, cert) = X509Certificate::from_der(&issuing_der)?;
+    let name_hash = digest(&SHA1_FOR_LEGACY_USE_ONLY, cert.subject().as_raw());
+    let key_hash = digest(
+        &SHA1_FOR_LEGACY_USE_ONLY,
+        cert.public_key().subject_public_key.data.as_ref(),
+    );
+    let rng = SystemRandom::new();
+    let mut bodies = Vec::with_capacity(issued.len());
+    for c in issued {
+        let mut nonce = [0u8; 16];
+        rng.fill(&mut nonce).map_err(|_| anyhow::anyhow!("rng"))?;
+        let serial = ekey_ca::Serial::from_hex(&c.serial_hex)?;
+        bodies.push(request(
+            name_hash.as_ref(),
+            key_hash.as_ref(),
+            serial.as_bytes(),
+            &nonce,
+        ));
+    }
+    Ok(bodies)
+}
+
+pub async fn run(
+    ctx: &Ctx,
+    issued: &[Issued],
+    bodies: &[Vec<u8>],
+    breakdown: Breakdown,
+) -> anyhow::Result<Results> {
+    let index: PathBuf = ctx.work.join("ocsp").join("index.txt");
+    std::fs::create_dir_all(index.parent().context("index dir")?)?;
+    write_index(&index, issued)?;
+    let good = issued
+        .iter()
+        .position(|c| c.revoked.is_none())
+        .context("no good certificate")?;
+    let revoked = issued
+        .iter()
+        .position(|c| c.revoked.is_some())
+        .context("no revoked certificate")?;
+
+    let mut rows = Vec::new();
+    let mut samples = Vec::new();
+    let mut response_len = Vec::new();
+
+    // eKey.
+    let server = EkeyServer::start(ctx)?;
+    let pgid = server.child.pid();
+    for (keep_alive, mode) in [(true, "keep-alive"), (false, "new connection per request")] {
+        let target = Target::new(server.addr, "/ocsp", keep_alive, bodies);
+        rows.push(measure(ctx, "eKey /ocsp", mode, pgid, &target).await);
+    }
+    let target = Target::new(server.addr, "/ocsp", false, bodies);
+    for (i, expected) in [(good, "good"), (revoked, "revoked")] {
+        let (s, len) = sample(
+            ctx,
+            "eKey /ocsp",
+            &target,
+            i,
+            &issued[i].serial_hex,
+            expected,
+        )
+        .await?;
+        samples.push(s);
+        if expected == "good" {
+            response_len.push(("eKey /ocsp".to_string(), len));
+        }
+    }
+    server.stop();
+
+    // openssl ocsp: one process, then `-multi 2` (one per core).
+    for multi in [None, Some(2)] {
+        let name = match multi {
+            None => "openssl ocsp".to_string(),
+            Some(n) => format!("openssl ocsp -multi {n}"),
+        };
+        let responder = OpensslResponder::start(ctx, &index, multi, &bodies[good]).await?;
+        let target = Target::new(responder.addr, "/", false, bodies);
+        let pgid = responder.child.pid();
+        rows.push(
+            measure(
+                ctx,
+                &name,
+                "new connection per request (openssl's only mode)",
+                pgid,
+                &target,
+            )
+            .await,
+        );
+        if multi.is_none() {
+            for (i, expected) in [(good, "good"), (revoked, "revoked")] {
+                let (s, len) =
+                    sample(ctx, &name, &target, i, &issued[i].serial_hex, expected).await?;
+                samples.push(s);
+                if expected == "good" {
+                    response_len.push((name.clone(), len));
+                }
+            }
+        }
+        drop(responder);
+    }
+
+    Ok(Results {
+        certificates: issued.len(),
+        revoked: issued.iter().filter(|c| c.revoked.is_some()).count(),
+        rows,
+        samples,
+        request_len: bodies[good].len(),
+        response_len,
+        breakdown,
+    })
+}
