@@ -46,6 +46,56 @@ pub async fn run(
             }
             println!("CA files in {}", state.config.data_dir.join("ca").display());
         }
+        CaCommand::Import {
+            root,
+            issuing,
+            issuing_key,
+            target,
+        } => {
+            let config = config_of(&target)?;
+            let dir = config.data_dir.join("ca");
+            anyhow::ensure!(
+                !dir.join("root.crt").exists(),
+                "a CA already exists in {}; import only into a new deployment",
+                dir.display()
+            );
+            let secrets =
+                ekey_server::secrets::Secrets::load(&config.data_dir.join("secrets"), true)?;
+            let passphrase = ekey_ca::Passphrase::new(secrets.ca_passphrase.to_string())
+                .map_err(|e| anyhow::anyhow!("{}", e.message(ekey_domain::Lang::En)))?;
+            let key_pass = ekey_ca::Passphrase::new(
+                std::env::var("EKEY_IMPORT_KEY_PASSPHRASE")
+                    .ok()
+                    .filter(|p| !p.is_empty())
+                    // An unencrypted key needs none; the value is then never used.
+                    .unwrap_or_else(|| "unencrypted-key".into()),
+            )
+            .map_err(|e| anyhow::anyhow!("{}", e.message(ekey_domain::Lang::En)))?;
+            let root =
+                std::fs::read(&root).with_context(|| format!("reading {}", root.display()))?;
+            let issuing = std::fs::read(&issuing)
+                .with_context(|| format!("reading {}", issuing.display()))?;
+            let key = std::fs::read_to_string(&issuing_key)
+                .with_context(|| format!("reading {}", issuing_key.display()))?;
+            std::fs::create_dir_all(&dir)?;
+            let cfg = ekey_server::ca::ca_config(&config.public_url(), &config.ca_algorithm)?;
+            let authority = ekey_ca::Authority::import(
+                &dir,
+                &passphrase,
+                &cfg,
+                ekey_ca::CaImport {
+                    root_cert: &root,
+                    issuing_cert: &issuing,
+                    issuing_key_pem: &key,
+                    issuing_key_passphrase: &key_pass,
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("{} ({})", e.message(ekey_domain::Lang::Zh), e.code()))?;
+            println!(
+                "imported; issuing CA SHA-256 {}",
+                hex::encode_upper(Sha256::digest(authority.issuing_der()))
+            );
+        }
         CaCommand::Issue {
             csr,
             credit_code,

@@ -68,6 +68,21 @@ enum Command {
 enum CaCommand {
     /// Create the root and issuing CA (if absent) and print their certificates' fingerprints.
     Init(Target),
+    /// Import an existing root and issuing CA instead of creating one (before the first
+    /// start); the issuing key's passphrase, if any, from EKEY_IMPORT_KEY_PASSPHRASE.
+    Import {
+        /// Root CA certificate (PEM or DER).
+        #[arg(long)]
+        root: PathBuf,
+        /// Issuing CA certificate (PEM or DER), signed by the root.
+        #[arg(long)]
+        issuing: PathBuf,
+        /// Issuing CA private key, PKCS#8 PEM (encrypted or not).
+        #[arg(long)]
+        issuing_key: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Issue a certificate for a CSR (audited); prints the certificate PEM.
     Issue {
         /// The CSR (PEM or DER); its signature is checked, only its key is used.

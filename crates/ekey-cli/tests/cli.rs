@@ -594,3 +594,165 @@ fn ca_issue_and_revoke_show_in_the_running_instance() {
     assert!(!bad_reason.status.success());
     stop(child);
 }
+
+#[test]
+fn import_an_existing_ca_and_issue_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = dir.path().join("ekey-data");
+    std::fs::write(
+        p("ext.cnf"),
+        "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &p("root.key"),
+        "-out",
+        &p("root.pem"),
+        "-days",
+        "3650",
+        "-subj",
+        "/O=Provincial PKI/CN=Existing Root",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext",
+        "subjectKeyIdentifier=hash",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &p("issuing.key"),
+        "-out",
+        &p("issuing.csr"),
+        "-subj",
+        "/O=Provincial PKI/CN=Existing Issuing",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("issuing.csr"),
+        "-CA",
+        &p("root.pem"),
+        "-CAkey",
+        &p("root.key"),
+        "-CAcreateserial",
+        "-days",
+        "1825",
+        "-out",
+        &p("issuing.pem"),
+        "-extfile",
+        &p("ext.cnf"),
+    ]);
+    let out = ekey()
+        .args([
+            "ca",
+            "import",
+            "--root",
+            &p("root.pem"),
+            "--issuing",
+            &p("issuing.pem"),
+            "--issuing-key",
+            &p("issuing.key"),
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Importing again over an existing CA is refused.
+    let again = ekey()
+        .args([
+            "ca",
+            "import",
+            "--root",
+            &p("root.pem"),
+            "--issuing",
+            &p("issuing.pem"),
+            "--issuing-key",
+            &p("issuing.key"),
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(std::fs::read_dir(data.join("ca")).unwrap().all(|e| {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        // The imported key is stored encrypted, never as the plain file it came from.
+        !name.ends_with(".key")
+            || std::fs::read_to_string(data.join("ca").join(&name))
+                .unwrap()
+                .contains("ENCRYPTED")
+    }));
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &p("k.pem"),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &p("k.pem"),
+        "-subj",
+        "/",
+        "-out",
+        &p("req.pem"),
+    ]);
+    let out = ekey()
+        .args([
+            "ca",
+            "issue",
+            "--csr",
+            &p("req.pem"),
+            "--credit-code",
+            "91320106MA1XYW0A10",
+            "--name",
+            "苏州示例贸易有限公司",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(p("cert.pem"), &out.stdout).unwrap();
+    let chain = openssl(&[
+        "verify",
+        "-x509_strict",
+        "-CAfile",
+        &p("root.pem"),
+        "-untrusted",
+        &p("issuing.pem"),
+        &p("cert.pem"),
+    ]);
+    assert!(chain.contains("OK"), "{chain}");
+}

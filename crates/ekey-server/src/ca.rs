@@ -82,6 +82,20 @@ impl From<IssueError> for ApiError {
     }
 }
 
+/// The CA configuration of a deployment: names, validity, the public base URL its
+/// certificates point to (CRL, OCSP, caIssuers) and the key algorithm.
+pub fn ca_config(base_url: &str, algorithm: &str) -> anyhow::Result<CaConfig> {
+    Ok(CaConfig {
+        base_url: base_url.to_string(),
+        root_name: "eKey 根证书 Root CA".into(),
+        issuing_name: "eKey 企业电子钥匙 Issuing CA".into(),
+        organization: "eKey".into(),
+        algorithm: ekey_ca::KeyAlgorithm::parse(algorithm)
+            .map_err(|e| anyhow::anyhow!("ca_algorithm: {}", e.message(ekey_domain::Lang::En)))?,
+        ..CaConfig::default()
+    })
+}
+
 impl CaService {
     /// Loads the CA from `dir`, creating it there first when `create` and it is absent.
     pub fn open(
@@ -91,16 +105,11 @@ impl CaService {
         create: bool,
         now: DateTime<Utc>,
         hsm: Option<(&Path, &str)>,
+        algorithm: &str,
     ) -> anyhow::Result<CaService> {
         let passphrase =
             Passphrase::new(passphrase.to_string()).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let cfg = CaConfig {
-            base_url: base_url.to_string(),
-            root_name: "eKey 根证书 Root CA".into(),
-            issuing_name: "eKey 企业电子钥匙 Issuing CA".into(),
-            organization: "eKey".into(),
-            ..CaConfig::default()
-        };
+        let cfg = ca_config(base_url, algorithm)?;
         let exists = dir.join("root.crt").exists();
         let en = |e: ekey_ca::CaError| {
             anyhow::anyhow!("{} ({})", e.message(ekey_domain::Lang::En), e.code())

@@ -42,6 +42,8 @@ pub struct Config {
     /// Personalise keys on PKCS#11 tokens through this module (e.g. SoftHSM2, a vendor's
     /// USB-key library) instead of software tokens.
     pub token_pkcs11_module: Option<PathBuf>,
+    /// Key algorithm of a CA created here: `p256` (default) or `rsa2048`.
+    pub ca_algorithm: String,
     /// Keep the CA's signing keys in this PKCS#11 module (HSM) instead of encrypted files;
     /// the user PIN comes from `EKEY_CA_PKCS11_PIN`.
     pub ca_pkcs11_module: Option<PathBuf>,
@@ -66,6 +68,7 @@ impl Default for Config {
             outbox_poll_ms: 1000,
             provider_hotline: "010-58103599".into(),
             token_pkcs11_module: None,
+            ca_algorithm: "p256".into(),
             ca_pkcs11_module: None,
             ca_pkcs11_token: None,
             token_transport_so_pin: "12345678".into(),
@@ -106,6 +109,9 @@ impl Config {
         }
         if let Some(v) = get("EKEY_DEMO") {
             self.demo = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = get("EKEY_CA_ALGORITHM") {
+            self.ca_algorithm = v;
         }
         if let Some(v) = get("EKEY_CA_PKCS11_MODULE") {
             self.ca_pkcs11_module = Some(v.into());

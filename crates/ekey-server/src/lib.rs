@@ -85,6 +85,7 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppS
             }
             _ => None,
         },
+        &config.ca_algorithm,
     )?;
     Ok(AppState(Arc::new(state::Inner {
         ca,
