@@ -564,3 +564,51 @@ async fn lifecycle_sqlite() {
 async fn lifecycle_postgres() {
     lifecycle(Db::Postgres).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_rsa_2048_ca_issues_verifiable_certificates() {
+    let s = TestServer::start_with(Db::Sqlite, chrono::Utc::now(), |c| {
+        c.ca_algorithm = "rsa2048".into()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ent = s.login("demo@ekey.example").await;
+    let agency = s.login("agency-320000").await;
+    let provider = s.login("provider").await;
+    let root = der_to_pem(dir.path(), "root", &bytes(&s, "/ca/root.crt", None).await);
+    let issuing = der_to_pem(
+        dir.path(),
+        "issuing",
+        &bytes(&s, "/ca/issuing.crt", None).await,
+    );
+    let (_, text) = openssl(&["x509", "-in", &issuing, "-noout", "-text"]);
+    assert!(
+        text.contains("rsaEncryption") && text.contains("2048 bit"),
+        "{text}"
+    );
+    let id = request_in_agency_review(&s, &ent).await;
+    let key = approve_and_produce(&s, &id, &ent, &agency, &provider).await;
+    let cert = der_to_pem(
+        dir.path(),
+        "cert",
+        &bytes(
+            &s,
+            &format!("/api/v1/keys/{}/certificate", key["id"].as_str().unwrap()),
+            Some(&ent),
+        )
+        .await,
+    );
+    let (ok, text) = openssl(&[
+        "verify",
+        "-x509_strict",
+        "-CAfile",
+        &root,
+        "-untrusted",
+        &issuing,
+        &cert,
+    ]);
+    assert!(ok, "{text}");
+    let (_, text) = openssl(&["x509", "-in", &cert, "-noout", "-text"]);
+    assert!(text.contains("sha256WithRSAEncryption"), "{text}");
+    assert!(ocsp_status(&s.base, &root, &issuing, &cert).contains(": good"));
+}
