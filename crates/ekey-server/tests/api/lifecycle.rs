@@ -166,7 +166,16 @@ async fn lifecycle(db: Db) {
     // OpenSSL judges OCSP response times by the real clock: run this life in the present.
     let s = TestServer::start_at(db, chrono::Utc::now()).await;
     let dir = tempfile::tempdir().unwrap();
-    let ent = s.login("demo@ekey.example").await;
+    // From registration: a new enterprise registers and activates through its mail.
+    let code = credit_code("91320100MA1R2T3U4");
+    let ent = s
+        .register_and_login(
+            "金陵进出口贸易有限公司",
+            &code,
+            "320000",
+            "keys@jinling-trade.example",
+        )
+        .await;
     let agency = s.login("agency-320000").await;
     let beijing = s.login("agency-110000").await;
     let provider = s.login("provider").await;
@@ -229,7 +238,7 @@ async fn lifecycle(db: Db) {
         "x509", "-in", &cert, "-noout", "-subject", "-nameopt", "utf8",
     ]);
     assert!(
-        text.contains("南京示例进出口有限公司") && text.contains("91320106MA1XYW0A10"),
+        text.contains("金陵进出口贸易有限公司") && text.contains(&code),
         "{text}"
     );
     assert!(ocsp_status(&s.base, &root, &issuing, &cert).contains(": good"));
@@ -338,7 +347,7 @@ async fn lifecycle(db: Db) {
     let number = r["number"].as_str().unwrap();
     let (_, public) = s
         .get(
-            &format!("/api/v1/public/result?number={number}&credit_code=91320106MA1XYW0A10"),
+            &format!("/api/v1/public/result?number={number}&credit_code={code}"),
             None,
         )
         .await;
