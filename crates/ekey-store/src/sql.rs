@@ -23,6 +23,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/sqlite/0002_keys_certificates.sql"),
     ),
+    (3, include_str!("../migrations/sqlite/0003_eseals.sql")),
 ];
 const MIGRATIONS_PG: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -30,6 +31,7 @@ const MIGRATIONS_PG: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/postgres/0002_keys_certificates.sql"),
     ),
+    (3, include_str!("../migrations/postgres/0003_eseals.sql")),
 ];
 
 /// The SQL store on SQLite or PostgreSQL.
@@ -893,6 +895,19 @@ impl Store for SqlStore {
             Err(e) => return Err(e.into()),
         };
         if inserted {
+            // The e-seal record travels with the key: same enterprise, same certificate.
+            sqlx::query(
+                "INSERT INTO eseals (id, key_id, enterprise_id, name, certificate_serial, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&k.eseal_id)
+            .bind(&k.id)
+            .bind(&k.enterprise_id)
+            .bind(&k.eseal_name)
+            .bind(&k.certificate_serial)
+            .bind(ms(k.at))
+            .execute(&mut *tx)
+            .await?;
             sqlx::query("UPDATE certificates SET key_id = $1 WHERE serial = $2")
                 .bind(&k.id)
                 .bind(&k.certificate_serial)
@@ -1558,7 +1573,8 @@ async fn revoke_tx(conn: &mut AnyConnection, r: &Revocation) -> Result<()> {
 }
 
 const KEY_COLS: &str = "id, enterprise_id, request_id, login_name, serial, token_kind, status, \
-                        certificate_serial, shipment_id, version, created_at, updated_at";
+                        certificate_serial, shipment_id, version, created_at, updated_at, \
+                        (SELECT e.id FROM eseals e WHERE e.key_id = keys.id) AS eseal_id";
 
 fn key_from_row(r: &AnyRow) -> Result<KeyRecord> {
     let state: String = r.try_get("status")?;
@@ -1572,6 +1588,7 @@ fn key_from_row(r: &AnyRow) -> Result<KeyRecord> {
         state: ekey_domain::key::KeyState::parse(&state).ok_or_else(|| corrupt("keys.status"))?,
         certificate_serial: r.try_get("certificate_serial")?,
         shipment_id: r.try_get("shipment_id")?,
+        eseal_id: r.try_get("eseal_id")?,
         version: r.try_get("version")?,
         created_at: from_ms(r.try_get("created_at")?),
         updated_at: from_ms(r.try_get("updated_at")?),

@@ -517,6 +517,8 @@ pub struct KeyRecord {
     pub certificate_serial: Option<String>,
     /// Shipment it travels in.
     pub shipment_id: Option<String>,
+    /// The e-seal record bound to it.
+    pub eseal_id: Option<String>,
     /// Version for check-and-set.
     pub version: i64,
     /// Created.
@@ -542,6 +544,10 @@ pub struct NewKey {
     pub token_kind: String,
     /// Certificate serial (hex).
     pub certificate_serial: String,
+    /// Id of the e-seal record bound to the key.
+    pub eseal_id: String,
+    /// Name of the e-seal (the enterprise's name).
+    pub eseal_name: String,
     /// When.
     pub at: DateTime<Utc>,
 }

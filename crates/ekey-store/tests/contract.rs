@@ -2827,6 +2827,8 @@ async fn a_produced_key_is_counted_once(db: &TestDb) -> Result<()> {
         token_serial: "SOFT-0001".into(),
         token_kind: "soft".into(),
         certificate_serial: "0b01".into(),
+        eseal_id: "ES0B01".into(),
+        eseal_name: "测试企业电子签章".into(),
         at: t0(),
     };
     let key = s
@@ -2843,6 +2845,11 @@ async fn a_produced_key_is_counted_once(db: &TestDb) -> Result<()> {
         .await?;
     assert_eq!(again.id, key.id, "one key per request");
     assert_eq!(key.state, ekey_domain::key::KeyState::Personalised);
+    assert_eq!(
+        key.eseal_id.as_deref(),
+        Some("ES0B01"),
+        "the e-seal record is bound"
+    );
     s.create_request(additional(&ent, t0())).await?;
     s.create_request(additional(&ent, t0())).await?;
     let err = refused(s.create_request(additional(&ent, t0())).await, "fourth key")?;

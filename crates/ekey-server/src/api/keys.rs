@@ -32,6 +32,8 @@ pub struct KeyOut {
     pub not_after: Option<String>,
     /// The request that produced it.
     pub request_id: Option<String>,
+    /// The e-seal record bound to the key.
+    pub eseal_id: Option<String>,
 }
 
 async fn key_out(state: &AppState, k: KeyRecord) -> ApiResult<KeyOut> {
@@ -53,6 +55,7 @@ async fn key_out(state: &AppState, k: KeyRecord) -> ApiResult<KeyOut> {
         certificate_serial: k.certificate_serial,
         not_after: not_after.map(rfc3339),
         request_id: k.request_id,
+        eseal_id: k.eseal_id,
     })
 }
 

@@ -322,6 +322,11 @@ pub async fn produce(
                 }
                 .into(),
                 certificate_serial: cert.serial.clone(),
+                eseal_id: format!(
+                    "ES{}",
+                    &cert.serial.to_uppercase()[..16.min(cert.serial.len())]
+                ),
+                eseal_name: format!("{}电子签章", enterprise.name),
                 at: state.clock.now(),
             },
             audit(

@@ -199,6 +199,12 @@ async fn lifecycle(db: Db) {
     assert_eq!(status, StatusCode::CONFLICT, "no key before 复核: {v}");
     let key = approve_and_produce(&s, &id, &ent, &agency, &provider).await;
     assert_eq!(key["state"], "personalised");
+    assert!(
+        key["eseal_id"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("ES")),
+        "e-seal bound: {key}"
+    );
     let serial = key["certificate_serial"].as_str().unwrap().to_string();
     // Producing again changes nothing: one key, one certificate per order.
     let (status, _) = s
