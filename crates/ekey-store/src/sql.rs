@@ -134,6 +134,17 @@ impl SqlStore {
             .transpose()
     }
 
+    /// All rows by one key, mapped.
+    async fn all_by_key<T>(
+        &self,
+        sql: &'static str,
+        key: &str,
+        map: fn(&AnyRow) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let rows = sqlx::query(sql).bind(key).fetch_all(&self.pool).await?;
+        rows.iter().map(map).collect()
+    }
+
     /// The underlying pool (tests use it to look under the hood).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -933,27 +944,18 @@ impl Store for SqlStore {
     }
 
     async fn keys_by_login_name(&self, login_name: &str) -> Result<Vec<KeyRecord>> {
-        let rows = sqlx::query(sql_keys_by_login_name())
-            .bind(login_name)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(key_from_row).collect()
+        self.all_by_key(sql_keys_by_login_name(), login_name, key_from_row)
+            .await
     }
 
     async fn keys_of_enterprise(&self, enterprise_id: &str) -> Result<Vec<KeyRecord>> {
-        let rows = sqlx::query(sql_keys_of_enterprise())
-            .bind(enterprise_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(key_from_row).collect()
+        self.all_by_key(sql_keys_of_enterprise(), enterprise_id, key_from_row)
+            .await
     }
 
     async fn keys_in_shipment(&self, shipment_id: &str) -> Result<Vec<KeyRecord>> {
-        let rows = sqlx::query(sql_keys_in_shipment())
-            .bind(shipment_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(key_from_row).collect()
+        self.all_by_key(sql_keys_in_shipment(), shipment_id, key_from_row)
+            .await
     }
 
     async fn reserve_certificate(&self, r: CertificateReservation) -> Result<CertificateRecord> {
@@ -1217,11 +1219,8 @@ impl Store for SqlStore {
     }
 
     async fn materials(&self, request_id: &str) -> Result<Vec<MaterialRecord>> {
-        let rows = sqlx::query(sql_materials_of_request())
-            .bind(request_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(material_from_row).collect()
+        self.all_by_key(sql_materials_of_request(), request_id, material_from_row)
+            .await
     }
 
     async fn append_audit(&self, audit: NewAudit) -> Result<()> {
