@@ -543,6 +543,24 @@ async fn lifecycle(db: Db) {
     let text = ocsp_get(&s, dir.path(), &root, &issuing, &new_cert, "new").await;
     assert!(text.contains(": revoked"), "{text}");
 
+    // A serial this CA never issued: the running responder says unknown (signed, verified).
+    let (ok, text) = openssl(&[
+        "ocsp",
+        "-issuer",
+        &issuing,
+        "-serial",
+        "0x7e57ab1e0000c0de",
+        "-url",
+        &format!("{}/ocsp", s.base),
+        "-CAfile",
+        &root,
+        "-nonce",
+    ]);
+    assert!(
+        ok && text.contains("Response verify OK") && text.contains(": unknown"),
+        "{text}"
+    );
+
     // Garbage to the responder: a proper OCSP error, not an HTTP error page.
     let res = s
         .client
