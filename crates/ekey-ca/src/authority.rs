@@ -312,7 +312,7 @@ impl Authority {
 
         // Everything is built and checked in memory; only now touch the disk.
         let iterations = cfg.pbkdf2_iterations;
-        let contents: Vec<(&str, Vec<u8>, bool)> = vec![
+        let mut contents: Vec<(&str, Vec<u8>, bool)> = vec![
             (
                 files::ROOT_KEY,
                 root.to_encrypted_pem(passphrase, iterations)?.into_bytes(),
@@ -330,22 +330,8 @@ impl Authority {
                 ocsp.to_encrypted_pem(passphrase, iterations)?.into_bytes(),
                 true,
             ),
-            (
-                files::ROOT_CERT,
-                pem_encode("CERTIFICATE", &authority.root_der)?.into_bytes(),
-                false,
-            ),
-            (
-                files::ISSUING_CERT,
-                pem_encode("CERTIFICATE", &authority.issuing_der)?.into_bytes(),
-                false,
-            ),
-            (
-                files::OCSP_CERT,
-                pem_encode("CERTIFICATE", &authority.ocsp_der)?.into_bytes(),
-                false,
-            ),
         ];
+        contents.extend(authority.certificate_files()?);
         write_all_or_nothing(dir, &contents)?;
         Ok(authority)
     }
@@ -545,7 +531,7 @@ impl Authority {
             ocsp.clone(),
         )?;
         let iterations = cfg.pbkdf2_iterations;
-        let contents: Vec<(&str, Vec<u8>, bool)> = vec![
+        let mut contents: Vec<(&str, Vec<u8>, bool)> = vec![
             (
                 files::ISSUING_KEY,
                 issuing
@@ -558,22 +544,8 @@ impl Authority {
                 ocsp.to_encrypted_pem(passphrase, iterations)?.into_bytes(),
                 true,
             ),
-            (
-                files::ROOT_CERT,
-                pem_encode("CERTIFICATE", &authority.root_der)?.into_bytes(),
-                false,
-            ),
-            (
-                files::ISSUING_CERT,
-                pem_encode("CERTIFICATE", &authority.issuing_der)?.into_bytes(),
-                false,
-            ),
-            (
-                files::OCSP_CERT,
-                pem_encode("CERTIFICATE", &authority.ocsp_der)?.into_bytes(),
-                false,
-            ),
         ];
+        contents.extend(authority.certificate_files()?);
         write_all_or_nothing(dir, &contents)?;
         Ok(authority)
     }
@@ -700,6 +672,28 @@ impl Authority {
             &self.cfg.issuing_cert_url(),
         ));
         Ok(params)
+    }
+
+    /// The three CA certificates as PEM files to write (`root.crt`, `issuing.crt`,
+    /// `ocsp.crt`; not secret), for [`write_all_or_nothing`].
+    pub(crate) fn certificate_files(&self) -> Result<Vec<(&'static str, Vec<u8>, bool)>> {
+        Ok(vec![
+            (
+                files::ROOT_CERT,
+                pem_encode("CERTIFICATE", &self.root_der)?.into_bytes(),
+                false,
+            ),
+            (
+                files::ISSUING_CERT,
+                pem_encode("CERTIFICATE", &self.issuing_der)?.into_bytes(),
+                false,
+            ),
+            (
+                files::OCSP_CERT,
+                pem_encode("CERTIFICATE", &self.ocsp_der)?.into_bytes(),
+                false,
+            ),
+        ])
     }
 
     /// The configuration the CA runs with.
@@ -880,7 +874,7 @@ fn read_cert(path: &Path) -> Result<Vec<u8>> {
         .map_err(|e| CaError::ca_cert(format!("{}: {e}", path.display())))
 }
 
-fn refuse_existing(dir: &Path, names: &[&str]) -> Result<()> {
+pub(crate) fn refuse_existing(dir: &Path, names: &[&str]) -> Result<()> {
     for name in names {
         let path = dir.join(name);
         if path.exists() {
@@ -893,7 +887,7 @@ fn refuse_existing(dir: &Path, names: &[&str]) -> Result<()> {
 }
 
 /// Writes every file or, on the first failure, removes the ones already written.
-fn write_all_or_nothing(dir: &Path, contents: &[(&str, Vec<u8>, bool)]) -> Result<()> {
+pub(crate) fn write_all_or_nothing(dir: &Path, contents: &[(&str, Vec<u8>, bool)]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| CaError::io(dir, e))?;
     let mut written: Vec<PathBuf> = Vec::new();
     for (name, bytes, secret) in contents {

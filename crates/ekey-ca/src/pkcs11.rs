@@ -37,12 +37,12 @@ use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use zeroize::Zeroizing;
 
-use crate::authority::{Authority, CaConfig, files};
-use crate::certgen::{pem_encode, pem_or_der};
+use crate::authority::{Authority, CaConfig, files, refuse_existing, write_all_or_nothing};
+use crate::certgen::pem_or_der;
 use crate::error::{CaError, Result};
 use crate::signer::{
     CaSigner, KeyAlgorithm, KeyRefusal, ecdsa_signature_from_raw, inspect_spki, key_id,
-    rsa_pkcs1_sha256_digest_info, sha256, spki_der, verify_signature, write_new_file,
+    rsa_pkcs1_sha256_digest_info, sha256, spki_der, verify_signature,
 };
 
 /// Environment variable holding the user PIN of the CA token (see [`HsmConfig::from_env`]).
@@ -163,14 +163,7 @@ impl Authority {
             }
             let authority =
                 Authority::build(cfg, now, made[0].as_ref(), made[1].clone(), made[2].clone())?;
-            write_all_or_nothing(
-                dir,
-                &[
-                    (files::ROOT_CERT, authority.root_der()),
-                    (files::ISSUING_CERT, authority.issuing_der()),
-                    (files::OCSP_CERT, authority.ocsp_der()),
-                ],
-            )?;
+            write_all_or_nothing(dir, &authority.certificate_files()?)?;
             Ok(authority)
         })();
         if result.is_err() {
@@ -206,37 +199,6 @@ impl Authority {
         authority.refresh_ocsp_cert(dir, now)?;
         Ok(authority)
     }
-}
-
-fn refuse_existing(dir: &Path, names: &[&str]) -> Result<()> {
-    for name in names {
-        let path = dir.join(name);
-        if path.exists() {
-            return Err(CaError::AlreadyExists {
-                path: path.display().to_string(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Writes every certificate as PEM or, on the first failure, removes those written.
-fn write_all_or_nothing(dir: &Path, certs: &[(&str, &[u8])]) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| CaError::io(dir, e))?;
-    let mut written: Vec<PathBuf> = Vec::new();
-    for (name, der) in certs {
-        let path = dir.join(name);
-        let outcome = pem_encode("CERTIFICATE", der)
-            .and_then(|pem| write_new_file(&path, pem.as_bytes(), false));
-        if let Err(e) = outcome {
-            for done in &written {
-                let _ = std::fs::remove_file(done);
-            }
-            return Err(e);
-        }
-        written.push(path);
-    }
-    Ok(())
 }
 
 fn read_cert(path: &Path) -> Result<Vec<u8>> {
