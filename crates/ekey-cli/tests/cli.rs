@@ -697,13 +697,26 @@ fn import_an_existing_ca_and_issue_under_it() {
         .output()
         .unwrap();
     assert!(!again.status.success());
+    // The imported key is stored encrypted under the deployment's passphrase, never as the
+    // plain file it came from.
+    let stored = std::fs::read_to_string(data.join("ca").join("issuing.key.pem")).unwrap();
+    assert!(stored.contains("BEGIN ENCRYPTED PRIVATE KEY"), "{stored}");
+    assert!(
+        !stored.contains(
+            std::fs::read_to_string(p("issuing.key"))
+                .unwrap()
+                .lines()
+                .nth(1)
+                .unwrap()
+        )
+    );
     assert!(std::fs::read_dir(data.join("ca")).unwrap().all(|e| {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        // The imported key is stored encrypted, never as the plain file it came from.
-        !name.ends_with(".key")
-            || std::fs::read_to_string(data.join("ca").join(&name))
-                .unwrap()
-                .contains("ENCRYPTED")
+        !name.ends_with(".pem")
+            || name.ends_with(".key.pem")
+                && std::fs::read_to_string(data.join("ca").join(&name))
+                    .unwrap()
+                    .contains("ENCRYPTED")
     }));
     openssl(&[
         "genpkey",
