@@ -365,6 +365,32 @@ fn get_bytes(addr: &str, path: &str) -> Vec<u8> {
     raw[split..].to_vec()
 }
 
+/// A PKCS#10 request for the P-256 key in `key`, with `subject`, written to `out`.
+fn csr(key: &str, subject: &str, out: &str) {
+    openssl(&[
+        "req", "-new", "-key", key, "-utf8", "-subj", subject, "-out", out,
+    ]);
+}
+
+/// `ekey ca issue` on the demo directory `data` for the Suzhou test enterprise.
+fn ca_issue(data: &std::path::Path, csr: &str, credit_code: &str) -> std::process::Output {
+    ekey()
+        .args([
+            "ca",
+            "issue",
+            "--csr",
+            csr,
+            "--credit-code",
+            credit_code,
+            "--name",
+            "苏州示例贸易有限公司",
+            "--data",
+        ])
+        .arg(data)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn ca_issue_and_revoke_show_in_the_running_instance() {
     let dir = tempfile::tempdir().unwrap();
@@ -401,42 +427,13 @@ fn ca_issue_and_revoke_show_in_the_running_instance() {
         &p("k.pem"),
     ]);
     // A CSR naming another enterprise is refused; one naming this one (or none) is fine.
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
+    csr(
         &p("k.pem"),
-        "-subj",
         "/CN=Another Co/serialNumber=91110000600037341L",
-        "-out",
         &p("other.pem"),
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
-        &p("k.pem"),
-        "-utf8",
-        "-subj",
-        "/CN=苏州示例贸易有限公司",
-        "-out",
-        &p("req.pem"),
-    ]);
-    let other = ekey()
-        .args([
-            "ca",
-            "issue",
-            "--csr",
-            &p("other.pem"),
-            "--credit-code",
-            "91320106MA1XYW0A10",
-            "--name",
-            "苏州示例贸易有限公司",
-            "--data",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
+    );
+    csr(&p("k.pem"), "/CN=苏州示例贸易有限公司", &p("req.pem"));
+    let other = ca_issue(&data, &p("other.pem"), "91320106MA1XYW0A10");
     assert!(!other.status.success());
     assert!(
         String::from_utf8_lossy(&other.stderr).contains("ekey.ca.csr_subject"),
@@ -444,23 +441,7 @@ fn ca_issue_and_revoke_show_in_the_running_instance() {
         String::from_utf8_lossy(&other.stderr)
     );
 
-    let issue = |code: &str| {
-        ekey()
-            .args([
-                "ca",
-                "issue",
-                "--csr",
-                &p("req.pem"),
-                "--credit-code",
-                code,
-                "--name",
-                "苏州示例贸易有限公司",
-                "--data",
-            ])
-            .arg(&data)
-            .output()
-            .unwrap()
-    };
+    let issue = |code: &str| ca_issue(&data, &p("req.pem"), code);
     let bad = issue("91320000000000000X");
     assert!(!bad.status.success(), "a wrong check character is refused");
     let out = issue("91320106MA1XYW0A10");
@@ -727,31 +708,8 @@ fn import_an_existing_ca_and_issue_under_it() {
         "-out",
         &p("k.pem"),
     ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
-        &p("k.pem"),
-        "-subj",
-        "/",
-        "-out",
-        &p("req.pem"),
-    ]);
-    let out = ekey()
-        .args([
-            "ca",
-            "issue",
-            "--csr",
-            &p("req.pem"),
-            "--credit-code",
-            "91320106MA1XYW0A10",
-            "--name",
-            "苏州示例贸易有限公司",
-            "--data",
-        ])
-        .arg(&data)
-        .output()
-        .unwrap();
+    csr(&p("k.pem"), "/", &p("req.pem"));
+    let out = ca_issue(&data, &p("req.pem"), "91320106MA1XYW0A10");
     assert!(
         out.status.success(),
         "{}",
