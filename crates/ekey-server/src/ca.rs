@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
@@ -72,12 +72,7 @@ impl From<IssueError> for ApiError {
     fn from(e: IssueError) -> Self {
         match e {
             IssueError::Store(s) => s.into(),
-            IssueError::Ca(c) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                c.code(),
-                c.message(ekey_domain::Lang::Zh),
-                c.message(ekey_domain::Lang::En),
-            ),
+            IssueError::Ca(c) => c.into(),
         }
     }
 }

@@ -146,6 +146,28 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<ekey_ca::CaError> for ApiError {
+    fn from(e: ekey_ca::CaError) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.code(),
+            e.message(Lang::Zh),
+            e.message(Lang::En),
+        )
+    }
+}
+
+impl From<ekey_token::TokenError> for ApiError {
+    fn from(e: ekey_token::TokenError) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.code(),
+            e.message(Lang::Zh),
+            e.message(Lang::En),
+        )
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = match current_lang() {

@@ -53,15 +53,6 @@ fn audit(
     auth.audit(state.clock.now(), action, object_type, id, "", after)
 }
 
-fn token_error(e: ekey_token::TokenError) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        e.code(),
-        e.message(ekey_domain::Lang::Zh),
-        e.message(ekey_domain::Lang::En),
-    )
-}
-
 /// 补办: the original key(s) under the login name are revoked — keyCompromise when lost,
 /// superseded when damaged — and marked lost / damaged, before anything new is issued.
 async fn retire_original(state: &AppState, auth: &Auth, r: &RequestRecord) -> ApiResult<()> {
@@ -143,43 +134,40 @@ fn personalise_token(
     let token: Box<dyn Token> = match &state.config.token_pkcs11_module {
         Some(module) => match Pkcs11Token::open(module, serial) {
             Ok(t) => Box::new(t),
-            Err(_) => Box::new(
-                Pkcs11Token::init(
-                    module,
-                    serial,
-                    &state.config.token_transport_so_pin,
-                    &pin,
-                    &state.secrets.provider_master,
-                )
-                .map_err(token_error)?,
-            ),
+            Err(_) => Box::new(Pkcs11Token::init(
+                module,
+                serial,
+                &state.config.token_transport_so_pin,
+                &pin,
+                &state.secrets.provider_master,
+            )?),
         },
         None => {
             let path = token_path(state, serial);
             if path.exists() {
-                Box::new(SoftToken::open(&path).map_err(token_error)?)
+                Box::new(SoftToken::open(&path)?)
             } else {
                 std::fs::create_dir_all(path.parent().expect("tokens dir"))
                     .map_err(ApiError::internal)?;
-                Box::new(
-                    SoftToken::create(&path, serial, label, &pin, &state.secrets.provider_master)
-                        .map_err(token_error)?,
-                )
+                Box::new(SoftToken::create(
+                    &path,
+                    serial,
+                    label,
+                    &pin,
+                    &state.secrets.provider_master,
+                )?)
             }
         }
     };
     let existing = token
-        .status()
-        .map_err(token_error)?
+        .status()?
         .containers
         .into_iter()
         .find(|c| c.name == SIGN_CONTAINER && c.has_key)
         .and_then(|c| c.public_key_spki);
     let spki = match existing {
         Some(spki) => spki,
-        None => token
-            .generate_key(&pin, SIGN_CONTAINER)
-            .map_err(token_error)?,
+        None => token.generate_key(&pin, SIGN_CONTAINER)?,
     };
     Ok((token, spki))
 }
@@ -245,22 +233,14 @@ pub async fn produce(
                     common_name: enterprise_name,
                     serial_number: Some(credit_code),
                 },
-            )
-            .map_err(token_error)?;
+            )?;
             Ok((spki, csr, Arc::<dyn Token>::from(token)))
         })
         .await
         .map_err(ApiError::internal)??
     };
     // The CA takes the key from a CSR whose signature it checked: proof the token holds it.
-    let csr = ekey_ca::parse_csr(&csr_der).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            e.code(),
-            e.message(ekey_domain::Lang::Zh),
-            e.message(ekey_domain::Lang::En),
-        )
-    })?;
+    let csr = ekey_ca::parse_csr(&csr_der)?;
     if csr.spki_der != spki {
         return Err(ApiError::internal(
             "token CSR key differs from the generated key",
@@ -302,8 +282,7 @@ pub async fn produce(
             }
         })
         .await
-        .map_err(ApiError::internal)?
-        .map_err(token_error)?;
+        .map_err(ApiError::internal)??;
     }
     let key_id = uuid::Uuid::now_v7().to_string();
     let key: KeyRecord = match state
