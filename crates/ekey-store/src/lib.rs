@@ -115,6 +115,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<Account>>;
     /// Ends a session.
     async fn revoke_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Starts a password reset: earlier unused links of the account stop working, the new
+    /// link is stored (hashed) and its mail queued, in one transaction.
+    async fn begin_password_reset(&self, reset: NewPasswordReset) -> Result<()>;
+    /// Uses a reset link once: sets the new password hash and ends every session of the
+    /// account. `TokenInvalid` when the link is unknown, used or expired.
+    async fn complete_password_reset(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<Account>;
+    /// Records (or replaces) how the enterprise will receive its key.
+    async fn set_collection_choice(&self, choice: CollectionChoice, audit: NewAudit) -> Result<()>;
+    /// The enterprise's choice for a request, if any.
+    async fn collection_choice(&self, request_id: &str) -> Result<Option<CollectionChoice>>;
 
     // ----- login names -----
     /// Allocates and reserves a fresh login name for the enterprise (获取登录名).

@@ -24,6 +24,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0002_keys_certificates.sql"),
     ),
     (3, include_str!("../migrations/sqlite/0003_eseals.sql")),
+    (4, include_str!("../migrations/sqlite/0004_portal.sql")),
 ];
 const MIGRATIONS_PG: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -32,6 +33,7 @@ const MIGRATIONS_PG: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0002_keys_certificates.sql"),
     ),
     (3, include_str!("../migrations/postgres/0003_eseals.sql")),
+    (4, include_str!("../migrations/postgres/0004_portal.sql")),
 ];
 
 /// The SQL store on SQLite or PostgreSQL.
@@ -672,6 +674,118 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn begin_password_reset(&self, r: NewPasswordReset) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE password_resets SET used_at = $1 WHERE account_id = $2 AND used_at IS NULL",
+        )
+        .bind(ms(r.token.created_at))
+        .bind(&r.account_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO password_resets (token_hash, account_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&r.token.token_hash)
+        .bind(&r.account_id)
+        .bind(ms(r.token.created_at))
+        .bind(ms(r.token.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        enqueue_tx(&mut tx, &r.mail).await?;
+        append_audit_tx(&mut tx, &r.audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn complete_password_reset(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+        mut audit: NewAudit,
+    ) -> Result<Account> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "UPDATE password_resets SET used_at = $1 \
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING account_id",
+        )
+        .bind(ms(now))
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(StoreError::TokenInvalid);
+        };
+        let account_id: String = row.try_get("account_id")?;
+        sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(&account_id)
+            .execute(&mut *tx)
+            .await?;
+        // Whoever knew the old password is logged out everywhere.
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(ms(now))
+        .bind(&account_id)
+        .execute(&mut *tx)
+        .await?;
+        audit.actor_id = account_id.clone();
+        audit.object_id = account_id.clone();
+        append_audit_tx(&mut tx, &audit).await?;
+        let account = fetch_account_tx(&mut tx, &account_id).await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    async fn set_collection_choice(&self, c: CollectionChoice, audit: NewAudit) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO collection_choices (request_id, method, recipient, address, mobile, \
+             id_number, chosen_at, chosen_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (request_id) DO UPDATE SET method = excluded.method, \
+             recipient = excluded.recipient, address = excluded.address, mobile = excluded.mobile, \
+             id_number = excluded.id_number, chosen_at = excluded.chosen_at, \
+             chosen_by = excluded.chosen_by",
+        )
+        .bind(&c.request_id)
+        .bind(&c.method)
+        .bind(&c.recipient)
+        .bind(&c.address)
+        .bind(&c.mobile)
+        .bind(&c.id_number)
+        .bind(ms(c.chosen_at))
+        .bind(&c.chosen_by)
+        .execute(&mut *tx)
+        .await?;
+        append_audit_tx(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn collection_choice(&self, request_id: &str) -> Result<Option<CollectionChoice>> {
+        self.by_key(
+            "SELECT request_id, method, recipient, address, mobile, id_number, chosen_at, \
+             chosen_by FROM collection_choices WHERE request_id = $1",
+            request_id,
+            |r| {
+                Ok(CollectionChoice {
+                    request_id: r.try_get("request_id")?,
+                    method: r.try_get("method")?,
+                    recipient: r.try_get("recipient")?,
+                    address: r.try_get("address")?,
+                    mobile: r.try_get("mobile")?,
+                    id_number: r.try_get("id_number")?,
+                    chosen_at: from_ms(r.try_get("chosen_at")?),
+                    chosen_by: r.try_get("chosen_by")?,
+                })
+            },
+        )
+        .await
+    }
+
     async fn reserve_login_name(&self, enterprise_id: &str, province: &str) -> Result<String> {
         let mut tx = self.begin_write().await?;
         let name =
@@ -847,8 +961,8 @@ impl Store for SqlStore {
 
     async fn history(&self, request_id: &str) -> Result<Vec<HistoryEntry>> {
         let rows = sqlx::query(
-            "SELECT seq, at, actor_id, actor_role, action, from_status, to_status, remark \
-             FROM request_history WHERE request_id = $1 ORDER BY seq",
+            "SELECT seq, at, actor_id, actor_role, action, from_status, to_status, remark, \
+             concerns FROM request_history WHERE request_id = $1 ORDER BY seq",
         )
         .bind(request_id)
         .fetch_all(&self.pool)
@@ -867,6 +981,7 @@ impl Store for SqlStore {
                     from_status: from.as_deref().and_then(Status::parse),
                     to_status: Status::parse(&to).ok_or_else(|| corrupt("to_status"))?,
                     remark: r.try_get("remark")?,
+                    concerns: split_list(&r.try_get::<String, _>("concerns")?),
                 })
             })
             .collect()
@@ -1505,9 +1620,9 @@ async fn transition_tx(conn: &mut AnyConnection, t: &Transition) -> Result<()> {
     }
     sqlx::query(
         "INSERT INTO request_history (request_id, seq, at, actor_id, actor_role, action, \
-         from_status, to_status, remark) \
+         from_status, to_status, remark, concerns) \
          VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM request_history WHERE request_id = $1), \
-         $2, $3, $4, $5, $6, $7, $8)",
+         $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&t.request_id)
     .bind(ms(t.at))
@@ -1517,6 +1632,7 @@ async fn transition_tx(conn: &mut AnyConnection, t: &Transition) -> Result<()> {
     .bind(t.from.as_str())
     .bind(t.to.as_str())
     .bind(&t.remark)
+    .bind(t.concerns.join(","))
     .execute(&mut *conn)
     .await?;
     if t.commit_materials {
@@ -1830,3 +1946,11 @@ static_sql!(
     MATERIAL_COLS,
     " FROM materials WHERE request_id = $1 AND state IN ('staged', 'committed') ORDER BY item, id"
 );
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .collect()
+}

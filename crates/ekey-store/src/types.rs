@@ -263,6 +263,8 @@ pub struct HistoryEntry {
     pub to_status: Status,
     /// Remark for the enterprise.
     pub remark: Option<String>,
+    /// What the remark concerns (material items or form fields), for showing it beside them.
+    pub concerns: Vec<String>,
 }
 
 /// A state change to store in one transaction.
@@ -292,6 +294,8 @@ pub struct Transition {
     pub actor_role: Role,
     /// Remark.
     pub remark: Option<String>,
+    /// What the remark concerns (material items or form fields); empty for none.
+    pub concerns: Vec<String>,
     /// Audit record.
     pub audit: NewAudit,
     /// Messages caused.
@@ -676,4 +680,38 @@ pub struct Batch {
     pub revocations: Vec<Revocation>,
     /// Extra audit records (one per changed object not covered by a transition).
     pub audits: Vec<NewAudit>,
+}
+
+/// How the enterprise will receive its key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CollectionChoice {
+    /// Request.
+    pub request_id: String,
+    /// `window` (at the agency) or `mail` (free mailing with a disclaimer).
+    pub method: String,
+    /// Mailing: recipient's name.
+    pub recipient: String,
+    /// Mailing: address (must match the registered or licence address).
+    pub address: String,
+    /// Mailing: recipient's mobile.
+    pub mobile: String,
+    /// Mailing: recipient's ID number.
+    pub id_number: String,
+    /// When chosen.
+    pub chosen_at: DateTime<Utc>,
+    /// Account that chose.
+    pub chosen_by: String,
+}
+
+/// A password reset: a link mailed to the account's address.
+#[derive(Clone, Debug)]
+pub struct NewPasswordReset {
+    /// Account.
+    pub account_id: String,
+    /// The link's token (hashed) and expiry.
+    pub token: NewToken,
+    /// The mail carrying it.
+    pub mail: NewMessage,
+    /// Audit record.
+    pub audit: NewAudit,
 }

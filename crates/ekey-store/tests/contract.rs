@@ -20,10 +20,11 @@ use ekey_domain::request::{
 };
 use ekey_store::audit::{AuditFields, chain_hash};
 use ekey_store::{
-    Backend, Batch, CertificateReservation, Channel, KeyChange, LoginNameClaim, MaterialRecord,
-    MaterialState, NewAccount, NewAudit, NewEnterprise, NewKey, NewMaterial, NewMessage,
-    NewRegistration, NewRequest, NewSession, NewToken, OutboxCounts, OutboxMessage, RequestFilter,
-    RequestRecord, Revocation, SqlStore, Store, StoreError, Transition,
+    Backend, Batch, CertificateReservation, Channel, CollectionChoice, KeyChange, LoginNameClaim,
+    MaterialRecord, MaterialState, NewAccount, NewAudit, NewEnterprise, NewKey, NewMaterial,
+    NewMessage, NewPasswordReset, NewRegistration, NewRequest, NewSession, NewToken, OutboxCounts,
+    OutboxMessage, RequestFilter, RequestRecord, Revocation, SqlStore, Store, StoreError,
+    Transition,
 };
 use ekey_testkit::PgCluster;
 use sha2::{Digest, Sha256};
@@ -61,6 +62,8 @@ macro_rules! contract_suite {
             certificates_are_issued_once_per_order_and_revoked_once,
             a_batch_is_all_or_nothing,
             a_produced_key_is_counted_once,
+            password_reset_works_once_and_ends_every_session,
+            collection_choice_is_recorded_and_replaced,
         );
     };
     (@tests $open:ident, $backend:expr; $($test:ident),+ $(,)?) => {
@@ -526,6 +529,7 @@ fn step(
         actor_id: actor.clone(),
         actor_role: role,
         remark: None,
+        concerns: Vec::new(),
         audit: NewAudit {
             actor_id: actor,
             actor_role: role.as_str().into(),
@@ -2864,6 +2868,140 @@ async fn a_produced_key_is_counted_once(db: &TestDb) -> Result<()> {
     assert_eq!(
         s.keys_by_login_name(key.login_name.as_str()).await?[0].id,
         key.id
+    );
+    Ok(())
+}
+
+async fn password_reset_works_once_and_ends_every_session(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let a = enterprise(db, 1, "320000").await?;
+    let session = |n: &str, at| NewSession {
+        token_hash: token_hash(n),
+        account_id: a.account_id.clone(),
+        created_at: at,
+        expires_at: at + Duration::hours(8),
+    };
+    s.create_session(
+        session("s-1", t0()),
+        audit(t0(), "session.create", &a.account_id, ""),
+    )
+    .await?;
+    let reset = |n: &str, at: DateTime<Utc>| NewPasswordReset {
+        account_id: a.account_id.clone(),
+        token: NewToken {
+            token_hash: token_hash(n),
+            expires_at: at + Duration::hours(2),
+            created_at: at,
+        },
+        mail: message(&format!("reset-{n}"), &a.email, at),
+        audit: audit(at, "password.reset_requested", &a.account_id, ""),
+    };
+    let before = snapshot(db).await?;
+    s.begin_password_reset(reset("r-1", t0())).await?;
+    let after = snapshot(db).await?;
+    assert_eq!(
+        before.delta(&after),
+        grew(&[("audit_log", 1), ("outbox", 1), ("password_resets", 1)])
+    );
+    // A second request replaces the first link.
+    s.begin_password_reset(reset("r-2", t0() + mins(5))).await?;
+    let done = |at| audit(at, "password.reset", "", "");
+    let e = refused(
+        s.complete_password_reset(&token_hash("r-1"), "$new", t0() + mins(6), done(t0()))
+            .await,
+        "the replaced reset link",
+    )?;
+    assert!(matches!(e, StoreError::TokenInvalid), "{e:?}");
+    let before = snapshot(db).await?;
+    let account = s
+        .complete_password_reset(&token_hash("r-2"), "$new-hash", t0() + mins(6), done(t0()))
+        .await?;
+    assert_eq!(account.id, a.account_id);
+    assert_eq!(account.password_hash, "$new-hash");
+    let after = snapshot(db).await?;
+    assert_eq!(
+        before.changed(&after),
+        [
+            "accounts",
+            "audit_head",
+            "audit_log",
+            "password_resets",
+            "sessions"
+        ],
+        "password, used link, ended sessions and the audit record, nothing else"
+    );
+    assert!(
+        s.session_account(&token_hash("s-1"), t0() + mins(7))
+            .await?
+            .is_none(),
+        "the session opened with the old password is over"
+    );
+    let e = refused(
+        s.complete_password_reset(&token_hash("r-2"), "$again", t0() + mins(8), done(t0()))
+            .await,
+        "a reset link used twice",
+    )?;
+    assert!(matches!(e, StoreError::TokenInvalid), "{e:?}");
+    assert_unchanged(db, &after, "a second use of a reset link").await?;
+    // Expired after two hours.
+    s.begin_password_reset(reset("r-3", t0() + mins(10)))
+        .await?;
+    let before = snapshot(db).await?;
+    let late = t0() + mins(10) + Duration::hours(2);
+    let e = refused(
+        s.complete_password_reset(&token_hash("r-3"), "$late", late, done(late))
+            .await,
+        "an expired reset link",
+    )?;
+    assert!(matches!(e, StoreError::TokenInvalid), "{e:?}");
+    assert_unchanged(db, &before, "an expired reset link").await?;
+    Ok(())
+}
+
+async fn collection_choice_is_recorded_and_replaced(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let ent = enterprise(db, 1, "320000").await?;
+    let req = s.create_request(first(&ent, t0())).await?;
+    assert!(s.collection_choice(&req.id).await?.is_none());
+    let choice = CollectionChoice {
+        request_id: req.id.clone(),
+        method: "window".into(),
+        recipient: String::new(),
+        address: String::new(),
+        mobile: String::new(),
+        id_number: String::new(),
+        chosen_at: t0(),
+        chosen_by: ent.account_id.clone(),
+    };
+    s.set_collection_choice(
+        choice.clone(),
+        audit(t0(), "collection.choose", &req.id, "window"),
+    )
+    .await?;
+    assert_eq!(s.collection_choice(&req.id).await?, Some(choice.clone()));
+    let mail = CollectionChoice {
+        method: "mail".into(),
+        recipient: "张三".into(),
+        address: "南京市鼓楼区中山路1号".into(),
+        mobile: "13800138000".into(),
+        id_number: "11010519491231002X".into(),
+        chosen_at: t0() + mins(1),
+        ..choice
+    };
+    let before = snapshot(db).await?;
+    s.set_collection_choice(
+        mail.clone(),
+        audit(t0(), "collection.choose", &req.id, "mail"),
+    )
+    .await?;
+    assert_eq!(s.collection_choice(&req.id).await?, Some(mail));
+    let after = snapshot(db).await?;
+    assert_eq!(
+        before.delta(&after),
+        grew(&[("audit_log", 1)]),
+        "replaced, not added"
     );
     Ok(())
 }

@@ -142,6 +142,7 @@ fn step(
         actor_id: auth.account.id.clone(),
         actor_role: auth.account.role,
         remark: None,
+        concerns: Vec::new(),
         audit: audit(
             state,
             auth,

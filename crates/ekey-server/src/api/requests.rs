@@ -112,6 +112,8 @@ pub struct HistoryOut {
     pub status: String,
     /// Remark for the enterprise.
     pub remark: Option<String>,
+    /// What the remark concerns (material items or form fields).
+    pub concerns: Vec<String>,
 }
 
 /// One line of the materials checklist.
@@ -222,6 +224,40 @@ pub struct DecisionBody {
     /// With `approve: false` on an additional key: refuse it for good instead of returning.
     #[serde(default)]
     pub refuse: bool,
+    /// What the remark concerns, so the enterprise sees it beside the item to fix: material
+    /// items of the request's checklist (`id_card`, …) or form fields (`licence_types`,
+    /// `login_name`, `reason`, `authorised_user`, `key_lost`).
+    #[serde(default)]
+    pub concerns: Vec<String>,
+}
+
+/// Form fields a reviewer's remark may concern.
+pub const FORM_FIELDS: &[&str] = &[
+    "licence_types",
+    "login_name",
+    "reason",
+    "authorised_user",
+    "key_lost",
+];
+
+fn concerns(kind: Kind, given: &[String]) -> ApiResult<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for c in given.iter().map(|c| c.trim()).filter(|c| !c.is_empty()) {
+        let known = FORM_FIELDS.contains(&c)
+            || Material::parse(c).is_ok_and(|m| kind.accepted_materials().contains(&m));
+        if !known {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ekey.request.unknown_concern",
+                format!("备注所指的项目“{c}”不是该申请的材料或表单项"),
+                format!("\"{c}\" is neither a material nor a form field of this request"),
+            ));
+        }
+        if !out.iter().any(|o| o == c) {
+            out.push(c.to_string());
+        }
+    }
+    Ok(out)
 }
 
 /// Paging and filtering of lists.
@@ -322,6 +358,7 @@ async fn act(
     r: RequestRecord,
     action: Action,
     remark: Option<&str>,
+    concerns: Vec<String>,
     form: Option<RequestForm>,
 ) -> ApiResult<RequestRecord> {
     let now = state.clock.now();
@@ -376,6 +413,7 @@ async fn act(
         actor_id: auth.account.id.clone(),
         actor_role: auth.account.role,
         remark: outcome.remark.clone(),
+        concerns,
         audit: audit(
             auth,
             state,
@@ -536,6 +574,7 @@ async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<Re
                 action: h.action,
                 status: h.to_status.as_str().into(),
                 remark: h.remark,
+                concerns: h.concerns,
             })
             .collect(),
         materials: checklist,
@@ -754,7 +793,7 @@ pub async fn edit(
             ..form.clone()
         },
     )?;
-    let updated = act(&state, &auth, r, Action::Edit, None, Some(form)).await?;
+    let updated = act(&state, &auth, r, Action::Edit, None, Vec::new(), Some(form)).await?;
     Ok(Json(detail(&state, &auth, updated).await?))
 }
 
@@ -767,7 +806,7 @@ macro_rules! simple_action {
                       (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
         pub async fn $name(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<RequestOut>> {
             let r = visible(&state, &auth, &id).await?;
-            let updated = act(&state, &auth, r, $action, None, None).await?;
+            let updated = act(&state, &auth, r, $action, None, Vec::new(), None).await?;
             Ok(Json(detail(&state, &auth, updated).await?))
         }
     };
@@ -828,7 +867,7 @@ pub async fn receive(
             format!("Cancellation papers incomplete: {en} not received"),
         ));
     }
-    let updated = act(&state, &auth, r, Action::Receive, None, None).await?;
+    let updated = act(&state, &auth, r, Action::Receive, None, Vec::new(), None).await?;
     Ok(Json(detail(&state, &auth, updated).await?))
 }
 
@@ -856,7 +895,17 @@ pub async fn decision(
         (_, true, _) => Action::ProviderApprove,
         (_, false, _) => Action::ProviderReturn,
     };
-    let updated = act(&state, &auth, r, action, body.remark.as_deref(), None).await?;
+    let concerns = concerns(r.kind, &body.concerns)?;
+    let updated = act(
+        &state,
+        &auth,
+        r,
+        action,
+        body.remark.as_deref(),
+        concerns,
+        None,
+    )
+    .await?;
     Ok(Json(detail(&state, &auth, updated).await?))
 }
 
