@@ -117,35 +117,113 @@ impl Auth {
     }
 }
 
-impl FromRequestParts<AppState> for Auth {
-    type Rejection = ApiError;
+/// Name of the cookie that carries the session token of the web pages.
+pub const SESSION_COOKIE: &str = "ekey_session";
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(ApiError::unauthenticated)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(ApiError::unauthenticated)?;
+/// The value of cookie `name` in the request, if any.
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// The CSRF token of a session (or of an anonymous visitor's seed cookie): a hash of the
+/// secret cookie value, so it is the same on every instance and useless without the cookie.
+pub fn csrf_token(seed: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"ekey-csrf\0");
+    h.update(seed.as_bytes());
+    hex::encode(&h.finalize()[..20])
+}
+
+/// Compares two strings in time independent of where they differ.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a
+            .bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl Auth {
+    /// The caller behind a session token, if the session is live.
+    pub async fn from_token(
+        state: &AppState,
+        token: &str,
+        address: String,
+    ) -> Result<Option<Auth>, ApiError> {
         let hash = token_hash(token);
-        let account = state
+        let Some(account) = state
             .store
             .session_account(&hash, state.clock.now())
             .await?
-            .ok_or_else(ApiError::unauthenticated)?;
-        let ClientAddr(address) = ClientAddr::from_request_parts(parts, state)
-            .await
-            .unwrap_or_else(|e| match e {});
-        Ok(Auth {
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Auth {
             actor: actor_of(&account),
             account,
             token_hash: hash,
             address,
-        })
+        }))
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    /// A bearer token; or, for the portal's own pages and scripts, the session cookie — on
+    /// reads, and on writes only with the session's CSRF token in `X-CSRF-Token` (which
+    /// another site can neither know nor send).
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let token = match bearer {
+            Some(header) => header
+                .strip_prefix("Bearer ")
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(ApiError::unauthenticated)?
+                .to_string(),
+            None => {
+                let token = cookie(&parts.headers, SESSION_COOKIE)
+                    .ok_or_else(ApiError::unauthenticated)?
+                    .to_string();
+                let safe = matches!(
+                    parts.method,
+                    axum::http::Method::GET | axum::http::Method::HEAD
+                );
+                let csrf_ok = parts
+                    .headers
+                    .get("x-csrf-token")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| same(v, &csrf_token(&token)));
+                if !safe && !csrf_ok {
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::FORBIDDEN,
+                        "ekey.auth.csrf",
+                        "页面已过期或来源不明，请刷新页面后重试",
+                        "The page expired or the request came from elsewhere; reload and retry",
+                    ));
+                }
+                token
+            }
+        };
+        let ClientAddr(address) = ClientAddr::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|e| match e {});
+        Auth::from_token(state, &token, address)
+            .await?
+            .ok_or_else(ApiError::unauthenticated)
     }
 }
 

@@ -9,9 +9,9 @@ pub mod demo;
 pub mod error;
 pub mod messages;
 pub mod outbox;
-pub mod pages;
 pub mod secrets;
 pub mod state;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};

@@ -198,7 +198,7 @@ fn required(value: &str, field: &'static str, max: usize) -> Result<String, Doma
     Ok(v.to_string())
 }
 
-fn check_password(p: &str) -> Result<(), ApiError> {
+pub(crate) fn check_password(p: &str) -> Result<(), ApiError> {
     let ok = p.chars().count() >= 8
         && p.chars().count() <= 128
         && p.chars().any(|c| c.is_ascii_digit())
@@ -408,7 +408,7 @@ pub async fn activate(
         .await;
     let lang = current_lang();
     match (result, wants_html(&headers)) {
-        (Ok(account), true) => Html(crate::pages::message_page(
+        (Ok(account), true) => Html(crate::web::message_html(
             lang,
             lang.pick("账户已激活", "Account activated"),
             &match lang {
@@ -418,6 +418,10 @@ pub async fn activate(
                 ),
                 Lang::En => format!("Account {} is active; you can log in now.", account.login),
             },
+            Some((
+                &format!("/login?login={}", crate::web::encode(&account.login)),
+                lang.pick("去登录", "Log in"),
+            )),
         ))
         .into_response(),
         (Ok(account), false) => Json(ActivationOut {
@@ -429,10 +433,11 @@ pub async fn activate(
             let e = ApiError::from(e);
             (
                 e.status,
-                Html(crate::pages::message_page(
+                Html(crate::web::message_html(
                     lang,
                     lang.pick("无法激活", "Cannot activate"),
                     if lang == Lang::Zh { &e.zh } else { &e.en },
+                    Some(("/register/sent", lang.pick("重新发送激活邮件", "Send the mail again"))),
                 )),
             )
                 .into_response()

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod production;
 pub mod public;
 pub mod requests;
+pub mod selfservice;
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
@@ -112,13 +113,20 @@ impl utoipa::Modify for BearerScheme {
     }
 }
 
-/// Sets the language of error messages and pages from `Accept-Language`.
+/// Sets the language of error messages and pages: the language chosen on the pages
+/// (cookie) first; then `Accept-Language` for the API and Chinese for the pages.
 async fn localize(req: Request, next: Next) -> Response {
-    let lang = Lang::from_accept_language(
-        req.headers()
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let lang = match crate::auth::cookie(req.headers(), crate::web::LANG_COOKIE) {
+        Some("en") => Lang::En,
+        Some("zh") => Lang::Zh,
+        // The JSON API follows Accept-Language; the pages are Chinese until switched.
+        _ if req.uri().path().starts_with("/api/") => Lang::from_accept_language(
+            req.headers()
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        ),
+        _ => Lang::Zh,
+    };
     LANG.scope(lang, next.run(req)).await
 }
 
@@ -163,6 +171,9 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(accounts::activate))
         .routes(routes!(accounts::me))
         .routes(routes!(accounts::reserve_login_name))
+        .routes(routes!(selfservice::request_reset))
+        .routes(routes!(selfservice::complete_reset))
+        .routes(routes!(selfservice::choose_collection))
         .routes(routes!(requests::create, requests::list))
         .routes(routes!(requests::get, requests::edit))
         .routes(routes!(requests::submit))
@@ -201,7 +212,7 @@ pub fn router(state: AppState) -> Router {
             async move { axum::Json((*doc).clone()) }
         }),
     )
-    .route("/", get(crate::pages::index))
+    .merge(crate::web::router())
     .route("/ca/root.crt", get(crate::ca::root_crt))
     .route("/ca/issuing.crt", get(crate::ca::issuing_crt))
     .route("/crl/issuing.crl", get(crate::ca::issuing_crl))

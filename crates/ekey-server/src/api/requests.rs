@@ -187,6 +187,8 @@ pub struct RequestOut {
     pub materials: Vec<MaterialOut>,
     /// What the caller can do now.
     pub actions: Vec<String>,
+    /// How the enterprise will receive the key, once chosen.
+    pub collection: Option<super::selfservice::CollectionOut>,
 }
 
 /// A line of a request list.
@@ -511,6 +513,7 @@ async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<Re
     let history = state.store.history(&r.id).await?;
     let materials = state.store.materials(&r.id).await?;
     let enterprise = state.store.enterprise(&r.enterprise_id).await?;
+    let collection = state.store.collection_choice(&r.id).await?.map(Into::into);
     let lang = current_lang();
     let required = r.kind.required_materials(r.form.key_lost);
     let checklist = r
@@ -535,6 +538,7 @@ async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<Re
         })
         .collect();
     Ok(RequestOut {
+        collection,
         overdue: overdue(state, &r),
         actions: available_actions(&view(&r), &auth.actor)
             .into_iter()

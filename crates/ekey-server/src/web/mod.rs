@@ -1,0 +1,489 @@
+//! The web pages: the enterprise portal and the public pages (register, log in, result
+//! query, dev mailbox), server-rendered from templates compiled into the binary, Chinese
+//! first with English switchable, every asset served by eKey itself.
+//!
+//! Pages use a session cookie (HttpOnly, SameSite=Lax). Every form carries a CSRF token
+//! derived from the secret cookie value; the page scripts send the same token in
+//! `X-CSRF-Token` when they call the JSON API (see [`crate::auth`]).
+
+pub mod portal;
+pub mod public;
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use ekey_domain::Lang;
+use ekey_domain::request::Role;
+use minijinja::value::{Serde, Value};
+use minijinja::{AutoEscape, Environment, State as TplState};
+use serde::Serialize;
+
+use crate::auth::{Auth, ClientAddr, SESSION_COOKIE, cookie, csrf_token, new_token, same};
+use crate::error::{ApiError, current_lang};
+use crate::state::AppState;
+
+/// Cookie holding the chosen language (`zh` or `en`).
+pub const LANG_COOKIE: &str = "ekey_lang";
+/// Cookie holding an anonymous visitor's CSRF seed (forms before login).
+pub const SEED_COOKIE: &str = "ekey_seed";
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("templates/base.html")),
+    ("macros.html", include_str!("templates/macros.html")),
+    ("index.html", include_str!("templates/index.html")),
+    ("message.html", include_str!("templates/message.html")),
+    ("login.html", include_str!("templates/login.html")),
+    ("register.html", include_str!("templates/register.html")),
+    ("registered.html", include_str!("templates/registered.html")),
+    ("forgot.html", include_str!("templates/forgot.html")),
+    ("reset.html", include_str!("templates/reset.html")),
+    ("result.html", include_str!("templates/result.html")),
+    ("mailbox.html", include_str!("templates/mailbox.html")),
+    ("home.html", include_str!("templates/home.html")),
+    ("apply.html", include_str!("templates/apply.html")),
+    ("request_form.html", include_str!("templates/request_form.html")),
+    ("request.html", include_str!("templates/request.html")),
+];
+
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        // Every template is HTML: escape everything, whatever the file is called.
+        env.set_auto_escape_callback(|_| AutoEscape::Html);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("template {name}: {e}"));
+        }
+        env.add_function("t", translate);
+        env.add_filter("when", when);
+        env.add_filter("size", size);
+        env
+    })
+}
+
+/// `t("中文", "English")`: the text in the page's language.
+fn translate(state: &TplState, zh: String, en: String) -> String {
+    match state.lookup("lang").as_ref().and_then(|v| v.as_str()) {
+        Some("en") => en,
+        _ => zh,
+    }
+}
+
+/// `"2026-02-25T00:00:00+08:00" | when` → `2026-02-25 00:00`.
+fn when(v: String) -> String {
+    chrono::DateTime::parse_from_rfc3339(&v)
+        .map(|t| {
+            t.with_timezone(&ekey_domain::calendar::shanghai())
+                .format("%Y-%m-%d %H:%M")
+                .to_string()
+        })
+        .unwrap_or(v)
+}
+
+/// Bytes in words (KB / MB).
+fn size(state: &TplState, v: i64) -> String {
+    let lang = match state.lookup("lang").as_ref().and_then(|v| v.as_str()) {
+        Some("en") => Lang::En,
+        _ => Lang::Zh,
+    };
+    ekey_domain::upload::human_size(v.max(0) as u64, lang)
+}
+
+/// A serialisable value for a template.
+pub fn v<T: Serialize>(x: T) -> Value {
+    Value::from(Serde(x))
+}
+
+/// Everything a page handler knows about the visitor.
+pub struct Page {
+    /// Language of the page.
+    pub lang: Lang,
+    /// The logged-in caller, if any.
+    pub auth: Option<Auth>,
+    /// CSRF token for forms on this page.
+    pub csrf: String,
+    /// A new anonymous seed to set as a cookie with the answer.
+    new_seed: Option<String>,
+    /// Path and query of this page (for the language switch and "log in, then come back").
+    pub path: String,
+}
+
+impl FromRequestParts<AppState> for Page {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let ClientAddr(address) = ClientAddr::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|e| match e {});
+        let mut auth = None;
+        let mut seed = None;
+        if let Some(token) = cookie(&parts.headers, SESSION_COOKIE) {
+            auth = Auth::from_token(state, token, address)
+                .await
+                .map_err(|e| error_page(current_lang(), e))?;
+            if auth.is_some() {
+                seed = Some(token.to_string());
+            }
+        }
+        let mut new_seed = None;
+        let seed = match seed.or_else(|| cookie(&parts.headers, SEED_COOKIE).map(str::to_string)) {
+            Some(s) => s,
+            None => {
+                let s = new_token();
+                new_seed = Some(s.clone());
+                s
+            }
+        };
+        Ok(Page {
+            lang: current_lang(),
+            auth,
+            csrf: csrf_token(&seed),
+            new_seed,
+            path: parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into()),
+        })
+    }
+}
+
+/// The footer's collection details: the agency of the visitor's province.
+#[derive(Serialize, Default)]
+pub struct FooterAgency {
+    name: String,
+    address: String,
+    window: String,
+    hours: String,
+    hotline: String,
+}
+
+impl Page {
+    /// The caller, or a redirect to the login page that comes back here.
+    pub fn require(&self, roles: &[Role]) -> Result<&Auth, Response> {
+        match &self.auth {
+            Some(a) if roles.contains(&a.account.role) => Ok(a),
+            Some(_) => Err(error_page(self.lang, ApiError::forbidden_role())),
+            None => Err(Redirect::to(&format!("/login?next={}", encode(&self.path))).into_response()),
+        }
+    }
+
+    /// Refuses a form whose CSRF token is not this visitor's.
+    pub fn check_csrf(&self, form: &Form) -> Result<(), Response> {
+        if same(form.get("csrf"), &self.csrf) {
+            Ok(())
+        } else {
+            Err(error_page(
+                self.lang,
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "ekey.auth.csrf",
+                    "页面已过期或来源不明，请返回刷新页面后重试",
+                    "The page expired or the form came from elsewhere; go back, reload and retry",
+                ),
+            ))
+        }
+    }
+
+    /// Renders `template` with `ctx` plus what every page needs.
+    pub async fn render(&self, state: &AppState, template: &str, ctx: Value) -> Response {
+        self.render_status(state, StatusCode::OK, template, ctx).await
+    }
+
+    /// Renders with a status (e.g. 422 for a form shown again with its errors).
+    pub async fn render_status(
+        &self,
+        state: &AppState,
+        status: StatusCode,
+        template: &str,
+        ctx: Value,
+    ) -> Response {
+        let footer = match &self.auth {
+            Some(a) => match &a.account.province {
+                Some(p) => state.store.agency(p).await.ok().flatten(),
+                None => None,
+            },
+            None => None,
+        }
+        .map(|a| FooterAgency {
+            name: self.lang.pick(&a.name_zh, &a.name_en).to_string(),
+            address: a.address,
+            window: a.window,
+            hours: a.hours,
+            hotline: a.hotline,
+        });
+        let user = self.auth.as_ref().map(|a| {
+            minijinja::context! {
+                login => a.account.login.clone(),
+                name => a.account.display_name.clone(),
+                role => a.account.role.as_str(),
+                role_label => self.lang.pick(a.account.role.label_zh(), a.account.role.label_en()),
+            }
+        });
+        let base = minijinja::context! {
+            lang => self.lang.pick("zh", "en"),
+            csrf => self.csrf.clone(),
+            path => self.path.clone(),
+            path_enc => encode(&self.path),
+            user => user,
+            demo => state.config.demo,
+            footer_agency => v(footer),
+            provider_hotline => state.config.provider_hotline.clone(),
+        };
+        let merged = minijinja::context! { ..ctx, ..base };
+        let body = match env().get_template(template).and_then(|t| t.render(merged)) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, template, "rendering a page");
+                return error_page(self.lang, ApiError::internal("template"));
+            }
+        };
+        let mut res = (status, Html(body)).into_response();
+        self.finish(&mut res);
+        res
+    }
+
+    /// Adds the headers every page answer carries.
+    pub fn finish(&self, res: &mut Response) {
+        if let Some(seed) = &self.new_seed
+            && let Ok(v) = HeaderValue::from_str(&format!(
+                "{SEED_COOKIE}={seed}; Path=/; HttpOnly; SameSite=Lax"
+            ))
+        {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
+        res.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        res.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; \
+                 frame-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            ),
+        );
+    }
+}
+
+/// A form posted by a page, as ordered pairs (checkboxes repeat their name).
+pub struct Form(pub Vec<(String, String)>);
+
+impl Form {
+    /// The first value of `name`, trimmed of nothing, or "".
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+
+    /// Every value of `name`.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The pairs as a map for showing the form again (secrets left out).
+    pub fn values(&self) -> Value {
+        let mut map = std::collections::BTreeMap::new();
+        for (k, v) in &self.0 {
+            if k != "password" && k != "password2" && k != "csrf" {
+                map.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        v(map)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Form {
+    type Rejection = Response;
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        match axum::Form::<Vec<(String, String)>>::from_request(req, state).await {
+            Ok(axum::Form(v)) => Ok(Form(v)),
+            Err(e) => Err(error_page(
+                current_lang(),
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "ekey.input.malformed",
+                    "提交的表单无法读取，请返回重试",
+                    format!("Could not read the form: {}", e.body_text()),
+                ),
+            )),
+        }
+    }
+}
+
+/// Percent-encodes a value for a URL query.
+pub fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Field errors of a form: field name → message in the page's language.
+#[derive(Default, Serialize)]
+pub struct FieldErrors(pub std::collections::BTreeMap<String, String>);
+
+impl FieldErrors {
+    /// Records the first problem of `field`.
+    pub fn add(&mut self, field: &str, message: String) {
+        self.0.entry(field.to_string()).or_insert(message);
+    }
+    /// No problems.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// An error shown as a page (status kept), in the visitor's language.
+pub fn error_page(lang: Lang, e: ApiError) -> Response {
+    let ctx = minijinja::context! {
+        lang => lang.pick("zh", "en"),
+        title => lang.pick("出错了", "Something went wrong"),
+        message => lang.pick(&e.zh, &e.en),
+        code => e.code,
+    };
+    match env().get_template("message.html").and_then(|t| t.render(ctx)) {
+        Ok(body) => (e.status, Html(body)).into_response(),
+        Err(_) => (e.status, lang.pick(&e.zh, &e.en).to_string()).into_response(),
+    }
+}
+
+/// A plain page with a title, a message and optionally a link onwards, in the site's frame.
+pub fn message_html(lang: Lang, title: &str, message: &str, link: Option<(&str, &str)>) -> String {
+    let ctx = minijinja::context! {
+        lang => lang.pick("zh", "en"),
+        title => title,
+        message => message,
+        link => link.map(|l| l.0),
+        link_text => link.map(|l| l.1),
+    };
+    env()
+        .get_template("message.html")
+        .and_then(|t| t.render(ctx))
+        .unwrap_or_else(|_| message.to_string())
+}
+
+/// Redirects after a successful POST (303: the browser GETs the target).
+pub fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+async fn static_file(Path(name): Path<String>) -> Response {
+    let (body, ty): (&'static str, &str) = match name.as_str() {
+        "app.css" => (include_str!("static/app.css"), "text/css; charset=utf-8"),
+        "app.js" => (include_str!("static/app.js"), "text/javascript; charset=utf-8"),
+        _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, ty),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn switch_lang(Path(lang): Path<String>, page: Page) -> Response {
+    let next = page
+        .path
+        .split_once("next=")
+        .map(|(_, n)| percent_decode(n.split('&').next().unwrap_or("/")))
+        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .unwrap_or_else(|| "/".into());
+    let value = if lang == "en" { "en" } else { "zh" };
+    let mut res = Redirect::to(&next).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{LANG_COOKIE}={value}; Path=/; Max-Age=31536000; SameSite=Lax"
+    )) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// Decodes `%XX` escapes and `+`.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    Err(_) => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The routes of the pages.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(public::index))
+        .route("/static/{name}", get(static_file))
+        .route("/lang/{lang}", get(switch_lang))
+        .route("/login", get(public::login_page).post(public::login))
+        .route("/logout", post(public::logout))
+        .route("/register", get(public::register_page).post(public::register))
+        .route("/register/sent", get(public::registered))
+        .route("/register/resend", post(public::resend))
+        .route("/password/forgot", get(public::forgot_page).post(public::forgot))
+        .route(
+            "/password/reset/{token}",
+            get(public::reset_page).post(public::reset),
+        )
+        .route("/result", get(public::result))
+        .route("/dev/mailbox", get(public::mailbox))
+        .route("/portal", get(portal::home))
+        .route("/portal/apply", get(portal::apply))
+        .route(
+            "/portal/requests/new",
+            get(portal::new_page).post(portal::create),
+        )
+        .route("/portal/requests/{id}", get(portal::show))
+        .route(
+            "/portal/requests/{id}/edit",
+            get(portal::edit_page).post(portal::edit),
+        )
+        .route("/portal/requests/{id}/submit", post(portal::submit))
+        .route("/portal/requests/{id}/confirm", post(portal::confirm))
+        .route("/portal/requests/{id}/withdraw", post(portal::withdraw))
+        .route("/portal/requests/{id}/collection", post(portal::collection))
+}
