@@ -145,8 +145,7 @@ pub fn csrf_token(seed: &str) -> String {
 /// Compares two strings in time independent of where they differ.
 pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0

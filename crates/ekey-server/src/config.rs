@@ -52,6 +52,9 @@ pub struct Config {
     /// Transport SO PIN of blank PKCS#11 tokens (replaced by a sealed one at
     /// personalisation); `EKEY_TOKEN_SO_PIN` overrides it.
     pub token_transport_so_pin: String,
+    /// Font for the printable documents (a CJK TTF/OTF/TTC); default: the system's Noto Sans
+    /// CJK SC or WenQuanYi, else the subset bundled in the binary. `EKEY_FONT` overrides it.
+    pub font: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             activation_ttl_hours: 48,
             outbox_poll_ms: 1000,
             provider_hotline: "010-58103599".into(),
+            font: None,
             token_pkcs11_module: None,
             ca_algorithm: "p256".into(),
             ca_pkcs11_module: None,
@@ -121,6 +125,9 @@ impl Config {
         }
         if let Some(v) = get("EKEY_TOKEN_SO_PIN") {
             self.token_transport_so_pin = v;
+        }
+        if let Some(v) = get("EKEY_FONT") {
+            self.font = Some(v.into());
         }
         if let Some(v) = get("EKEY_TOKEN_PKCS11_MODULE") {
             self.token_pkcs11_module = Some(v.into());

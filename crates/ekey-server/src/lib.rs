@@ -97,6 +97,7 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppS
         config,
         outbox_wake: Notify::new(),
         login_limiter: state::LoginLimiter::new(),
+        fonts: std::sync::OnceLock::new(),
     })))
 }
 

@@ -37,6 +37,8 @@ pub struct Inner {
     pub secrets: crate::secrets::Secrets,
     /// The CA.
     pub ca: crate::ca::CaService,
+    /// Fonts of the printable documents, loaded at the first document.
+    pub fonts: std::sync::OnceLock<Arc<ekey_docs::Fonts>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -47,6 +49,19 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// The document fonts, loading them (once, off the async threads) on first use.
+    pub async fn fonts(&self) -> Result<Arc<ekey_docs::Fonts>, ekey_docs::DocError> {
+        if let Some(f) = self.fonts.get() {
+            return Ok(f.clone());
+        }
+        let path = self.config.font.clone();
+        let fonts = tokio::task::spawn_blocking(move || ekey_docs::Fonts::load(path.as_deref()))
+            .await
+            .expect("font loading panicked")?;
+        tracing::info!(source = fonts.source(), "document fonts loaded");
+        Ok(self.fonts.get_or_init(|| Arc::new(fonts)).clone())
+    }
+
     /// Reads the calendar under its lock.
     pub fn with_calendar<T>(&self, f: impl FnOnce(&Calendar) -> T) -> T {
         let guard = self.calendar.read().unwrap_or_else(|e| e.into_inner());

@@ -437,7 +437,10 @@ pub async fn activate(
                     lang,
                     lang.pick("无法激活", "Cannot activate"),
                     if lang == Lang::Zh { &e.zh } else { &e.en },
-                    Some(("/register/sent", lang.pick("重新发送激活邮件", "Send the mail again"))),
+                    Some((
+                        "/register/sent",
+                        lang.pick("重新发送激活邮件", "Send the mail again"),
+                    )),
                 )),
             )
                 .into_response()

@@ -114,17 +114,26 @@ impl utoipa::Modify for BearerScheme {
 }
 
 /// Sets the language of error messages and pages: the language chosen on the pages
-/// (cookie) first; then `Accept-Language` for the API and Chinese for the pages.
+/// (cookie) first; then `Accept-Language` for the API and Chinese for pages (anything a
+/// browser opens as HTML, such as the activation link).
 async fn localize(req: Request, next: Next) -> Response {
     let lang = match crate::auth::cookie(req.headers(), crate::web::LANG_COOKIE) {
         Some("en") => Lang::En,
         Some("zh") => Lang::Zh,
         // The JSON API follows Accept-Language; the pages are Chinese until switched.
-        _ if req.uri().path().starts_with("/api/") => Lang::from_accept_language(
-            req.headers()
-                .get(header::ACCEPT_LANGUAGE)
-                .and_then(|v| v.to_str().ok()),
-        ),
+        _ if req.uri().path().starts_with("/api/")
+            && !req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("text/html")) =>
+        {
+            Lang::from_accept_language(
+                req.headers()
+                    .get(header::ACCEPT_LANGUAGE)
+                    .and_then(|v| v.to_str().ok()),
+            )
+        }
         _ => Lang::Zh,
     };
     LANG.scope(lang, next.run(req)).await
@@ -183,6 +192,9 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(requests::receive))
         .routes(routes!(requests::application_form))
         .routes(routes!(requests::confirmation_letter))
+        .routes(routes!(requests::unlock_form))
+        .routes(routes!(requests::cancellation_form))
+        .routes(routes!(requests::blank_cancellation_form))
         .routes(routes!(production::produce))
         .routes(routes!(delivery::create_shipment, delivery::list_shipments))
         .routes(routes!(delivery::get_shipment))

@@ -135,6 +135,26 @@ pub struct MaterialOut {
     pub size: Option<i64>,
     /// When uploaded.
     pub uploaded_at: Option<String>,
+    /// Set when the upload was downscaled to fit (`?fit=1`): sizes before and after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fitted: Option<FittedOut>,
+}
+
+/// Sizes of an image downscaled to fit the limit.
+#[derive(Serialize, ToSchema, Clone, Copy)]
+pub struct FittedOut {
+    /// Bytes as uploaded.
+    pub before: u64,
+    /// Bytes as stored.
+    pub after: u64,
+}
+
+/// Options of an upload.
+#[derive(Deserialize, IntoParams)]
+pub struct UploadQuery {
+    /// `1`: an image over the limit is downscaled to fit it (upright, as JPEG, without its
+    /// EXIF data) instead of being refused.
+    pub fit: Option<String>,
 }
 
 /// The form as stored.
@@ -534,6 +554,7 @@ async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<Re
                 content_type: current.map(|m| m.content_type.clone()),
                 size: current.map(|m| m.size),
                 uploaded_at: current.map(|m| rfc3339(m.uploaded_at)),
+                fitted: None,
             }
         })
         .collect();
@@ -931,9 +952,10 @@ fn upload_statuses(kind: Kind, role: Role) -> Vec<Status> {
 
 /// Upload one scan into the staging area. The body is the file; its type is judged by
 /// content (JPEG, PNG or PDF), never by name or header. Limit 1 MB per file, 200 KB for
-/// unlock scans. `X-File-Name` (percent-encoded) may carry the original name for display.
+/// unlock scans; with `?fit=1` an image over the limit is downscaled to fit instead.
+/// `X-File-Name` (percent-encoded) may carry the original name for display.
 #[utoipa::path(put, path = "/api/v1/requests/{id}/materials/{item}", tag = "materials", security(("bearer" = [])),
-    params(("id" = String, Path), ("item" = String, Path, description = "application_form, business_licence, …")),
+    params(("id" = String, Path), ("item" = String, Path, description = "application_form, business_licence, …"), UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, body = MaterialOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -941,6 +963,7 @@ pub async fn upload_material(
     State(state): State<AppState>,
     auth: Auth,
     Path((id, item)): Path<(String, String)>,
+    ApiQuery(options): ApiQuery<UploadQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<MaterialOut>)> {
@@ -989,15 +1012,42 @@ pub async fn upload_material(
             }
             api
         })?;
-    upload::check_size(kind, bytes.len() as u64, limit)
-        .map_err(DomainError::from)
-        .map_err(|e| {
-            let mut api = ApiError::from(e);
+    let mut fitted = None;
+    let (bytes, kind) = match upload::check_size(kind, bytes.len() as u64, limit) {
+        Ok(()) => (bytes, kind),
+        Err(_) if kind.is_image() && options.fit.as_deref() == Some("1") => {
+            let input = bytes.clone();
+            let out = tokio::task::spawn_blocking(move || ekey_media::fit(&input, limit))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        e.code(),
+                        e.message(ekey_domain::Lang::Zh),
+                        e.message(ekey_domain::Lang::En),
+                    )
+                })?;
+            fitted = Some(FittedOut {
+                before: out.before,
+                after: out.after,
+            });
+            let fitted_bytes = Bytes::from(out.bytes);
+            let kind = upload::detect(&fitted_bytes).map_err(DomainError::from)?;
+            (fitted_bytes, kind)
+        }
+        Err(e) => {
+            let mut api = ApiError::from(DomainError::from(e));
             if api.code == "ekey.material.too_large" {
                 api.status = StatusCode::PAYLOAD_TOO_LARGE;
+                if kind.is_image() {
+                    api.zh.push_str("；图片可自动压缩后上传");
+                    api.en.push_str("; an image can be downscaled to fit");
+                }
             }
-            api
-        })?;
+            return Err(api);
+        }
+    };
     let file_name = headers
         .get("x-file-name")
         .and_then(|v| v.to_str().ok())
@@ -1054,7 +1104,9 @@ pub async fn upload_material(
             return Err(e.into());
         }
     };
-    Ok((StatusCode::CREATED, Json(material_out(&r, &m))))
+    let mut out = material_out(&r, &m);
+    out.fitted = fitted;
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
 fn material_out(r: &RequestRecord, m: &MaterialRecord) -> MaterialOut {
@@ -1068,6 +1120,7 @@ fn material_out(r: &RequestRecord, m: &MaterialRecord) -> MaterialOut {
         content_type: Some(m.content_type.clone()),
         size: Some(m.size),
         uploaded_at: Some(rfc3339(m.uploaded_at)),
+        fitted: None,
     }
 }
 
@@ -1143,8 +1196,72 @@ pub async fn download_material(
         .into_response())
 }
 
-async fn document(state: AppState, auth: Auth, id: String) -> ApiResult<Response> {
+/// The printable documents of a request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DocKind {
+    ApplicationForm,
+    ConfirmationLetter,
+    UnlockForm,
+    CancellationForm,
+}
+
+impl DocKind {
+    fn file(self) -> &'static str {
+        match self {
+            DocKind::ApplicationForm => "application-form.pdf",
+            DocKind::ConfirmationLetter => "confirmation-letter.pdf",
+            DocKind::UnlockForm => "unlock-form.pdf",
+            DocKind::CancellationForm => "cancellation-form.pdf",
+        }
+    }
+
+    fn applies_to(self, kind: Kind) -> bool {
+        match self {
+            DocKind::ApplicationForm | DocKind::ConfirmationLetter => {
+                !matches!(kind, Kind::Unlock | Kind::Cancellation)
+            }
+            DocKind::UnlockForm => kind == Kind::Unlock,
+            DocKind::CancellationForm => kind == Kind::Cancellation,
+        }
+    }
+}
+
+fn doc_error(e: ekey_docs::DocError) -> ApiError {
+    tracing::error!(error = %e, "making a document");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        e.code(),
+        e.message(ekey_domain::Lang::Zh),
+        e.message(ekey_domain::Lang::En),
+    )
+}
+
+/// A PDF answer; `inline` opens in the browser's viewer, the name keeps the number.
+fn pdf_response(bytes: Vec<u8>, name: &str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/pdf".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{name}\""),
+            ),
+            (header::CACHE_CONTROL, "private, no-store".to_string()),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+async fn document(state: AppState, auth: Auth, id: String, which: DocKind) -> ApiResult<Response> {
     let r = visible(&state, &auth, &id).await?;
+    if !which.applies_to(r.kind) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ekey.document.not_for_kind",
+            format!("{}申请没有这份文件", r.kind.name_zh()),
+            format!("A {} request has no such document", r.kind.name_en()),
+        ));
+    }
     if r.status == Status::Draft {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -1153,11 +1270,73 @@ async fn document(state: AppState, auth: Auth, id: String) -> ApiResult<Response
             "Submit the form first, then download it for printing",
         ));
     }
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "ekey.document.not_available",
-        "打印文件生成功能即将上线",
-        "Printable documents are not available yet",
+    let enterprise = state
+        .store
+        .enterprise(&r.enterprise_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("ekey.enterprise.not_found"))?;
+    let agency = state.store.agency(&r.province).await?;
+    let key_serial = match (&r.login_name, r.kind.targets_existing_key()) {
+        (Some(name), true) => state
+            .store
+            .keys_by_login_name(name)
+            .await?
+            .into_iter()
+            .filter(|k| k.enterprise_id == r.enterprise_id)
+            .filter_map(|k| k.token_serial)
+            .next_back(),
+        _ => None,
+    };
+    let a = &r.form.authorised_user;
+    let doc = ekey_docs::RequestDoc {
+        number: r.number.clone(),
+        kind: r.kind,
+        enterprise_name: enterprise.name,
+        credit_code: enterprise.credit_code,
+        address: enterprise.address,
+        legal_representative: enterprise.legal_representative,
+        province_name: ekey_domain::province::by_code(&r.province)
+            .map(|p| p.name_zh.to_string())
+            .unwrap_or_default(),
+        agency_name: agency.map(|a| a.name_zh).unwrap_or_default(),
+        licence_types: r.form.licence_types.clone(),
+        login_name: r.login_name.clone(),
+        reason: r.form.reason.clone(),
+        authorised_user: ekey_docs::Person {
+            name: a.name.clone(),
+            id_number: a.id_number.as_str().into(),
+            mobile: a.mobile.as_str().into(),
+            email: a.email.as_str().into(),
+        },
+        key_serial,
+        key_lost: r.form.key_lost,
+        date: state.clock.now().with_timezone(&shanghai()).date_naive(),
+    };
+    let fonts = state.fonts().await.map_err(doc_error)?;
+    let bytes = tokio::task::spawn_blocking(move || match which {
+        DocKind::ApplicationForm => ekey_docs::application_form(&fonts, &doc),
+        DocKind::ConfirmationLetter => ekey_docs::confirmation_letter(&fonts, &doc),
+        DocKind::UnlockForm => ekey_docs::unlock_form(&fonts, &doc),
+        DocKind::CancellationForm => ekey_docs::cancellation_form(&fonts, Some(&doc)),
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(doc_error)?;
+    // The documents carry personal data (ID number, mobile): downloads are audited.
+    state
+        .store
+        .append_audit(audit(
+            &auth,
+            &state,
+            "document.download",
+            &r,
+            "",
+            which.file(),
+        ))
+        .await?;
+    Ok(pdf_response(
+        bytes,
+        &format!("{}-{}", r.number, which.file()),
     ))
 }
 
@@ -1165,24 +1344,63 @@ async fn document(state: AppState, auth: Auth, id: String) -> ApiResult<Response
 #[utoipa::path(get, path = "/api/v1/requests/{id}/documents/application-form.pdf", tag = "documents",
     security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, content_type = "application/pdf"), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 501, body = ErrorBody)))]
+              (status = 409, body = ErrorBody)))]
 pub async fn application_form(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    document(state, auth, id).await
+    document(state, auth, id, DocKind::ApplicationForm).await
 }
 
 /// The e-seal confirmation letter as an A4 PDF (after 确认提交).
 #[utoipa::path(get, path = "/api/v1/requests/{id}/documents/confirmation-letter.pdf", tag = "documents",
     security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, content_type = "application/pdf"), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody), (status = 501, body = ErrorBody)))]
+              (status = 409, body = ErrorBody)))]
 pub async fn confirmation_letter(
     State(state): State<AppState>,
     auth: Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    document(state, auth, id).await
+    document(state, auth, id, DocKind::ConfirmationLetter).await
+}
+
+/// The unlock form as an A4 PDF (unlock requests, after 确认提交).
+#[utoipa::path(get, path = "/api/v1/requests/{id}/documents/unlock-form.pdf", tag = "documents",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/pdf"), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub async fn unlock_form(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    document(state, auth, id, DocKind::UnlockForm).await
+}
+
+/// The cancellation form (注销 ticked) as an A4 PDF, filled in (after 确认提交).
+#[utoipa::path(get, path = "/api/v1/requests/{id}/documents/cancellation-form.pdf", tag = "documents",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/pdf"), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub async fn cancellation_form(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    document(state, auth, id, DocKind::CancellationForm).await
+}
+
+/// The blank cancellation form (注销 ticked, nothing filled in), for printing without an
+/// account. No login.
+#[utoipa::path(get, path = "/api/v1/documents/cancellation-form.pdf", tag = "documents",
+    responses((status = 200, content_type = "application/pdf")))]
+pub async fn blank_cancellation_form(State(state): State<AppState>) -> ApiResult<Response> {
+    let fonts = state.fonts().await.map_err(doc_error)?;
+    let bytes = tokio::task::spawn_blocking(move || ekey_docs::cancellation_form(&fonts, None))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(doc_error)?;
+    Ok(pdf_response(bytes, "cancellation-form-blank.pdf"))
 }

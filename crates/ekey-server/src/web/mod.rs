@@ -6,6 +6,10 @@
 //! derived from the secret cookie value; the page scripts send the same token in
 //! `X-CSRF-Token` when they call the JSON API (see [`crate::auth`]).
 
+// Page helpers answer "stop here" with the finished page (a redirect or an error page);
+// boxing every such Response would only add noise to the handlers.
+#![allow(clippy::result_large_err)]
+
 pub mod portal;
 pub mod public;
 
@@ -46,7 +50,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("mailbox.html", include_str!("templates/mailbox.html")),
     ("home.html", include_str!("templates/home.html")),
     ("apply.html", include_str!("templates/apply.html")),
-    ("request_form.html", include_str!("templates/request_form.html")),
+    (
+        "request_form.html",
+        include_str!("templates/request_form.html"),
+    ),
     ("request.html", include_str!("templates/request.html")),
 ];
 
@@ -171,7 +178,9 @@ impl Page {
         match &self.auth {
             Some(a) if roles.contains(&a.account.role) => Ok(a),
             Some(_) => Err(error_page(self.lang, ApiError::forbidden_role())),
-            None => Err(Redirect::to(&format!("/login?next={}", encode(&self.path))).into_response()),
+            None => {
+                Err(Redirect::to(&format!("/login?next={}", encode(&self.path))).into_response())
+            }
         }
     }
 
@@ -194,7 +203,8 @@ impl Page {
 
     /// Renders `template` with `ctx` plus what every page needs.
     pub async fn render(&self, state: &AppState, template: &str, ctx: Value) -> Response {
-        self.render_status(state, StatusCode::OK, template, ctx).await
+        self.render_status(state, StatusCode::OK, template, ctx)
+            .await
     }
 
     /// Renders with a status (e.g. 422 for a form shown again with its errors).
@@ -259,10 +269,8 @@ impl Page {
         {
             res.headers_mut().append(header::SET_COOKIE, v);
         }
-        res.headers_mut().insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        );
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         res.headers_mut().insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
@@ -362,7 +370,10 @@ pub fn error_page(lang: Lang, e: ApiError) -> Response {
         message => lang.pick(&e.zh, &e.en),
         code => e.code,
     };
-    match env().get_template("message.html").and_then(|t| t.render(ctx)) {
+    match env()
+        .get_template("message.html")
+        .and_then(|t| t.render(ctx))
+    {
         Ok(body) => (e.status, Html(body)).into_response(),
         Err(_) => (e.status, lang.pick(&e.zh, &e.en).to_string()).into_response(),
     }
@@ -391,7 +402,10 @@ pub fn see_other(to: &str) -> Response {
 async fn static_file(Path(name): Path<String>) -> Response {
     let (body, ty): (&'static str, &str) = match name.as_str() {
         "app.css" => (include_str!("static/app.css"), "text/css; charset=utf-8"),
-        "app.js" => (include_str!("static/app.js"), "text/javascript; charset=utf-8"),
+        "app.js" => (
+            include_str!("static/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
     (
@@ -433,7 +447,10 @@ pub fn percent_decode(s: &str) -> String {
                 i += 1;
             }
             b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
                     Ok(v) => {
                         out.push(v);
                         i += 3;
@@ -461,10 +478,16 @@ pub fn router() -> Router<AppState> {
         .route("/lang/{lang}", get(switch_lang))
         .route("/login", get(public::login_page).post(public::login))
         .route("/logout", post(public::logout))
-        .route("/register", get(public::register_page).post(public::register))
+        .route(
+            "/register",
+            get(public::register_page).post(public::register),
+        )
         .route("/register/sent", get(public::registered))
         .route("/register/resend", post(public::resend))
-        .route("/password/forgot", get(public::forgot_page).post(public::forgot))
+        .route(
+            "/password/forgot",
+            get(public::forgot_page).post(public::forgot),
+        )
         .route(
             "/password/reset/{token}",
             get(public::reset_page).post(public::reset),

@@ -232,7 +232,9 @@ struct KindCard {
 }
 
 fn kind_cards(lang: Lang) -> Vec<KindCard> {
-    let card = |kind: Kind, what: (&'static str, &'static str), rev: (&'static str, &'static str)| KindCard {
+    let card = |kind: Kind,
+                what: (&'static str, &'static str),
+                rev: (&'static str, &'static str)| KindCard {
         kind: kind.as_str(),
         name: kind_name(kind, lang),
         what: lang.pick(what.0, what.1),
@@ -241,13 +243,59 @@ fn kind_cards(lang: Lang) -> Vec<KindCard> {
     };
     let both = ("发证机构验核 → 服务商复核", "agency, then provider");
     vec![
-        card(Kind::First, ("企业第一次申领电子钥匙", "Your enterprise's first key"), both),
-        card(Kind::Additional, ("已有钥匙，再增加一把（每家企业最多 3 把，须说明原因）", "Another key (at most 3 per enterprise; give a reason)"), both),
-        card(Kind::Replacement, ("钥匙遗失或损坏，补办一把；原钥匙将先被作废", "A lost or damaged key; the original is revoked first"), both),
-        card(Kind::Reapplication, ("企业名称、法定代表人等信息变更后重新申领", "After the enterprise's name or legal representative changed"), both),
-        card(Kind::Renewal, ("证书即将到期，在线更新证书", "Renew a certificate that is about to expire"), ("服务商审批", "provider")),
-        card(Kind::Unlock, ("连续输错 6 次 PIN 码后钥匙被锁，申请解锁", "Unlock a key locked after 6 wrong PINs"), ("服务商审核（3个工作日）", "provider (3 working days)")),
-        card(Kind::Cancellation, ("不再使用电子钥匙，注销证书", "Cancel a key you no longer use"), ("发证机构受理 → 服务商注销", "agency, then provider")),
+        card(
+            Kind::First,
+            ("企业第一次申领电子钥匙", "Your enterprise's first key"),
+            both,
+        ),
+        card(
+            Kind::Additional,
+            (
+                "已有钥匙，再增加一把（每家企业最多 3 把，须说明原因）",
+                "Another key (at most 3 per enterprise; give a reason)",
+            ),
+            both,
+        ),
+        card(
+            Kind::Replacement,
+            (
+                "钥匙遗失或损坏，补办一把；原钥匙将先被作废",
+                "A lost or damaged key; the original is revoked first",
+            ),
+            both,
+        ),
+        card(
+            Kind::Reapplication,
+            (
+                "企业名称、法定代表人等信息变更后重新申领",
+                "After the enterprise's name or legal representative changed",
+            ),
+            both,
+        ),
+        card(
+            Kind::Renewal,
+            (
+                "证书即将到期，在线更新证书",
+                "Renew a certificate that is about to expire",
+            ),
+            ("服务商审批", "provider"),
+        ),
+        card(
+            Kind::Unlock,
+            (
+                "连续输错 6 次 PIN 码后钥匙被锁，申请解锁",
+                "Unlock a key locked after 6 wrong PINs",
+            ),
+            ("服务商审核（3个工作日）", "provider (3 working days)"),
+        ),
+        card(
+            Kind::Cancellation,
+            (
+                "不再使用电子钥匙，注销证书",
+                "Cancel a key you no longer use",
+            ),
+            ("发证机构受理 → 服务商注销", "agency, then provider"),
+        ),
     ]
 }
 
@@ -337,7 +385,17 @@ pub async fn new_page(State(state): State<AppState>, page: Page, query: Q) -> Re
         login_mode => if kind.targets_existing_key() { "original" } else { "allocate" },
         login_name => login_name,
     };
-    match form_context(&state, &page, &auth, kind, values, &FieldErrors::default(), None).await {
+    match form_context(
+        &state,
+        &page,
+        &auth,
+        kind,
+        values,
+        &FieldErrors::default(),
+        None,
+    )
+    .await
+    {
         Ok(ctx) => page.render(&state, "request_form.html", ctx).await,
         Err(r) => r,
     }
@@ -345,8 +403,18 @@ pub async fn new_page(State(state): State<AppState>, page: Page, query: Q) -> Re
 
 fn person_errors(form: &Form, lang: Lang, errors: &mut FieldErrors) {
     need(errors, lang, "au_name", form.get("au_name"), 50);
-    check(errors, lang, "au_id_number", IdNumber::parse(form.get("au_id_number")));
-    check(errors, lang, "au_mobile", Mobile::parse(form.get("au_mobile")));
+    check(
+        errors,
+        lang,
+        "au_id_number",
+        IdNumber::parse(form.get("au_id_number")),
+    );
+    check(
+        errors,
+        lang,
+        "au_mobile",
+        Mobile::parse(form.get("au_mobile")),
+    );
     check(errors, lang, "au_email", Email::parse(form.get("au_email")));
 }
 
@@ -379,7 +447,8 @@ fn common_errors(kind: Kind, form: &Form, lang: Lang, errors: &mut FieldErrors) 
     if form.get("reason").chars().count() > 500 {
         errors.add(
             "reason",
-            lang.pick("原因最多 500 个字", "At most 500 characters").into(),
+            lang.pick("原因最多 500 个字", "At most 500 characters")
+                .into(),
         );
     }
     person_errors(form, lang, errors);
@@ -395,13 +464,14 @@ pub async fn create(State(state): State<AppState>, page: Page, query: Q, form: F
         return r;
     }
     let lang = page.lang;
-    let kind = match Kind::parse(if form.get("kind").is_empty() {
-        q(&query, "kind")
-    } else {
-        form.get("kind").to_string()
-    }
-    .as_str())
-    {
+    let kind = match Kind::parse(
+        if form.get("kind").is_empty() {
+            q(&query, "kind")
+        } else {
+            form.get("kind").to_string()
+        }
+        .as_str(),
+    ) {
         Ok(k) => k,
         Err(e) => return error_page(lang, e.into()),
     };
@@ -442,8 +512,13 @@ pub async fn create(State(state): State<AppState>, page: Page, query: Q, form: F
     }
     match form_context(&state, &page, &auth, kind, form.values(), &errors, None).await {
         Ok(ctx) => {
-            page.render_status(&state, StatusCode::UNPROCESSABLE_ENTITY, "request_form.html", ctx)
-                .await
+            page.render_status(
+                &state,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "request_form.html",
+                ctx,
+            )
+            .await
         }
         Err(r) => r,
     }
@@ -592,7 +667,11 @@ pub async fn show(
 }
 
 /// The form of a draft or returned request, to correct it.
-pub async fn edit_page(State(state): State<AppState>, page: Page, Path(id): Path<String>) -> Response {
+pub async fn edit_page(
+    State(state): State<AppState>,
+    page: Page,
+    Path(id): Path<String>,
+) -> Response {
     let auth = match enterprise_auth(&page) {
         Ok(a) => a.clone(),
         Err(r) => return r,
@@ -612,7 +691,17 @@ pub async fn edit_page(State(state): State<AppState>, page: Page, Path(id): Path
         key_lost => if r.form.key_lost { "on" } else { "" },
         login_name => r.login_name.clone(),
     };
-    match form_context(&state, &page, &auth, kind, values, &FieldErrors::default(), Some(&r)).await {
+    match form_context(
+        &state,
+        &page,
+        &auth,
+        kind,
+        values,
+        &FieldErrors::default(),
+        Some(&r),
+    )
+    .await
+    {
         Ok(ctx) => page.render(&state, "request_form.html", ctx).await,
         Err(r) => r,
     }
@@ -667,8 +756,13 @@ pub async fn edit(
     };
     match form_context(&state, &page, &auth, kind, values, &errors, Some(&r)).await {
         Ok(ctx) => {
-            page.render_status(&state, StatusCode::UNPROCESSABLE_ENTITY, "request_form.html", ctx)
-                .await
+            page.render_status(
+                &state,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "request_form.html",
+                ctx,
+            )
+            .await
         }
         Err(r) => r,
     }
@@ -717,21 +811,60 @@ async fn simple(
 }
 
 /// 确认提交.
-pub async fn submit(State(state): State<AppState>, page: Page, Path(id): Path<String>, form: Form) -> Response {
-    simple(state, page, id, form, |s, a, p| Box::pin(requests::submit(s, a, p)), "submitted",
-        &[Status::AwaitingMaterials, Status::AwaitingHandover]).await
+pub async fn submit(
+    State(state): State<AppState>,
+    page: Page,
+    Path(id): Path<String>,
+    form: Form,
+) -> Response {
+    simple(
+        state,
+        page,
+        id,
+        form,
+        |s, a, p| Box::pin(requests::submit(s, a, p)),
+        "submitted",
+        &[Status::AwaitingMaterials, Status::AwaitingHandover],
+    )
+    .await
 }
 
 /// 确认上传.
-pub async fn confirm(State(state): State<AppState>, page: Page, Path(id): Path<String>, form: Form) -> Response {
-    simple(state, page, id, form, |s, a, p| Box::pin(requests::confirm_upload(s, a, p)), "confirmed",
-        &[Status::AgencyReview, Status::ProviderReview]).await
+pub async fn confirm(
+    State(state): State<AppState>,
+    page: Page,
+    Path(id): Path<String>,
+    form: Form,
+) -> Response {
+    simple(
+        state,
+        page,
+        id,
+        form,
+        |s, a, p| Box::pin(requests::confirm_upload(s, a, p)),
+        "confirmed",
+        &[Status::AgencyReview, Status::ProviderReview],
+    )
+    .await
 }
 
 /// Withdraw.
-pub async fn withdraw(State(state): State<AppState>, page: Page, Path(id): Path<String>, form: Form) -> Response {
-    simple(state, page, id, form, |s, a, p| Box::pin(requests::withdraw(s, a, p)), "withdrawn",
-        &[Status::Withdrawn]).await
+pub async fn withdraw(
+    State(state): State<AppState>,
+    page: Page,
+    Path(id): Path<String>,
+    form: Form,
+) -> Response {
+    simple(
+        state,
+        page,
+        id,
+        form,
+        |s, a, p| Box::pin(requests::withdraw(s, a, p)),
+        "withdrawn",
+        &[Status::Withdrawn],
+    )
+    .await
 }
 
 /// Window collection or free mailing.
@@ -755,7 +888,14 @@ pub async fn collection(
         mobile: form.get("mobile").into(),
         id_number: form.get("id_number").into(),
     };
-    match selfservice::choose_collection(State(state.clone()), auth, Path(id.clone()), ApiJson(body)).await {
+    match selfservice::choose_collection(
+        State(state.clone()),
+        auth,
+        Path(id.clone()),
+        ApiJson(body),
+    )
+    .await
+    {
         Ok(_) => see_other(&format!("/portal/requests/{id}?done=collection#collection")),
         Err(e) => see_other(&format!(
             "/portal/requests/{id}?error={}#collection",

@@ -247,8 +247,19 @@ pub async fn register(
     }
     let lang = page.lang;
     let mut errors = FieldErrors::default();
-    need(&mut errors, lang, "enterprise_name", form.get("enterprise_name"), 100);
-    check(&mut errors, lang, "credit_code", CreditCode::parse(form.get("credit_code")));
+    need(
+        &mut errors,
+        lang,
+        "enterprise_name",
+        form.get("enterprise_name"),
+        100,
+    );
+    check(
+        &mut errors,
+        lang,
+        "credit_code",
+        CreditCode::parse(form.get("credit_code")),
+    );
     if province::by_code(form.get("province")).is_none() {
         errors.add(
             "province",
@@ -263,9 +274,25 @@ pub async fn register(
         form.get("legal_representative"),
         50,
     );
-    need(&mut errors, lang, "contact_name", form.get("contact_name"), 50);
-    check(&mut errors, lang, "id_number", IdNumber::parse(form.get("id_number")));
-    check(&mut errors, lang, "mobile", Mobile::parse(form.get("mobile")));
+    need(
+        &mut errors,
+        lang,
+        "contact_name",
+        form.get("contact_name"),
+        50,
+    );
+    check(
+        &mut errors,
+        lang,
+        "id_number",
+        IdNumber::parse(form.get("id_number")),
+    );
+    check(
+        &mut errors,
+        lang,
+        "mobile",
+        Mobile::parse(form.get("mobile")),
+    );
     check(&mut errors, lang, "email", Email::parse(form.get("email")));
     if let Err(e) = accounts::check_password(form.get("password")) {
         errors.add("password", msg(lang, &e));
@@ -273,7 +300,8 @@ pub async fn register(
     if form.get("password") != form.get("password2") {
         errors.add(
             "password2",
-            lang.pick("两次输入的密码不一致", "The passwords differ").into(),
+            lang.pick("两次输入的密码不一致", "The passwords differ")
+                .into(),
         );
     }
     if errors.is_empty() {
@@ -390,7 +418,10 @@ pub async fn forgot(
     )
     .await
     {
-        Ok(_) => page.render(&state, "forgot.html", context! { sent => true }).await,
+        Ok(_) => {
+            page.render(&state, "forgot.html", context! { sent => true })
+                .await
+        }
         Err(e) => {
             page.render_status(
                 &state,
@@ -436,7 +467,8 @@ pub async fn reset(
     if form.get("password") != form.get("password2") {
         errors.add(
             "password2",
-            lang.pick("两次输入的密码不一致", "The passwords differ").into(),
+            lang.pick("两次输入的密码不一致", "The passwords differ")
+                .into(),
         );
     }
     if errors.is_empty() {
@@ -589,7 +621,10 @@ pub async fn mailbox(State(state): State<AppState>, page: Page) -> Response {
             sent_at: crate::messages::rfc3339(m.sent_at),
         })
         .collect();
-    page.render(&state, "mailbox.html", context! { messages => super::v(mails) })
-        .await
+    page.render(
+        &state,
+        "mailbox.html",
+        context! { messages => super::v(mails) },
+    )
+    .await
 }
-

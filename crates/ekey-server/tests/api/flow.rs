@@ -80,14 +80,39 @@ async fn first_issue_to_production(db: Db) {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "awaiting_materials");
     for doc in ["application-form.pdf", "confirmation-letter.pdf"] {
-        let (status, _) = s
-            .get(
-                &format!("/api/v1/requests/{id}/documents/{doc}"),
-                Some(&ent),
-            )
-            .await;
-        assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{doc}");
+        let url = s.url(&format!("/api/v1/requests/{id}/documents/{doc}"));
+        let res = s.client.get(&url).bearer_auth(&ent).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{doc}");
+        assert_eq!(res.headers()["content-type"], "application/pdf");
+        let pdf = res.bytes().await.unwrap();
+        let text = pdf_text(&pdf);
+        assert!(
+            text.contains(&number),
+            "{doc} carries the request number: {text}"
+        );
+        assert!(
+            text.contains("11010519491231002X"),
+            "{doc} names the authorised user"
+        );
+        // Another province's agency is told it does not exist.
+        let res = s
+            .client
+            .get(&url)
+            .bearer_auth(&beijing)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{doc} out of scope");
     }
+    // An unlock form is not among a first issue's documents.
+    let (status, v) = s
+        .get(
+            &format!("/api/v1/requests/{id}/documents/unlock-form.pdf"),
+            Some(&ent),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["code"], "ekey.document.not_for_kind");
 
     // Five of six scans: confirm is refused and names the missing one.
     upload_all(&s, &ent, &id, &SIX[..5]).await;
@@ -565,6 +590,11 @@ async fn openapi_documents_every_public_path() {
         "/api/v1/requests/{id}/submit",
         "/api/v1/requests/{id}/documents/application-form.pdf",
         "/api/v1/requests/{id}/documents/confirmation-letter.pdf",
+        "/api/v1/requests/{id}/documents/unlock-form.pdf",
+        "/api/v1/requests/{id}/documents/cancellation-form.pdf",
+        "/api/v1/documents/cancellation-form.pdf",
+        "/api/v1/password-resets",
+        "/api/v1/requests/{id}/collection",
         "/api/v1/requests/{id}/materials/{item}",
         "/api/v1/requests/{id}/confirm-upload",
         "/api/v1/requests/{id}/decision",
@@ -663,4 +693,19 @@ async fn unlock_scans_are_limited_to_200_kb_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unlock_scans_are_limited_to_200_kb_postgres() {
     unlock_scans_are_limited_to_200_kb(Db::Postgres).await;
+}
+
+/// The text of a PDF, by poppler's pdftotext.
+pub fn pdf_text(pdf: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("doc.pdf");
+    std::fs::write(&path, pdf).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .arg("-layout")
+        .arg(&path)
+        .arg("-")
+        .output()
+        .expect("pdftotext is missing: apt-get install -y poppler-utils");
+    assert!(out.status.success(), "pdftotext could not read the PDF");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

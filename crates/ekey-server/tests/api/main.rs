@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod browser;
 mod flow;
 mod lifecycle;
 mod softhsm;

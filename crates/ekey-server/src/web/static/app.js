@@ -64,7 +64,7 @@
   });
 
   function api(method, url, body, headers) {
-    var h = Object.assign({ "X-CSRF-Token": csrf }, headers || {});
+    var h = Object.assign({ "X-CSRF-Token": csrf, "Accept-Language": lang === "en" ? "en" : "zh-CN" }, headers || {});
     return fetch(url, { method: method, body: body, headers: h, credentials: "same-origin" }).then(function (res) {
       return res.text().then(function (text) {
         var data = null;

@@ -1,0 +1,603 @@
+//! The enterprise's path through the portal in a real browser (Debian chromium driven by
+//! chromedriver over WebDriver): register → activate from the dev mailbox → apply for a
+//! first key → download both PDFs → upload six scans (one oversize, downscaled) → confirm
+//! → agency review pending; a returned request fixed and resubmitted; the public result
+//! query. Every page is saved as a screenshot under
+//! `$CARGO_TARGET_DIR/ekey-artifacts/browser/` (or the system temp dir).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::support::*;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A headless Chromium session; chromedriver is killed when dropped.
+struct Browser {
+    client: Client,
+    driver: Child,
+    shots: PathBuf,
+    _profile: tempfile::TempDir,
+}
+
+fn artifacts() -> PathBuf {
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = base.join("ekey-artifacts").join("browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+            assert!(
+                Path::new(path).exists(),
+                "{path} is missing: the browser tests need Debian's {package} (apt-get install -y {package})"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--disable-quic", "--lang=zh-CN",
+                    "--window-size=1280,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last = None;
+        for _ in 0..100 {
+            match ClientBuilder::rustls()
+                .unwrap()
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => {
+                    return Browser {
+                        client,
+                        driver,
+                        shots: artifacts(),
+                        _profile: profile,
+                    };
+                }
+                Err(e) => {
+                    last = Some(e.to_string());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        panic!("chromedriver did not answer on {url}: {last:?}");
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn css(&self, selector: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("no element {selector}: {e}"))
+    }
+
+    async fn fill(&self, name: &str, value: &str) {
+        let el = self.css(&format!("[name=\"{name}\"]")).await;
+        el.clear().await.unwrap();
+        el.send_keys(value).await.unwrap();
+    }
+
+    async fn text(&self, selector: &str) -> String {
+        self.css(selector).await.text().await.unwrap()
+    }
+
+    async fn body(&self) -> String {
+        self.text("body").await
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_string()
+    }
+
+    /// Waits until `selector`'s text contains `needle`.
+    async fn wait_text(&self, selector: &str, needle: &str) -> String {
+        for _ in 0..150 {
+            if let Ok(el) = self.client.find(Locator::Css(selector)).await
+                && let Ok(t) = el.text().await
+                && t.contains(needle)
+            {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{selector} never showed {needle:?}; page: {}",
+            self.body().await
+        );
+    }
+
+    /// The session cookie the browser holds, for fetching what a click would download.
+    async fn cookie_header(&self) -> String {
+        self.client
+            .get_all_cookies()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| format!("{}={}", c.name(), c.value()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+    }
+}
+
+/// A phone photo of a stamped page: big, noisy, over 1 MB.
+fn big_photo() -> Vec<u8> {
+    use image::{ImageBuffer, Rgb};
+    let (w, h) = (2400u32, 1800u32);
+    let mut seed = 0x2545_f491_u32;
+    let img = ImageBuffer::from_fn(w, h, |x, y| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let n = (seed % 48) as i32 - 24;
+        let ink = if (y / 40) % 3 == 0 && (x / 7) % 5 != 0 {
+            -140
+        } else {
+            0
+        };
+        let base = 220 + n + ink;
+        let c = |d: i32| (base + d).clamp(0, 255) as u8;
+        Rgb([c(0), c(-4), c(-10)])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
+        .encode_image(&img)
+        .unwrap();
+    assert!(
+        out.len() > 1024 * 1024 && out.len() < 8 * 1024 * 1024,
+        "test photo of {} bytes",
+        out.len()
+    );
+    out
+}
+
+fn pdftotext(pdf: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("doc.pdf");
+    std::fs::write(&path, pdf).unwrap();
+    let out = Command::new("pdftotext")
+        .arg(&path)
+        .arg("-")
+        .output()
+        .expect("pdftotext is missing: apt-get install -y poppler-utils");
+    assert!(out.status.success(), "pdftotext failed on the download");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_browser() {
+    let s = TestServer::start(Db::Sqlite).await;
+    let b = Browser::start().await;
+    let files = tempfile::tempdir().unwrap();
+    let code = credit_code("91320100MA1B7W2KE");
+    let email = "clerk@browser-test.example";
+
+    // Register; a wrong credit code is explained next to its field, in Chinese.
+    b.goto(&s.url("/register")).await;
+    b.shot("01-register").await;
+    b.fill("enterprise_name", "南京浏览器测试贸易有限公司")
+        .await;
+    let mut wrong = code.clone();
+    wrong.pop();
+    wrong.push(if code.ends_with('0') { '1' } else { '0' });
+    b.fill("credit_code", &wrong).await;
+    b.css("#f-province")
+        .await
+        .select_by_value("320000")
+        .await
+        .unwrap();
+    b.fill("address", "南京市鼓楼区中山北路 1 号").await;
+    b.fill("legal_representative", "王建华").await;
+    b.fill("contact_name", "李明").await;
+    b.fill("id_number", "11010519491231002X").await;
+    b.fill("mobile", "13912345678").await;
+    b.fill("email", email).await;
+    b.fill("password", "Secret-2026").await;
+    b.fill("password2", "Secret-2026").await;
+    b.css("form[data-validate] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let err = b.wait_text(".has-error .err", "校验").await;
+    assert!(err.contains("校验位"), "the reason in words: {err}");
+    b.shot("02-register-error").await;
+    assert!(
+        s.mailbox().await.iter().all(|m| m["to"] != email),
+        "nothing sent for a refused registration"
+    );
+    b.fill("credit_code", &code).await;
+    b.fill("password", "Secret-2026").await;
+    b.fill("password2", "Secret-2026").await;
+    b.css("form[data-validate] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("h1", "请查收激活邮件").await;
+    b.shot("03-registered").await;
+
+    // Activate from the dev mailbox page.
+    s.wait_message(email, "激活").await;
+    b.goto(&s.url("/dev/mailbox")).await;
+    b.wait_text("body", "调用商务部统一用户管理平台激活企业账户")
+        .await;
+    b.shot("04-mailbox").await;
+    b.css("a[href*='/api/v1/activations/']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("h1", "账户已激活").await;
+    b.shot("05-activated").await;
+
+    // Log in (the login is filled in by the activation page's link).
+    b.css("a[href^='/login']").await.click().await.unwrap();
+    b.fill("password", "Secret-2026").await;
+    b.css("form.card button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("h1", "南京浏览器测试贸易有限公司").await;
+    assert_eq!(b.path().await, "/portal");
+    b.shot("06-home-empty").await;
+
+    // Apply for the first key: licence boxes, 获取登录名, the authorised user's ID.
+    b.css("a[href='/portal/apply']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("h1", "您要办理什么业务").await;
+    b.shot("07-apply").await;
+    b.css("a[href='/portal/requests/new?kind=first']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("h1", "首次申领").await;
+    // Submitting with nothing ticked: the server explains next to the boxes.
+    b.css("form[data-validate] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("#f-licence_types .err", "许可证业务").await;
+    b.shot("08-form-errors").await;
+    b.css("input[value='import_licence']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.css("input[value='auto_import_mechanical']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.css("[data-get-login-name]").await.click().await.unwrap();
+    let allocated = b.wait_text("#allocated", "已为您保留").await;
+    let login_name = allocated.rsplit('：').next().unwrap().trim().to_string();
+    assert!(!login_name.is_empty(), "{allocated}");
+    b.fill("au_id_number", "11010519491231002X").await;
+    b.shot("09-form-filled").await;
+    b.css("form[data-validate] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "已保存为草稿").await;
+    let request_path = b.path().await;
+    let id = request_path.rsplit('/').next().unwrap().to_string();
+    b.shot("10-draft").await;
+    assert!(
+        b.body().await.contains(&login_name),
+        "the reserved name is the request's"
+    );
+
+    // 确认提交: the documents appear; both PDFs download with the request's data.
+    b.css("form[action$='/submit'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "已确认提交").await;
+    b.shot("11-submitted").await;
+    let number = b.text("h1 .number").await;
+    let cookie = b.cookie_header().await;
+    for link in ["application-form.pdf", "confirmation-letter.pdf"] {
+        let href = b
+            .css(&format!("a[href$='{link}']"))
+            .await
+            .attr("href")
+            .await
+            .unwrap()
+            .unwrap();
+        let res = s
+            .client
+            .get(s.url(&href))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{link}");
+        assert_eq!(res.headers()["content-type"], "application/pdf");
+        let pdf = res.bytes().await.unwrap();
+        assert!(pdf.starts_with(b"%PDF-"), "{link} is a PDF");
+        let text = pdftotext(&pdf);
+        assert!(text.contains(&number), "{link} shows the number: {text}");
+        assert!(
+            text.contains("南京浏览器测试贸易有限公司"),
+            "{link}: {text}"
+        );
+    }
+
+    // Upload six scans; the photo over 1 MB is offered a downscale and then fits.
+    let small = |name: &str, n: usize| {
+        let p = files.path().join(name);
+        std::fs::write(&p, png(3000 + n)).unwrap();
+        p
+    };
+    let photo = files.path().join("营业执照-手机拍照.jpg");
+    let photo_bytes = big_photo();
+    std::fs::write(&photo, &photo_bytes).unwrap();
+    let upload = |item: &'static str, path: PathBuf| {
+        let b = &b;
+        async move {
+            let input = b
+                .css(&format!("li[data-item='{item}'] input[data-file]"))
+                .await;
+            input.send_keys(path.to_str().unwrap()).await.unwrap();
+        }
+    };
+    assert_eq!(
+        b.css("#confirm-upload")
+            .await
+            .prop("disabled")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true"),
+        "确认上传 waits for the whole list"
+    );
+    for (n, item) in SIX.iter().enumerate() {
+        if *item == "business_licence" {
+            continue;
+        }
+        upload(item, small(&format!("{item}.png"), n)).await;
+        b.wait_text(&format!("li[data-item='{item}'] [data-msg]"), "上传成功")
+            .await;
+    }
+    upload("business_licence", photo.clone()).await;
+    let msg = b
+        .wait_text("li[data-item='business_licence'] [data-msg]", "自动压缩")
+        .await;
+    assert!(msg.contains("1 MB"), "the limit is named: {msg}");
+    b.shot("12-oversize-offer").await;
+    b.css("li[data-item='business_licence'] [data-fit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let done = b
+        .wait_text("li[data-item='business_licence'] [data-msg]", "已自动压缩")
+        .await;
+    assert!(done.contains('→'), "before and after sizes: {done}");
+    let stored = s
+        .client
+        .get(s.url(&format!("/api/v1/requests/{id}/materials/business_licence")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(stored.len() <= 1024 * 1024 && stored.len() < photo_bytes.len());
+    assert!(stored.starts_with(&[0xFF, 0xD8]), "a JPEG");
+    b.shot("13-uploaded").await;
+    assert_eq!(
+        b.css("#confirm-upload")
+            .await
+            .prop("disabled")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("false")
+    );
+
+    // 确认上传 clicked twice quickly: one confirmation.
+    b.client
+        .execute(
+            "const f = document.querySelector('form[action$=\"/confirm\"]'); \
+             f.requestSubmit(); f.requestSubmit();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.wait_text(".notice", "已确认上传").await;
+    b.wait_text(".badge", "验核").await;
+    let body = b.body().await;
+    assert!(body.contains("等待发证机构验核"), "{body}");
+    assert!(body.contains("办理时限"), "a due date is shown: {body}");
+    b.shot("14-agency-review").await;
+    let token = s.login_with(email, "Secret-2026").await;
+    let (_, r) = s.get(&format!("/api/v1/requests/{id}"), Some(&token)).await;
+    let confirmations = r["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["action"] == "confirm_upload")
+        .count();
+    assert_eq!(confirmations, 1, "{r}");
+
+    // The agency returns it about the ID card; the remark (with markup) shows as text next
+    // to the ID card.
+    let agency = s.login("agency-320000").await;
+    let remark = "身份证复印件不清晰，请重新上传 <img src=x onerror=alert(1)>";
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/decision"),
+            Some(&agency),
+            json!({"approve": false, "remark": remark, "concerns": ["id_card"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    b.goto(&s.url(&request_path)).await;
+    b.wait_text(".next .remark", "身份证复印件不清晰").await;
+    let flagged = b.text("li.flagged").await;
+    assert!(
+        flagged.contains("身份证") && flagged.contains("<img src=x"),
+        "{flagged}"
+    );
+    let injected = b
+        .client
+        .execute(
+            "return document.querySelectorAll('img[src=\"x\"]').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(injected, json!(0), "markup in a remark is text, never HTML");
+    b.shot("15-returned").await;
+
+    // Replace the ID card scan and confirm again: back to 验核, the old file kept.
+    upload("id_card", small("id_card-clear.png", 99)).await;
+    b.wait_text("li[data-item='id_card'] [data-msg]", "上传成功")
+        .await;
+    b.css("#confirm-upload").await.click().await.unwrap();
+    b.wait_text(".notice", "已确认上传").await;
+    b.shot("16-resubmitted").await;
+    let (_, r) = s.get(&format!("/api/v1/requests/{id}"), Some(&token)).await;
+    assert_eq!(r["status"], "agency_review", "{r}");
+    let files_kept = sqlx::query(
+        "SELECT COUNT(*) AS n FROM materials WHERE request_id = $1 AND item = 'id_card'",
+    )
+    .bind(&id)
+    .fetch_one(s.raw().pool())
+    .await
+    .unwrap();
+    use sqlx::Row;
+    assert_eq!(
+        files_kept.get::<i64, _>("n"),
+        2,
+        "the replaced scan is kept as history"
+    );
+
+    // Home lists the request with its status and next step.
+    b.goto(&s.url("/portal")).await;
+    let home = b.body().await;
+    assert!(
+        home.contains(&number) && home.contains("发证机构验核"),
+        "{home}"
+    );
+    b.shot("17-home").await;
+
+    // The public result query, logged out.
+    b.css("form[action='/logout'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "已退出").await;
+    b.goto(&s.url("/result")).await;
+    b.fill("number", &number).await;
+    b.fill("credit_code", &code.to_lowercase()).await;
+    b.css("form[action='/result'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".result", "验核").await;
+    b.shot("18-result").await;
+    b.fill("credit_code", &wrong).await;
+    b.css("form[action='/result'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".alert", "").await;
+    b.shot("19-result-no-match").await;
+
+    // A phone-sized screen: the request page reads without sideways scrolling.
+    b.client.set_window_size(390, 1200).await.unwrap();
+    b.goto(&s.url("/login")).await;
+    b.fill("login", email).await;
+    b.fill("password", "Secret-2026").await;
+    b.css("form.card button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("h1", "南京浏览器测试贸易有限公司").await;
+    b.shot("20-home-phone").await;
+    b.goto(&s.url(&request_path)).await;
+    let overflow = b
+        .client
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap_or(99) <= 0,
+        "no sideways scroll: {overflow}"
+    );
+    b.shot("21-request-phone").await;
+
+    b.close().await;
+    s.stop().await;
+}
