@@ -12,27 +12,6 @@ const ENTERPRISE: &str = "demo@ekey.example";
 /// The demo enterprise's credit code (see `ekey_server::demo`).
 const DEMO_CREDIT_CODE: &str = "91320106MA1XYW0A10";
 
-/// Runs an `async fn(Db)` on SQLite and on PostgreSQL, as `<name>::sqlite` / `<name>::postgres`.
-macro_rules! on_both_databases {
-    ($name:ident $(, $($attr:tt)+)?) => {
-        mod $name {
-            use crate::support::Db;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            $(#[$($attr)+])?
-            async fn sqlite() {
-                super::$name(Db::Sqlite).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            $(#[$($attr)+])?
-            async fn postgres() {
-                super::$name(Db::Postgres).await
-            }
-        }
-    };
-}
-
 /// Sends `$call` and checks that it is refused with `$status` and `$code`, a Chinese
 /// message, and that the database (and the file store) is exactly as before. Evaluates to
 /// the message.

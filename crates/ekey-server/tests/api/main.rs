@@ -1,10 +1,32 @@
 //! The API integration suite: one binary, every test against a real server on 127.0.0.1,
 //! each on SQLite and on PostgreSQL.
 
+/// Runs an `async fn(Db)` on SQLite and on PostgreSQL, as `<name>::sqlite` / `<name>::postgres`.
+macro_rules! on_both_databases {
+    ($name:ident $(, $($attr:tt)+)?) => {
+        mod $name {
+            use crate::support::Db;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            $(#[$($attr)+])?
+            async fn sqlite() {
+                super::$name(Db::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            $(#[$($attr)+])?
+            async fn postgres() {
+                super::$name(Db::Postgres).await
+            }
+        }
+    };
+}
+
 mod support;
 
 mod bad_input;
 mod browser;
 mod flow;
 mod lifecycle;
+mod pages;
 mod softhsm;

@@ -157,6 +157,15 @@ impl TestServer {
         Self::send(self.req(reqwest::Method::PATCH, path, token).json(&body)).await
     }
 
+    pub async fn put_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        Self::send(self.req(reqwest::Method::PUT, path, token).json(&body)).await
+    }
+
     pub async fn put_bytes(
         &self,
         path: &str,

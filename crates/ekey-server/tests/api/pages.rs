@@ -1,0 +1,528 @@
+//! The portal's pages over plain HTTP (no browser): CSRF on every form, every field checked
+//! on the server with the reason next to it, free text shown as text, password reset,
+//! collection choice, language switch, and who may see what. Each on SQLite and PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use ekey_server::web::encode;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::*;
+
+/// A browser-like client: keeps cookies, does not follow redirects.
+struct PageClient<'a> {
+    s: &'a TestServer,
+    client: reqwest::Client,
+    cookies: Mutex<BTreeMap<String, String>>,
+}
+
+struct Answer {
+    status: StatusCode,
+    location: String,
+    body: String,
+}
+
+impl<'a> PageClient<'a> {
+    fn new(s: &'a TestServer) -> Self {
+        PageClient {
+            s,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn answer(&self, res: reqwest::Response) -> Answer {
+        for v in res.headers().get_all("set-cookie") {
+            let pair = v.to_str().unwrap().split(';').next().unwrap();
+            let (k, val) = pair.split_once('=').unwrap();
+            let mut jar = self.cookies.lock().unwrap();
+            if val.is_empty() {
+                jar.remove(k);
+            } else {
+                jar.insert(k.to_string(), val.to_string());
+            }
+        }
+        Answer {
+            status: res.status(),
+            location: res
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_string())
+                .unwrap_or_default(),
+            body: res.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        let res = self
+            .client
+            .get(self.s.url(path))
+            .header("cookie", self.cookie_header())
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        self.answer(res).await
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let res = self
+            .client
+            .post(self.s.url(path))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.answer(res).await
+    }
+
+    /// The CSRF token a page gave its forms.
+    async fn csrf(&self, path: &str) -> String {
+        let page = self.get(path).await;
+        csrf_of(&page.body)
+    }
+
+    async fn login(&self, login: &str, password: &str) {
+        let csrf = self.csrf("/login").await;
+        let a = self
+            .post(
+                "/login",
+                &[("csrf", &csrf), ("login", login), ("password", password)],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    }
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no CSRF field in {html}"));
+    let rest = &html[at + 19..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+/// The text of the element after `id="e-<field>"`, i.e. the error shown next to a field.
+fn field_error(html: &str, field: &str) -> String {
+    let marker = format!("id=\"e-{field}\" role=\"alert\">");
+    let at = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no error slot for {field}"));
+    let rest = &html[at + marker.len()..];
+    rest[..rest.find('<').unwrap()].to_string()
+}
+
+fn registration_form<'a>(csrf: &'a str, code: &'a str, email: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("csrf", csrf),
+        ("enterprise_name", "苏州页面测试有限公司"),
+        ("credit_code", code),
+        ("province", "320000"),
+        ("address", "苏州市姑苏区人民路 100 号"),
+        ("legal_representative", "周强"),
+        ("contact_name", "陈静"),
+        ("id_number", "11010519491231002X"),
+        ("mobile", "13912345678"),
+        ("email", email),
+        ("password", "Secret-2026"),
+        ("password2", "Secret-2026"),
+    ]
+}
+
+pub async fn forms_without_their_csrf_token_change_nothing(db: Db) {
+    let s = TestServer::start(db).await;
+    let p = PageClient::new(&s);
+    let code = credit_code("91320500MA1PAGE7A");
+    let before = s.snapshot().await;
+    // No token, and a token of another visitor.
+    let other = PageClient::new(&s).csrf("/register").await;
+    let _ = p.get("/register").await;
+    for token in ["", other.as_str()] {
+        let a = p
+            .post(
+                "/register",
+                &registration_form(token, &code, "x@pages.example"),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+        assert!(a.body.contains("页面已过期"), "{}", a.body);
+        let a = p
+            .post(
+                "/login",
+                &[
+                    ("csrf", token),
+                    ("login", "demo@ekey.example"),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(before, s.snapshot().await, "refused forms changed nothing");
+
+    // Logged in, the cookie alone does not let another site's script write through the API.
+    p.login("demo@ekey.example", PASSWORD).await;
+    let res = s
+        .client
+        .post(s.url("/api/v1/login-names"))
+        .header("cookie", p.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["code"], "ekey.auth.csrf");
+    // With the page's token it works; reads need none.
+    let token = p.csrf("/portal").await;
+    let res = s
+        .client
+        .post(s.url("/api/v1/login-names"))
+        .header("cookie", p.cookie_header())
+        .header("x-csrf-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = s
+        .client
+        .get(s.url("/api/v1/me"))
+        .header("cookie", p.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    s.stop().await;
+}
+
+pub async fn registration_explains_every_bad_field_next_to_it(db: Db) {
+    let s = TestServer::start(db).await;
+    let p = PageClient::new(&s);
+    let csrf = p.csrf("/register").await;
+    let before = s.snapshot().await;
+    let a = p
+        .post(
+            "/register",
+            &[
+                ("csrf", &csrf),
+                ("enterprise_name", "苏州<b>页面</b>测试有限公司"),
+                ("credit_code", "91320500MA1PAGE7A9"),
+                ("province", "999999"),
+                ("address", ""),
+                ("legal_representative", "周强"),
+                ("contact_name", "陈静"),
+                ("id_number", "110105194912310021"),
+                ("mobile", "12345"),
+                ("email", "not-an-email"),
+                ("password", "short"),
+                ("password2", "other"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let h = &a.body;
+    for (field, needle) in [
+        ("credit_code", "统一社会信用代码"),
+        ("address", "请填写"),
+        ("id_number", "身份证"),
+        ("mobile", "手机"),
+        ("email", "邮箱"),
+        ("password", "至少 8 位"),
+        ("password2", "不一致"),
+    ] {
+        let e = field_error(h, field);
+        assert!(e.contains(needle), "{field}: {e:?}");
+    }
+    assert!(h.contains("请选择所在省份"), "province");
+    assert!(
+        h.contains("苏州&lt;b&gt;页面") && !h.contains("<b>页面"),
+        "the name is kept, as text"
+    );
+    assert!(!h.contains("value=\"short\""), "passwords are never echoed");
+    assert_eq!(before, s.snapshot().await, "nothing stored");
+
+    // A registered credit code is named next to its field.
+    let code = credit_code("91320500MA1PAGE7A");
+    let a = p
+        .post(
+            "/register",
+            &registration_form(&csrf, &code, "first@pages.example"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let a = p
+        .post(
+            "/register",
+            &registration_form(&csrf, &code, "second@pages.example"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        field_error(&a.body, "credit_code").contains("已注册"),
+        "{}",
+        a.body
+    );
+    s.stop().await;
+}
+
+pub async fn free_text_is_shown_as_text_and_requests_stay_private(db: Db) {
+    let s = TestServer::start(db).await;
+    let p = PageClient::new(&s);
+    // Not logged in: the portal asks for a login and comes back.
+    let a = p.get("/portal").await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location, "/login?next=%2Fportal");
+
+    p.login("demo@ekey.example", PASSWORD).await;
+    let csrf = p.csrf("/portal/requests/new?kind=first").await;
+    let xss = "<script>alert('x')</script>";
+    let a = p
+        .post(
+            "/portal/requests/new?kind=first",
+            &[
+                ("csrf", &csrf),
+                ("kind", "first"),
+                ("licence_types", "import_licence"),
+                ("licence_types", "textiles"),
+                ("login_mode", "allocate"),
+                ("reason", xss),
+                ("au_name", "<img src=x onerror=alert(1)>"),
+                ("au_id_number", "11010519491231002X"),
+                ("au_mobile", "13912345678"),
+                ("au_email", "a@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let page = p.get(&a.location).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("<script>alert"), "script shown as text");
+    assert!(page.body.contains("&lt;script&gt;alert("), "{}", page.body);
+    assert!(!page.body.contains("<img src=x"), "markup shown as text");
+    assert!(page.body.contains("进口许可证、纺织品"), "both boxes kept");
+
+    // Another enterprise opens the same page: it does not exist for them.
+    let other = PageClient::new(&s);
+    s.register_and_login(
+        "无锡别家有限公司",
+        &credit_code("91320200MA1QTHE8B"),
+        "320000",
+        "other@pages.example",
+    )
+    .await;
+    other.login("other@pages.example", "Secret-2026").await;
+    let a = other.get(&a.location).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert!(a.body.contains("未找到该申请"), "{}", a.body);
+    // Staff are not enterprise users.
+    let agency = PageClient::new(&s);
+    agency.login("agency-320000", PASSWORD).await;
+    assert_eq!(agency.get("/portal").await.status, StatusCode::FORBIDDEN);
+    s.stop().await;
+}
+
+pub async fn a_forgotten_password_is_reset_from_the_mail_once(db: Db) {
+    let s = TestServer::start(db).await;
+    let p = PageClient::new(&s);
+    let old = s.login("demo@ekey.example").await;
+    let csrf = p.csrf("/password/forgot").await;
+    let a = p
+        .post(
+            "/password/forgot",
+            &[("csrf", &csrf), ("login", "demo@ekey.example")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains("如果该登录名存在"), "{}", a.body);
+    // The same answer for a login that does not exist, and no mail for it.
+    let a = p
+        .post(
+            "/password/forgot",
+            &[("csrf", &csrf), ("login", "nobody@pages.example")],
+        )
+        .await;
+    assert!(a.body.contains("如果该登录名存在"));
+    let mail = s.wait_message("demo@ekey.example", "重置").await;
+    assert!(
+        s.mailbox()
+            .await
+            .iter()
+            .all(|m| m["to"] != "nobody@pages.example")
+    );
+    let link = mail["body"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .find(|w| w.contains("/password/reset/"))
+        .unwrap()
+        .to_string();
+    let path = link.trim_start_matches(&s.base).to_string();
+    let csrf = p.csrf(&path).await;
+    let a = p
+        .post(
+            &path,
+            &[("csrf", &csrf), ("password", "abc"), ("password2", "abc")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(field_error(&a.body, "password").contains("至少 8 位"));
+    let a = p
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("password", "New-pass-2026"),
+                ("password2", "New-pass-2026"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert!(a.location.starts_with("/login?done=reset"));
+    // The old session is over; the new password works; the link does not work twice.
+    let (status, _) = s.get("/api/v1/me", Some(&old)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    s.login_with("demo@ekey.example", "New-pass-2026").await;
+    let a = p
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("password", "Other-pass-2026"),
+                ("password2", "Other-pass-2026"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(a.body.contains("重置链接无效"), "{}", a.body);
+    s.stop().await;
+}
+
+pub async fn mailing_is_only_to_the_registered_address(db: Db) {
+    let s = TestServer::start(db).await;
+    let ent = s
+        .register_and_login(
+            "常州邮寄测试有限公司",
+            &credit_code("91320400MA1MAXL9C"),
+            "320000",
+            "mail@pages.example",
+        )
+        .await;
+    let id = request_in_agency_review(&s, &ent).await;
+    let url = format!("/api/v1/requests/{id}/collection");
+    let before = s.snapshot().await;
+    let (status, v) = s
+        .put_json(
+            &url,
+            Some(&ent),
+            json!({"method": "mail", "recipient": "李明", "address": "上海市浦东新区世纪大道 1 号",
+                   "mobile": "13912345678", "id_number": "11010519491231002X"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["code"], "ekey.collection.address_mismatch");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("南京市鼓楼区中山北路"),
+        "{v}"
+    );
+    let (status, v) = s
+        .put_json(
+            &url,
+            Some(&ent),
+            json!({"method": "mail", "recipient": "李明", "address": "南京市鼓楼区中山北路 1 号",
+                   "mobile": "123", "id_number": "11010519491231002X"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(
+        before,
+        s.snapshot().await,
+        "refused choices changed nothing"
+    );
+    // A room number may be added.
+    let (status, v) = s
+        .put_json(
+            &url,
+            Some(&ent),
+            json!({"method": "mail", "recipient": "李明", "address": "南京市鼓楼区中山北路1号 502 室",
+                   "mobile": "13912345678", "id_number": "11010519491231002X"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, r) = s.get(&format!("/api/v1/requests/{id}"), Some(&ent)).await;
+    assert_eq!(r["collection"]["method"], "mail", "{r}");
+    // The agency sees the choice; another enterprise cannot make one.
+    let agency = s.login("agency-320000").await;
+    let (_, r) = s
+        .get(&format!("/api/v1/requests/{id}"), Some(&agency))
+        .await;
+    assert_eq!(r["collection"]["recipient"], "李明");
+    let demo = s.login("demo@ekey.example").await;
+    let (status, _) = s
+        .put_json(&url, Some(&demo), json!({"method": "window"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+pub async fn english_is_one_click_away(db: Db) {
+    let s = TestServer::start(db).await;
+    let p = PageClient::new(&s);
+    let a = p.get("/login").await;
+    assert!(a.body.contains("<html lang=\"zh-CN\">") && a.body.contains("忘记密码"));
+    let a = p.get("/lang/en?next=%2Flogin").await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location, "/login");
+    let a = p.get("/login").await;
+    assert!(a.body.contains("<html lang=\"en\">"), "{}", a.body);
+    assert!(a.body.contains("Forgot your password?"));
+    // Only paths of this site are followed after switching.
+    let a = p.get("/lang/zh?next=%2F%2Fevil.example").await;
+    assert_eq!(a.location, "/");
+    s.stop().await;
+}
+
+pub async fn the_blank_cancellation_form_needs_no_account(db: Db) {
+    let s = TestServer::start(db).await;
+    let res = s
+        .client
+        .get(s.url("/api/v1/documents/cancellation-form.pdf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = crate::flow::pdf_text(&res.bytes().await.unwrap());
+    assert!(text.contains("注销"), "{text}");
+    s.stop().await;
+}
+
+on_both_databases!(forms_without_their_csrf_token_change_nothing);
+on_both_databases!(registration_explains_every_bad_field_next_to_it);
+on_both_databases!(free_text_is_shown_as_text_and_requests_stay_private);
+on_both_databases!(a_forgotten_password_is_reset_from_the_mail_once);
+on_both_databases!(mailing_is_only_to_the_registered_address);
+on_both_databases!(english_is_one_click_away);
+on_both_databases!(the_blank_cancellation_form_needs_no_account);
