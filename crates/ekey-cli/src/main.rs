@@ -191,7 +191,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!();
             println!("  eKey demo is running: http://{addr}/");
             println!("  data directory:       {}", data.display());
-            println!("  dev mailbox:          http://{addr}/api/v1/dev/mailbox");
+            println!("  log in:               http://{addr}/login");
+            println!("  dev mailbox:          http://{addr}/dev/mailbox");
             println!("  API (OpenAPI):        http://{addr}/api/v1/openapi.json");
             println!();
             println!("  demo logins (password {DEMO_PASSWORD}):");
