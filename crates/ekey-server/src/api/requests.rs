@@ -1022,7 +1022,11 @@ pub async fn upload_material(
                 .map_err(ApiError::internal)?
                 .map_err(|e| {
                     ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
+                        if e.code() == "ekey.media.internal" {
+                            StatusCode::INTERNAL_SERVER_ERROR
+                        } else {
+                            StatusCode::UNPROCESSABLE_ENTITY
+                        },
                         e.code(),
                         e.message(ekey_domain::Lang::Zh),
                         e.message(ekey_domain::Lang::En),
