@@ -13,6 +13,7 @@ mod crl;
 mod issuance;
 mod load;
 mod ocsp;
+mod portal;
 mod report;
 mod util;
 
@@ -319,6 +320,8 @@ async fn run_all(out: PathBuf) -> anyhow::Result<()> {
 
     eprintln!("3. CRL");
     let crl = crl::run(&ctx)?;
+    eprintln!("portal: documents and photo fitting");
+    let portal = portal::run(&ctx.work)?;
 
     let text = report::render(&report::All {
         machine,
@@ -328,6 +331,7 @@ async fn run_all(out: PathBuf) -> anyhow::Result<()> {
         store_issuance,
         ocsp,
         crl,
+        portal,
     });
     std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!(

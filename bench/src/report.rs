@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::util::{mb, num, ratio};
-use crate::{StoreIssuance, crl, issuance, ocsp};
+use crate::{StoreIssuance, crl, issuance, ocsp, portal};
 
 pub struct Machine {
     pub cpu: String,
@@ -87,6 +87,7 @@ pub struct All {
     pub store_issuance: StoreIssuance,
     pub ocsp: ocsp::Results,
     pub crl: Vec<crl::SizeResult>,
+    pub portal: portal::Results,
 }
 
 pub fn render(a: &All) -> String {
@@ -498,6 +499,8 @@ pub fn render(a: &All) -> String {
         );
     }
 
+    s.push('\n');
+    portal::render(&mut s, &a.portal);
     let _ = writeln!(
         s,
         "\n## Caveats\n\n\

@@ -98,6 +98,18 @@ impl Browser {
         self.client.goto(url).await.unwrap();
     }
 
+    /// A screenshot with `selector` scrolled to the middle of the window.
+    async fn shot_at(&self, name: &str, selector: &str) {
+        self.client
+            .execute(
+                "document.querySelector(arguments[0]).scrollIntoView({block: 'center'});",
+                vec![json!(selector)],
+            )
+            .await
+            .unwrap();
+        self.shot(name).await;
+    }
+
     async fn shot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
@@ -253,7 +265,7 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
         .unwrap();
     let err = b.wait_text(".has-error .err", "校验").await;
     assert!(err.contains("校验位"), "the reason in words: {err}");
-    b.shot("02-register-error").await;
+    b.shot_at("02-register-error", "#f-credit_code").await;
     assert!(
         s.mailbox().await.iter().all(|m| m["to"] != email),
         "nothing sent for a refused registration"
@@ -316,7 +328,7 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
         .await
         .unwrap();
     b.wait_text("#f-licence_types .err", "许可证业务").await;
-    b.shot("08-form-errors").await;
+    b.shot_at("08-form-errors", "#f-licence_types").await;
     b.css("input[value='import_licence']")
         .await
         .click()
@@ -425,7 +437,8 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
         .wait_text("li[data-item='business_licence'] [data-msg]", "自动压缩")
         .await;
     assert!(msg.contains("1 MB"), "the limit is named: {msg}");
-    b.shot("12-oversize-offer").await;
+    b.shot_at("12-oversize-offer", "li[data-item='business_licence']")
+        .await;
     b.css("li[data-item='business_licence'] [data-fit]")
         .await
         .click()
@@ -447,7 +460,7 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
         .unwrap();
     assert!(stored.len() <= 1024 * 1024 && stored.len() < photo_bytes.len());
     assert!(stored.starts_with(&[0xFF, 0xD8]), "a JPEG");
-    b.shot("13-uploaded").await;
+    b.shot_at("13-uploaded", "#confirm-upload").await;
     assert_eq!(
         b.css("#confirm-upload")
             .await
@@ -512,6 +525,7 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
         .unwrap();
     assert_eq!(injected, json!(0), "markup in a remark is text, never HTML");
     b.shot("15-returned").await;
+    b.shot_at("15b-returned-item", "li.flagged").await;
 
     // Replace the ID card scan and confirm again: back to 验核, the old file kept.
     upload("id_card", small("id_card-clear.png", 99)).await;

@@ -94,7 +94,7 @@
   });
 
   // --- uploads ---------------------------------------------------------------------------
-  function human(n) { return n >= 1048576 ? (n / 1048576).toFixed(1) + " MB" : Math.max(1, Math.round(n / 1024)) + " KB"; }
+  function human(n) { return n >= 1048576 ? (n / 1048576).toFixed(1).replace(/\.0$/, "") + " MB" : (n < 10240 ? (n / 1024).toFixed(1).replace(/\.0$/, "") : Math.round(n / 1024)) + " KB"; }
   var section = document.querySelector("[data-upload]");
   if (section && section.getAttribute("data-editable") === "yes") {
     var id = section.getAttribute("data-upload"), limit = +section.getAttribute("data-limit");
