@@ -22,9 +22,11 @@ use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-type Q = Query<Vec<(String, String)>>;
+/// A query string as ordered pairs.
+pub(super) type Q = Query<Vec<(String, String)>>;
 
-fn q(query: &Q, k: &str) -> String {
+/// The (trimmed) value of `k` in a query string, or "".
+pub(super) fn q(query: &Q, k: &str) -> String {
     query
         .0
         .iter()
@@ -170,6 +172,13 @@ fn documents(r: &RequestOut, kind: Kind, lang: Lang) -> Vec<Doc> {
 
 fn enterprise_auth(page: &Page) -> Result<&Auth, Response> {
     page.require(&[Role::Enterprise])
+}
+
+/// A form posted by an enterprise user: logged in, with this page's CSRF token.
+fn enterprise_post(page: &Page, form: &Form) -> Result<Auth, Response> {
+    let auth = enterprise_auth(page)?.clone();
+    page.check_csrf(form)?;
+    Ok(auth)
 }
 
 /// Home: my keys (state, expiry) and my requests (status, next step, due date).
@@ -456,13 +465,10 @@ fn common_errors(kind: Kind, form: &Form, lang: Lang, errors: &mut FieldErrors) 
 
 /// Creates the request (a draft) and shows it.
 pub async fn create(State(state): State<AppState>, page: Page, query: Q, form: Form) -> Response {
-    let auth = match enterprise_auth(&page) {
-        Ok(a) => a.clone(),
+    let auth = match enterprise_post(&page, &form) {
+        Ok(a) => a,
         Err(r) => return r,
     };
-    if let Err(r) = page.check_csrf(&form) {
-        return r;
-    }
     let lang = page.lang;
     let kind = match Kind::parse(
         if form.get("kind").is_empty() {
@@ -714,13 +720,10 @@ pub async fn edit(
     Path(id): Path<String>,
     form: Form,
 ) -> Response {
-    let auth = match enterprise_auth(&page) {
-        Ok(a) => a.clone(),
+    let auth = match enterprise_post(&page, &form) {
+        Ok(a) => a,
         Err(r) => return r,
     };
-    if let Err(r) = page.check_csrf(&form) {
-        return r;
-    }
     let lang = page.lang;
     let r = match load(&state, &auth, &id).await {
         Ok(r) => r,
@@ -785,13 +788,10 @@ async fn simple(
     done: &str,
     already: &[Status],
 ) -> Response {
-    let auth = match enterprise_auth(&page) {
-        Ok(a) => a.clone(),
+    let auth = match enterprise_post(&page, &form) {
+        Ok(a) => a,
         Err(r) => return r,
     };
-    if let Err(r) = page.check_csrf(&form) {
-        return r;
-    }
     match action(State(state.clone()), auth.clone(), Path(id.clone())).await {
         Ok(_) => see_other(&format!("/portal/requests/{id}?done={done}")),
         Err(e) => {
@@ -874,13 +874,10 @@ pub async fn collection(
     Path(id): Path<String>,
     form: Form,
 ) -> Response {
-    let auth = match enterprise_auth(&page) {
-        Ok(a) => a.clone(),
+    let auth = match enterprise_post(&page, &form) {
+        Ok(a) => a,
         Err(r) => return r,
     };
-    if let Err(r) = page.check_csrf(&form) {
-        return r;
-    }
     let body = CollectionBody {
         method: form.get("method").into(),
         recipient: form.get("recipient").into(),

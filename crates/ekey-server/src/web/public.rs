@@ -86,6 +86,20 @@ pub fn need(errors: &mut FieldErrors, lang: Lang, field: &'static str, value: &s
     }
 }
 
+/// The password rules, and the repetition matching.
+fn password_errors(form: &Form, lang: Lang, errors: &mut FieldErrors) {
+    if let Err(e) = accounts::check_password(form.get("password")) {
+        errors.add("password", msg(lang, &e));
+    }
+    if form.get("password") != form.get("password2") {
+        errors.add(
+            "password2",
+            lang.pick("两次输入的密码不一致", "The passwords differ")
+                .into(),
+        );
+    }
+}
+
 fn safe_next(next: &str) -> Option<&str> {
     (next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')).then_some(next)
 }
@@ -100,14 +114,9 @@ fn set_cookie(res: &mut Response, value: String) {
 pub async fn login_page(
     State(state): State<AppState>,
     page: Page,
-    axum::extract::Query(q): axum::extract::Query<Vec<(String, String)>>,
+    query: super::portal::Q,
 ) -> Response {
-    let get = |k: &str| {
-        q.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let get = |k: &str| super::portal::q(&query, k);
     let notice = match get("done").as_str() {
         "reset" => page.lang.pick(
             "新密码已生效，请用新密码登录。",
@@ -294,16 +303,7 @@ pub async fn register(
         Mobile::parse(form.get("mobile")),
     );
     check(&mut errors, lang, "email", Email::parse(form.get("email")));
-    if let Err(e) = accounts::check_password(form.get("password")) {
-        errors.add("password", msg(lang, &e));
-    }
-    if form.get("password") != form.get("password2") {
-        errors.add(
-            "password2",
-            lang.pick("两次输入的密码不一致", "The passwords differ")
-                .into(),
-        );
-    }
+    password_errors(&form, lang, &mut errors);
     if errors.is_empty() {
         let result = accounts::register(
             State(state.clone()),
@@ -347,14 +347,9 @@ pub async fn register(
 pub async fn registered(
     State(state): State<AppState>,
     page: Page,
-    axum::extract::Query(q): axum::extract::Query<Vec<(String, String)>>,
+    query: super::portal::Q,
 ) -> Response {
-    let get = |k: &str| {
-        q.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let get = |k: &str| super::portal::q(&query, k);
     let notice = if get("resent") == "1" {
         page.lang.pick(
             "已重新发送激活邮件，之前的链接已失效。",
@@ -461,16 +456,7 @@ pub async fn reset(
     }
     let lang = page.lang;
     let mut errors = FieldErrors::default();
-    if let Err(e) = accounts::check_password(form.get("password")) {
-        errors.add("password", msg(lang, &e));
-    }
-    if form.get("password") != form.get("password2") {
-        errors.add(
-            "password2",
-            lang.pick("两次输入的密码不一致", "The passwords differ")
-                .into(),
-        );
-    }
+    password_errors(&form, lang, &mut errors);
     if errors.is_empty() {
         match selfservice::complete_reset(
             State(state.clone()),
@@ -509,14 +495,9 @@ pub async fn reset(
 pub async fn result(
     State(state): State<AppState>,
     page: Page,
-    axum::extract::Query(q): axum::extract::Query<Vec<(String, String)>>,
+    query: super::portal::Q,
 ) -> Response {
-    let get = |k: &str| {
-        q.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    };
+    let get = |k: &str| super::portal::q(&query, k);
     let (number, credit_code) = (get("number"), get("credit_code"));
     let mut result = None;
     let mut error = None;
