@@ -13,6 +13,8 @@ pub enum MailTransport {
     Dev,
     /// Into the log only (a deployment without a mail server yet).
     Log,
+    /// Mail over SMTP (`smtp_url`), SMS through the HTTP gateway (`sms_url`).
+    Smtp,
 }
 
 /// Everything the server needs to start.
@@ -52,6 +54,15 @@ pub struct Config {
     /// Transport SO PIN of blank PKCS#11 tokens (replaced by a sealed one at
     /// personalisation); `EKEY_TOKEN_SO_PIN` overrides it.
     pub token_transport_so_pin: String,
+    /// SMTP server for `mail_transport = "smtp"`: `smtp://host:25`, `smtp://user:pass@host:587?tls=required`
+    /// (STARTTLS) or `smtps://user:pass@host:465`. Holds a password: prefer `EKEY_SMTP_URL`.
+    pub smtp_url: Option<String>,
+    /// Sender of the mails, e.g. `电子钥匙在线办理 <noreply@ekey.example.gov.cn>`.
+    pub mail_from: String,
+    /// SMS gateway endpoint (`http://…`), called with a JSON body signed with `sms_secret`.
+    pub sms_url: Option<String>,
+    /// Key of the HMAC-SHA256 signature of SMS requests; prefer `EKEY_SMS_SECRET`.
+    pub sms_secret: Option<String>,
     /// Font for the printable documents (a CJK TTF/OTF/TTC); default: the system's Noto Sans
     /// CJK SC or WenQuanYi, else the subset bundled in the binary. `EKEY_FONT` overrides it.
     pub font: Option<PathBuf>,
@@ -71,6 +82,10 @@ impl Default for Config {
             outbox_poll_ms: 1000,
             provider_hotline: "010-58103599".into(),
             font: None,
+            smtp_url: None,
+            mail_from: "电子钥匙在线办理 <noreply@ekey.example>".into(),
+            sms_url: None,
+            sms_secret: None,
             token_pkcs11_module: None,
             ca_algorithm: "p256".into(),
             ca_pkcs11_module: None,
@@ -136,8 +151,23 @@ impl Config {
             self.mail_transport = match v.as_str() {
                 "dev" => MailTransport::Dev,
                 "log" => MailTransport::Log,
-                other => anyhow::bail!("EKEY_MAIL_TRANSPORT must be dev or log, not {other:?}"),
+                "smtp" => MailTransport::Smtp,
+                other => {
+                    anyhow::bail!("EKEY_MAIL_TRANSPORT must be dev, log or smtp, not {other:?}")
+                }
             };
+        }
+        if let Some(v) = get("EKEY_SMTP_URL") {
+            self.smtp_url = Some(v);
+        }
+        if let Some(v) = get("EKEY_MAIL_FROM") {
+            self.mail_from = v;
+        }
+        if let Some(v) = get("EKEY_SMS_URL") {
+            self.sms_url = Some(v);
+        }
+        if let Some(v) = get("EKEY_SMS_SECRET") {
+            self.sms_secret = Some(v);
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ pub mod messages;
 pub mod outbox;
 pub mod secrets;
 pub mod state;
+pub mod transport;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -87,6 +88,7 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppS
         },
         &config.ca_algorithm,
     )?;
+    let transports = transport::Transports::from_config(&config)?;
     Ok(AppState(Arc::new(state::Inner {
         ca,
         secrets,
@@ -98,6 +100,7 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppS
         outbox_wake: Notify::new(),
         login_limiter: state::LoginLimiter::new(),
         fonts: std::sync::OnceLock::new(),
+        transports,
     })))
 }
 

@@ -37,6 +37,7 @@ async fn deliver(state: &AppState, msg: &OutboxMessage) -> Result<(), String> {
             );
             Ok(())
         }
+        MailTransport::Smtp => state.transports.send(msg).await,
     }
 }
 

@@ -37,6 +37,8 @@ pub struct Inner {
     pub secrets: crate::secrets::Secrets,
     /// The CA.
     pub ca: crate::ca::CaService,
+    /// SMTP and SMS gateway (production transports).
+    pub transports: crate::transport::Transports,
     /// Fonts of the printable documents, loaded at the first document.
     pub fonts: std::sync::OnceLock<Arc<ekey_docs::Fonts>>,
 }

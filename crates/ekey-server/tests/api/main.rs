@@ -28,5 +28,6 @@ mod bad_input;
 mod browser;
 mod flow;
 mod lifecycle;
+mod notify;
 mod pages;
 mod softhsm;

@@ -1,0 +1,349 @@
+//! Notifications through real transports: mail to an SMTP server (Python's aiosmtpd, a
+//! separate process on 127.0.0.1) and SMS to an HTTP gateway (an axum receiver). The SMTP
+//! server is stopped while messages are queued and started again: every message arrives,
+//! exactly once, with its Chinese subject intact.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ekey_server::config::MailTransport;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const SMS_SECRET: &str = "test-sms-secret-0123456789";
+
+fn tools_python() -> PathBuf {
+    let bin = std::env::var_os("EKEY_TOOLS_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-tools/bin"));
+    let python = bin.join("python");
+    let ok = Command::new(&python)
+        .args(["-c", "import aiosmtpd"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} cannot import aiosmtpd: run scripts/test (it installs pkilint and aiosmtpd into .venv-tools)",
+        python.display()
+    );
+    python
+}
+
+/// aiosmtpd writing every message it accepts into a Maildir.
+struct SmtpSink {
+    port: u16,
+    maildir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl SmtpSink {
+    fn new() -> SmtpSink {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        SmtpSink {
+            port,
+            maildir: tempfile::tempdir().unwrap(),
+            child: None,
+        }
+    }
+
+    async fn start(&mut self) {
+        let child = Command::new(tools_python())
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(self.maildir.path().join("mail"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting aiosmtpd");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("aiosmtpd did not listen on {}", self.port);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Every stored message, decoded by Python's email package: to, subject, message_id, body.
+    fn messages(&self) -> Vec<Value> {
+        let script = r#"
+import json, mailbox, sys
+from email import policy
+from email.parser import BytesParser
+out = []
+try:
+    box = mailbox.Maildir(sys.argv[1], factory=None, create=False)
+    for key in box.keys():
+        m = BytesParser(policy=policy.default).parsebytes(box.get_bytes(key))
+        out.append({"to": str(m["To"]), "from": str(m["From"]), "subject": str(m["Subject"]),
+                    "message_id": str(m["Message-ID"]), "body": m.get_content()})
+except mailbox.NoSuchMailboxError:
+    pass
+print(json.dumps(out))
+"#;
+        let out = Command::new(tools_python())
+            .args(["-c", script])
+            .arg(self.maildir.path().join("mail"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The requests an SMS gateway received: headers and body.
+type Received = Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
+
+/// An SMS gateway: records every request it receives.
+struct SmsReceiver {
+    url: String,
+    got: Received,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl SmsReceiver {
+    async fn start() -> SmsReceiver {
+        let got: Received = Arc::default();
+        let sink = got.clone();
+        let app = axum::Router::new().route(
+            "/sms",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let sink = sink.clone();
+                    async move {
+                        sink.lock().unwrap().push((headers, body.to_vec()));
+                        "ok"
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/sms", listener.local_addr().unwrap());
+        let handle = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        SmsReceiver { url, got, handle }
+    }
+}
+
+async fn wait_for(what: &str, mut ok: impl FnMut() -> bool, clock: &TestServer) {
+    for _ in 0..200 {
+        if ok() {
+            return;
+        }
+        // Retries are scheduled on the server's clock: move it on so they come due.
+        clock.clock.advance(chrono::Duration::minutes(10));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn activation_link_in(body: &str) -> String {
+    body.split_whitespace()
+        .find(|w| w.contains("/api/v1/activations/"))
+        .unwrap_or_else(|| panic!("no link in {body}"))
+        .to_string()
+}
+
+pub async fn no_message_is_lost_or_doubled_across_an_smtp_outage(db: Db) {
+    let mut smtp = SmtpSink::new();
+    smtp.start().await;
+    let sms = SmsReceiver::start().await;
+    let (smtp_port, sms_url) = (smtp.port, sms.url.clone());
+    let s = TestServer::start_with(db, default_start(), move |c| {
+        c.mail_transport = MailTransport::Smtp;
+        c.smtp_url = Some(format!("smtp://127.0.0.1:{smtp_port}"));
+        c.sms_url = Some(sms_url);
+        c.sms_secret = Some(SMS_SECRET.into());
+    })
+    .await;
+
+    // A registration: its activation mail arrives over SMTP, Chinese subject intact.
+    let a = "a@notify.example";
+    let (status, v) = s
+        .post(
+            "/api/v1/registrations",
+            None,
+            registration(
+                "甲贸易有限公司",
+                &credit_code("91320100MA1NTFY1A"),
+                "320000",
+                a,
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    wait_for(
+        "the first activation mail",
+        || smtp.messages().len() == 1,
+        &s,
+    )
+    .await;
+    let first = smtp.messages().remove(0);
+    assert_eq!(first["to"], a);
+    assert_eq!(first["subject"], "调用商务部统一用户管理平台激活企业账户");
+    assert!(
+        first["from"].as_str().unwrap().contains("电子钥匙在线办理"),
+        "{first}"
+    );
+    let link = activation_link_in(first["body"].as_str().unwrap());
+    assert_eq!(
+        s.client.get(&link).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let token = s.login_with(a, "Secret-2026").await;
+    let id = request_in_agency_review(&s, &token).await;
+
+    // The mail server goes away; two registrations and a return decision queue 3 mails
+    // and 1 SMS. The SMS gateway is up: the SMS leaves at once.
+    smtp.stop();
+    for (email, code) in [
+        ("b@notify.example", "91320100MA1NTFY2B"),
+        ("c@notify.example", "91320100MA1NTFY3C"),
+    ] {
+        let (status, v) = s
+            .post(
+                "/api/v1/registrations",
+                None,
+                registration("乙丙贸易有限公司", &credit_code(code), "320000", email),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+    }
+    let agency = s.login("agency-320000").await;
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/decision"),
+            Some(&agency),
+            json!({"approve": false, "remark": "营业执照扫描件不清晰"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let pool = s.raw().pool().clone();
+    let failed = || {
+        let pool = pool.clone();
+        async move {
+            use sqlx::Row;
+            sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE attempts > 0 AND sent_at IS NULL")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get::<i64, _>("n")
+        }
+    };
+    for _ in 0..100 {
+        if failed().await >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        failed().await >= 3,
+        "the three mails failed while the server was down"
+    );
+    assert_eq!(
+        sms.got.lock().unwrap().len(),
+        1,
+        "the SMS did not wait for mail"
+    );
+
+    // The mail server comes back: every queued mail arrives once.
+    smtp.start().await;
+    wait_for("all four mails", || smtp.messages().len() >= 4, &s).await;
+    // Give the worker more chances to send anything twice.
+    for _ in 0..10 {
+        s.clock.advance(chrono::Duration::hours(1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 4, "exactly once each: {mails:#?}");
+    let mut ids: Vec<&str> = mails
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "one Message-ID per event");
+    let mut to: Vec<&str> = mails.iter().map(|m| m["to"].as_str().unwrap()).collect();
+    to.sort();
+    // The return decision goes to the request's authorised user.
+    assert_eq!(
+        to,
+        [
+            a,
+            "b@notify.example",
+            "c@notify.example",
+            "liming@example.com"
+        ]
+    );
+    assert!(
+        mails.iter().any(|m| m["to"] == "liming@example.com"
+            && m["body"].as_str().unwrap().contains("营业执照扫描件不清晰")),
+        "the return mail carries the remark"
+    );
+    let pending = {
+        use sqlx::Row;
+        sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get::<i64, _>("n")
+    };
+    assert_eq!(pending, 0, "nothing left pending or dead");
+
+    // The SMS: signed with the shared secret, the mobile and the remark's news in Chinese.
+    let got = sms.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "one SMS, once");
+    let (headers, body) = &got[0];
+    let signature = headers["x-ekey-signature"].to_str().unwrap();
+    assert_eq!(
+        signature,
+        format!(
+            "sha256={}",
+            ekey_server::transport::sms_signature(SMS_SECRET, body)
+        )
+    );
+    let v: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v["to"], "13912345678");
+    assert!(
+        v["text"].as_str().unwrap().contains("退回")
+            || v["text"].as_str().unwrap().contains("未通过"),
+        "{v}"
+    );
+    assert_eq!(headers["x-ekey-message-id"].to_str().unwrap(), v["id"]);
+
+    sms.handle.abort();
+    s.stop().await;
+}
+
+on_both_databases!(no_message_is_lost_or_doubled_across_an_smtp_outage);
