@@ -26,6 +26,7 @@ mod support;
 
 mod bad_input;
 mod browser;
+mod deadlines;
 mod flow;
 mod lifecycle;
 mod notify;

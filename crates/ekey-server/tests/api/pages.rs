@@ -12,20 +12,20 @@ use serde_json::json;
 use crate::support::*;
 
 /// A browser-like client: keeps cookies, does not follow redirects.
-struct PageClient<'a> {
+pub struct PageClient<'a> {
     s: &'a TestServer,
     client: reqwest::Client,
     cookies: Mutex<BTreeMap<String, String>>,
 }
 
-struct Answer {
-    status: StatusCode,
-    location: String,
-    body: String,
+pub struct Answer {
+    pub status: StatusCode,
+    pub location: String,
+    pub body: String,
 }
 
 impl<'a> PageClient<'a> {
-    fn new(s: &'a TestServer) -> Self {
+    pub fn new(s: &'a TestServer) -> Self {
         PageClient {
             s,
             client: reqwest::Client::builder()
@@ -36,7 +36,7 @@ impl<'a> PageClient<'a> {
         }
     }
 
-    fn cookie_header(&self) -> String {
+    pub fn cookie_header(&self) -> String {
         self.cookies
             .lock()
             .unwrap()
@@ -68,7 +68,7 @@ impl<'a> PageClient<'a> {
         }
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub async fn get(&self, path: &str) -> Answer {
         let res = self
             .client
             .get(self.s.url(path))
@@ -80,7 +80,7 @@ impl<'a> PageClient<'a> {
         self.answer(res).await
     }
 
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
         let body = fields
             .iter()
             .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
@@ -99,12 +99,12 @@ impl<'a> PageClient<'a> {
     }
 
     /// The CSRF token a page gave its forms.
-    async fn csrf(&self, path: &str) -> String {
+    pub async fn csrf(&self, path: &str) -> String {
         let page = self.get(path).await;
         csrf_of(&page.body)
     }
 
-    async fn login(&self, login: &str, password: &str) {
+    pub async fn login(&self, login: &str, password: &str) {
         let csrf = self.csrf("/login").await;
         let a = self
             .post(
