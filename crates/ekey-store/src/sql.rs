@@ -954,6 +954,7 @@ impl Store for SqlStore {
             .bind(statuses.join(","))
             .bind(if f.limit > 0 { f.limit.min(500) } else { 100 })
             .bind(f.offset.max(0))
+            .bind(f.query.as_deref().map(str::trim).filter(|q| !q.is_empty()))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(request_from_row).collect()
@@ -1931,6 +1932,9 @@ static_sql!(
     " FROM requests WHERE (CAST($1 AS TEXT) IS NULL OR enterprise_id = $1) \
      AND (CAST($2 AS TEXT) IS NULL OR province = $2) \
      AND (CAST($3 AS TEXT) = '' OR (',' || $3 || ',') LIKE ('%,' || status || ',%')) \
+     AND (CAST($6 AS TEXT) IS NULL OR number = UPPER($6) OR login_name = $6 \
+          OR enterprise_id IN (SELECT id FROM enterprises \
+                               WHERE credit_code = UPPER($6) OR name LIKE ('%' || $6 || '%'))) \
      ORDER BY CASE WHEN due_at IS NULL THEN 1 ELSE 0 END, due_at, created_at DESC \
      LIMIT $4 OFFSET $5"
 );

@@ -238,6 +238,9 @@ pub struct RequestFilter {
     pub province: Option<String>,
     /// Only these statuses (empty = all).
     pub statuses: Vec<Status>,
+    /// Search: the request number, the login name or the enterprise's credit code exactly,
+    /// or a part of the enterprise's name.
+    pub query: Option<String>,
     /// Maximum rows.
     pub limit: i64,
     /// Rows to skip.

@@ -2601,6 +2601,33 @@ async fn list_requests_filters_and_puts_the_soonest_deadline_first(db: &TestDb) 
     .await?;
     assert_eq!(a_reviews, ids(&[&a1]));
 
+    // Search: number, login name, credit code exactly; a part of the enterprise's name.
+    let search = |q: &str| {
+        list(RequestFilter {
+            query: Some(q.into()),
+            ..RequestFilter::default()
+        })
+    };
+    assert_eq!(search(&b1.number.to_lowercase()).await?, ids(&[&b1]));
+    assert_eq!(
+        search(b1.login_name.as_deref().context("login name")?).await?,
+        ids(&[&b1])
+    );
+    let code_b = s.enterprise(&b.id).await?.context("b")?.credit_code;
+    assert_eq!(set(&search(&code_b).await?), set(&ids(&[&b1, &b2])));
+    let name_c = s.enterprise(&c.id).await?.context("c")?.name;
+    let part: String = name_c.chars().skip(1).take(3).collect();
+    assert!(search(&part).await?.contains(&c1.id), "{part} in {name_c}");
+    assert!(search("no-such-thing").await?.is_empty());
+    // Search stays inside the province it is given.
+    let scoped = list(RequestFilter {
+        province: Some("310000".into()),
+        query: Some(code_b.clone()),
+        ..RequestFilter::default()
+    })
+    .await?;
+    assert!(scoped.is_empty(), "{scoped:?}");
+
     let nothing = list(RequestFilter {
         statuses: vec![Status::Completed, Status::InProduction],
         ..RequestFilter::default()

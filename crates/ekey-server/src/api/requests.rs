@@ -287,6 +287,9 @@ fn concerns(kind: Kind, given: &[String]) -> ApiResult<Vec<String>> {
 pub struct ListQuery {
     /// Comma-separated statuses.
     pub status: Option<String>,
+    /// Search: request number, login name or credit code (exact), or part of the
+    /// enterprise's name.
+    pub q: Option<String>,
     /// Maximum rows (≤ 500, default 100).
     pub limit: Option<i64>,
     /// Rows to skip.
@@ -742,6 +745,7 @@ pub async fn list(
     }
     let mut filter = RequestFilter {
         statuses,
+        query: q.q.clone().filter(|v| v.trim().chars().count() <= 100),
         limit: q.limit.unwrap_or(100),
         offset: q.offset.unwrap_or(0),
         ..Default::default()

@@ -10,6 +10,7 @@
 // boxing every such Response would only add noise to the handlers.
 #![allow(clippy::result_large_err)]
 
+pub mod console;
 pub mod portal;
 pub mod public;
 
@@ -55,6 +56,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/request_form.html"),
     ),
     ("request.html", include_str!("templates/request.html")),
+    (
+        "console_queue.html",
+        include_str!("templates/console_queue.html"),
+    ),
+    (
+        "console_request.html",
+        include_str!("templates/console_request.html"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -494,6 +503,11 @@ pub fn router() -> Router<AppState> {
         )
         .route("/result", get(public::result))
         .route("/dev/mailbox", get(public::mailbox))
+        .route("/console", get(console::home))
+        .route("/console/queue", get(console::queue))
+        .route("/console/requests/{id}", get(console::detail))
+        .route("/console/requests/{id}/decision", post(console::decide))
+        .route("/console/requests/{id}/produce", post(console::produce))
         .route("/portal", get(portal::home))
         .route("/portal/apply", get(portal::apply))
         .route(

@@ -201,6 +201,7 @@ pub async fn home(State(state): State<AppState>, page: Page) -> Response {
         auth.clone(),
         ApiQuery(ListQuery {
             status: None,
+            q: None,
             limit: Some(200),
             offset: None,
         }),

@@ -160,7 +160,7 @@ pub async fn login(
                     if session.role == "enterprise" {
                         "/portal".into()
                     } else {
-                        "/".into()
+                        "/console".into()
                     }
                 });
             let secure = if state.config.public_url().starts_with("https://") {

@@ -36,6 +36,9 @@ fn artifacts() -> PathBuf {
 
 impl Browser {
     async fn start() -> Browser {
+        // The test binary links rustls with both ring (lettre) and aws-lc-rs (fantoccini):
+        // name the provider once for the process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         for (path, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
             assert!(
                 Path::new(path).exists(),

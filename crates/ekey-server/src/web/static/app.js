@@ -153,6 +153,15 @@
     refresh();
   }
 
+  // Remark templates fill the remark (the clerk can still edit it).
+  document.querySelectorAll("[data-remark-template]").forEach(function (sel) {
+    sel.addEventListener("change", function () {
+      var box = document.getElementById("remark");
+      if (sel.value && box) { box.value = box.value ? box.value + "\n" + sel.value : sel.value; var r = document.querySelector('input[name="verdict"][value="return"]'); if (r) r.checked = true; }
+      sel.value = "";
+    });
+  });
+
   // Mailing fields only matter when mailing is chosen.
   var mailFields = document.querySelector(".mail-fields");
   if (mailFields) {

@@ -1,0 +1,424 @@
+//! The staff consoles, first part: the work queue of an agency clerk (their province only)
+//! or a provider operator, sorted by due time with "due today", "overdue" and ageing; search;
+//! the request detail with the form, every material inline, the history and earlier remarks;
+//! review decisions with remark templates and the items a remark concerns; production.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::Datelike;
+use ekey_domain::Lang;
+use ekey_domain::calendar::shanghai;
+use ekey_domain::request::{Kind, LicenceType, Material, Role, Status};
+use minijinja::context;
+use serde::Serialize;
+
+use super::portal::{Q, q};
+use super::{Form, Page, error_page, see_other, v};
+use crate::api::ApiQuery;
+use crate::api::requests::{self, DecisionBody, ListQuery, RequestOut, RequestSummary};
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const STAFF: &[Role] = &[Role::Agency, Role::Provider];
+
+fn staff(page: &Page) -> Result<Auth, Response> {
+    page.require(STAFF).cloned()
+}
+
+fn staff_post(page: &Page, form: &Form) -> Result<Auth, Response> {
+    let auth = staff(page)?;
+    page.check_csrf(form)?;
+    Ok(auth)
+}
+
+/// A tab of the work queue: its statuses and label.
+struct Tab {
+    key: &'static str,
+    zh: &'static str,
+    en: &'static str,
+    statuses: &'static [Status],
+}
+
+const AGENCY_TABS: &[Tab] = &[
+    Tab {
+        key: "review",
+        zh: "待验核",
+        en: "To review",
+        statuses: &[Status::AgencyReview],
+    },
+    Tab {
+        key: "handover",
+        zh: "注销待受理",
+        en: "Cancellations to receive",
+        statuses: &[Status::AwaitingHandover],
+    },
+    Tab {
+        key: "shipped",
+        zh: "在途钥匙",
+        en: "Keys on the way",
+        statuses: &[Status::Shipped],
+    },
+    Tab {
+        key: "arrived",
+        zh: "待通知领取",
+        en: "To notify",
+        statuses: &[Status::AtAgency],
+    },
+    Tab {
+        key: "ready",
+        zh: "待领取",
+        en: "Ready for collection",
+        statuses: &[Status::ReadyForCollection],
+    },
+];
+
+const PROVIDER_TABS: &[Tab] = &[
+    Tab {
+        key: "review",
+        zh: "待复核",
+        en: "To review",
+        statuses: &[Status::ProviderReview],
+    },
+    Tab {
+        key: "production",
+        zh: "待制作",
+        en: "To produce",
+        statuses: &[Status::InProduction],
+    },
+    Tab {
+        key: "shipped",
+        zh: "已寄出",
+        en: "Shipped",
+        statuses: &[Status::Shipped],
+    },
+];
+
+fn tabs(role: Role) -> &'static [Tab] {
+    if role == Role::Agency {
+        AGENCY_TABS
+    } else {
+        PROVIDER_TABS
+    }
+}
+
+/// Common reasons for returning a request, offered as templates (the clerk can edit them).
+fn remark_templates(lang: Lang) -> Vec<&'static str> {
+    match lang {
+        Lang::Zh => vec![
+            "营业执照扫描件不清晰，请重新扫描上传。",
+            "申请表未加盖企业公章或法定代表人未签字。",
+            "授权用户身份证复印件不清晰或缺少反面。",
+            "申请表与电子签章申请确认函上的授权用户不一致。",
+            "授权委托书未加盖企业公章。",
+            "数字证书用户协议书未由授权用户签字。",
+            "勾选的许可证业务与企业经营范围不符，请核对后重新勾选。",
+        ],
+        Lang::En => vec![
+            "The business licence scan is not legible; please rescan it.",
+            "The application form lacks the company seal or the legal representative's signature.",
+            "The ID card copy is not legible or lacks the back side.",
+            "The authorised user differs between the form and the confirmation letter.",
+            "The power of attorney lacks the company seal.",
+            "The certificate user agreement is not signed by the authorised user.",
+            "The ticked licence businesses do not match the business scope.",
+        ],
+    }
+}
+
+#[derive(Serialize)]
+struct Row {
+    #[serde(flatten)]
+    r: RequestSummary,
+    kind_label: &'static str,
+    due_today: bool,
+    age_days: i64,
+}
+
+/// The work queue.
+pub async fn queue(State(state): State<AppState>, page: Page, query: Q) -> Response {
+    let auth = match staff(&page) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let lang = page.lang;
+    let tabs = tabs(auth.account.role);
+    let search = q(&query, "q");
+    let tab_key = q(&query, "tab");
+    let current = tabs.iter().find(|t| t.key == tab_key).unwrap_or(&tabs[0]);
+    let list = |statuses: &[Status], search: Option<String>| {
+        let state = state.clone();
+        let auth = auth.clone();
+        let status = statuses
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        async move {
+            requests::list(
+                State(state),
+                auth,
+                ApiQuery(ListQuery {
+                    status: (!status.is_empty()).then_some(status),
+                    q: search,
+                    limit: Some(500),
+                    offset: None,
+                }),
+            )
+            .await
+            .map(|j| j.0)
+        }
+    };
+    // With a search, every status; else the tab's.
+    let rows = if search.is_empty() {
+        list(current.statuses, None).await
+    } else {
+        list(&[], Some(search.clone())).await
+    };
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => return error_page(lang, e),
+    };
+    let mut counts = Vec::new();
+    for t in tabs {
+        let n = match list(t.statuses, None).await {
+            Ok(r) => r.len(),
+            Err(e) => return error_page(lang, e),
+        };
+        counts.push(context! { key => t.key, label => lang.pick(t.zh, t.en), count => n, current => t.key == current.key && search.is_empty() });
+    }
+    let now = state.clock.now().with_timezone(&shanghai());
+    let tomorrow = now.date_naive().succ_opt().unwrap_or(now.date_naive());
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .map(|r| {
+            let due = r
+                .due_at
+                .as_deref()
+                .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok());
+            // Due today: overdue from 00:00 tomorrow, i.e. today is its last working day.
+            let due_today = !r.overdue
+                && due.is_some_and(|d| d.with_timezone(&shanghai()).date_naive() == tomorrow);
+            let age_days = chrono::DateTime::parse_from_rfc3339(&r.updated_at)
+                .map(|u| (now.date_naive() - u.with_timezone(&shanghai()).date_naive()).num_days())
+                .unwrap_or(0);
+            Row {
+                kind_label: Kind::parse(&r.kind)
+                    .map(|k| lang.pick(k.name_zh(), k.name_en()))
+                    .unwrap_or(""),
+                due_today,
+                age_days,
+                r,
+            }
+        })
+        .collect();
+    let overdue = rows.iter().filter(|r| r.r.overdue).count();
+    let due_today = rows.iter().filter(|r| r.due_today).count();
+    page.render(
+        &state,
+        "console_queue.html",
+        context! {
+            tabs => counts,
+            rows => v(&rows),
+            search => search,
+            overdue => overdue,
+            due_today => due_today,
+            today => format!("{}-{:02}-{:02}", now.year(), now.month(), now.day()),
+        },
+    )
+    .await
+}
+
+async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<RequestOut, ApiError> {
+    requests::get(State(state.clone()), auth.clone(), Path(id.to_string()))
+        .await
+        .map(|j| j.0)
+}
+
+/// A request as staff see it, with the decision form when it is theirs to decide.
+pub async fn detail(
+    State(state): State<AppState>,
+    page: Page,
+    Path(id): Path<String>,
+    query: Q,
+) -> Response {
+    let auth = match staff(&page) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let lang = page.lang;
+    let r = match load(&state, &auth, &id).await {
+        Ok(r) => r,
+        Err(e) => return error_page(lang, e),
+    };
+    let kind = Kind::parse(&r.kind).unwrap_or(Kind::First);
+    let can_decide = r.actions.iter().any(|a| {
+        matches!(
+            a.as_str(),
+            "agency_approve" | "agency_return" | "provider_approve" | "provider_return"
+        )
+    });
+    let can_refuse = r.actions.iter().any(|a| a == "agency_refuse");
+    let can_produce =
+        auth.account.role == Role::Provider && r.status == "in_production" && kind.produces_key();
+    let enterprise = state
+        .store
+        .request(&r.id)
+        .await
+        .ok()
+        .flatten()
+        .map(|rec| rec.enterprise_id);
+    let enterprise = match enterprise {
+        Some(eid) => state.store.enterprise(&eid).await.ok().flatten(),
+        None => None,
+    };
+    let materials: Vec<_> = r
+        .materials
+        .iter()
+        .map(|m| {
+            let item = Material::parse(&m.item).ok();
+            context! {
+                is_image => m.content_type.as_deref().is_some_and(|t| t.starts_with("image/")),
+                name => item.map(|i| lang.pick(i.name_zh(), i.name_en())).unwrap_or(""),
+                ..v(m)
+            }
+        })
+        .collect();
+    let licence_labels: Vec<&str> = r
+        .form
+        .licence_types
+        .iter()
+        .filter_map(|t| LicenceType::parse(t).ok())
+        .map(|t| match lang {
+            Lang::Zh => t.name_zh(),
+            Lang::En => t.as_str(),
+        })
+        .collect();
+    let history: Vec<_> = r
+        .history
+        .iter()
+        .map(|h| {
+            let action = ekey_domain::request::TABLE
+                .iter()
+                .map(|rule| rule.action)
+                .find(|a| a.as_str() == h.action)
+                .map(|a| lang.pick(a.label_zh(), a.label_en()).to_string())
+                .unwrap_or_else(|| lang.pick("创建申请", "Created").to_string());
+            let role = Role::parse(&h.actor_role)
+                .map(|r| lang.pick(r.label_zh(), r.label_en()))
+                .unwrap_or("");
+            context! { action => action, role => role, ..v(h) }
+        })
+        .collect();
+    let notice = match q(&query, "done").as_str() {
+        "approved" => lang.pick("已通过。", "Approved."),
+        "returned" => lang.pick(
+            "已退回企业修改，企业会收到邮件和短信。",
+            "Returned; the enterprise gets a mail and an SMS.",
+        ),
+        "refused" => lang.pick("已拒绝。", "Refused."),
+        "produced" => lang.pick(
+            "电子钥匙已制作：证书已签发并写入钥匙。",
+            "Key produced: certificate issued and written to the key.",
+        ),
+        _ => "",
+    };
+    page.render(
+        &state,
+        "console_request.html",
+        context! {
+            r => v(&r),
+            kind_label => lang.pick(kind.name_zh(), kind.name_en()),
+            enterprise => v(enterprise),
+            materials => materials,
+            history => history,
+            licence_labels => licence_labels,
+            can_decide => can_decide,
+            can_refuse => can_refuse,
+            can_produce => can_produce,
+            templates => remark_templates(lang),
+            form_fields => v(requests::FORM_FIELDS),
+            notice => notice,
+            error => q(&query, "error"),
+        },
+    )
+    .await
+}
+
+/// 验核 / 复核: approve, return with a remark (and what it concerns), or refuse (增办).
+pub async fn decide(
+    State(state): State<AppState>,
+    page: Page,
+    Path(id): Path<String>,
+    form: Form,
+) -> Response {
+    let auth = match staff_post(&page, &form) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let verdict = form.get("verdict");
+    let body = DecisionBody {
+        approve: verdict == "approve",
+        remark: Some(form.get("remark").trim().to_string()).filter(|r| !r.is_empty()),
+        refuse: verdict == "refuse",
+        concerns: form.all("concerns"),
+    };
+    let done = match verdict {
+        "approve" => "approved",
+        "refuse" => "refused",
+        _ => "returned",
+    };
+    match requests::decision(
+        State(state.clone()),
+        auth,
+        Path(id.clone()),
+        crate::api::ApiJson(body),
+    )
+    .await
+    {
+        Ok(_) => see_other(&format!("/console/requests/{id}?done={done}")),
+        Err(e) => see_other(&format!(
+            "/console/requests/{id}?error={}",
+            super::encode(page.lang.pick(&e.zh, &e.en))
+        )),
+    }
+}
+
+/// Personalise the key (provider).
+pub async fn produce(
+    State(state): State<AppState>,
+    page: Page,
+    Path(id): Path<String>,
+    form: Form,
+) -> Response {
+    let auth = match staff_post(&page, &form) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match crate::api::production::produce(State(state.clone()), auth, Path(id.clone())).await {
+        Ok(_) => see_other(&format!("/console/requests/{id}?done=produced")),
+        Err(e) => see_other(&format!(
+            "/console/requests/{id}?error={}",
+            super::encode(page.lang.pick(&e.zh, &e.en))
+        )),
+    }
+}
+
+/// `/console`: where each role starts.
+pub async fn home(page: Page) -> Response {
+    match page.auth.as_ref().map(|a| a.account.role) {
+        Some(Role::Agency | Role::Provider) => see_other("/console/queue"),
+        Some(Role::Enterprise) => see_other("/portal"),
+        Some(_) => error_page(
+            page.lang,
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "ekey.console.not_yet",
+                "管理员控制台尚未提供，请使用接口",
+                "The admin console is not available yet; use the API",
+            ),
+        ),
+        None => see_other("/login?next=%2Fconsole"),
+    }
+}
