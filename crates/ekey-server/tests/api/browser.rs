@@ -618,3 +618,115 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
     b.close().await;
     s.stop().await;
 }
+
+/// Logs in through the login form.
+async fn log_in(b: &Browser, s: &TestServer, login: &str, password: &str) {
+    b.goto(&s.url("/login")).await;
+    b.fill("login", login).await;
+    b.fill("password", password).await;
+    b.css("form.card button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn log_out(b: &Browser) {
+    b.css("form[action='/logout'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "已退出").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
+    let s = TestServer::start(Db::Sqlite).await;
+    let ent = s.login("demo@ekey.example").await;
+    let id = request_in_agency_review(&s, &ent).await;
+    let (_, r) = s.get(&format!("/api/v1/requests/{id}"), Some(&ent)).await;
+    let number = r["number"].as_str().unwrap().to_string();
+    let b = Browser::start().await;
+
+    // The Jiangsu clerk: the queue shows the request with its due time.
+    log_in(&b, &s, "agency-320000", PASSWORD).await;
+    b.wait_text("h1", "工作台").await;
+    let queue = b.wait_text("table.queue", &number).await;
+    assert!(
+        queue.contains("2026-02-15 00:00"),
+        "due time in the queue: {queue}"
+    );
+    b.shot("30-agency-queue").await;
+    // Search by the enterprise's credit code finds it too.
+    b.fill("q", "91320106MA1XYW0A10").await;
+    b.css("form.search button").await.click().await.unwrap();
+    b.wait_text("table.queue", &number).await;
+    b.css(&format!("a[href='/console/requests/{id}']"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("h1", "首次申领").await;
+    let images = b
+        .client
+        .execute(
+            "return document.querySelectorAll('.gallery img').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(images, json!(6), "every scan shown inline");
+    b.shot("31-agency-detail").await;
+    b.css("form[action$='/decision'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "已通过").await;
+    b.shot("32-agency-approved").await;
+    log_out(&b).await;
+
+    // Another province's clerk neither sees it nor can open it.
+    log_in(&b, &s, "agency-110000", PASSWORD).await;
+    b.wait_text("h1", "工作台").await;
+    b.fill("q", &number).await;
+    b.css("form.search button").await.click().await.unwrap();
+    b.wait_text("main", "0").await;
+    assert!(!b.body().await.contains(&format!("/console/requests/{id}")));
+    b.goto(&s.url(&format!("/console/requests/{id}"))).await;
+    b.wait_text("body", "未找到该申请").await;
+    b.goto(&s.url("/")).await;
+    log_out(&b).await;
+
+    // The provider: 复核 with a template remark would return it; approve, then produce.
+    log_in(&b, &s, "provider", PASSWORD).await;
+    b.wait_text("table.queue", &number).await;
+    b.css(&format!("a[href='/console/requests/{id}']"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("h1", "首次申领").await;
+    b.css("form[action$='/decision'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "已通过").await;
+    b.css("form[action$='/produce'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "电子钥匙已制作").await;
+    b.shot("33-provider-produced").await;
+    let (_, keys) = s
+        .get("/api/v1/keys", Some(&s.login("demo@ekey.example").await))
+        .await;
+    assert_eq!(keys.as_array().unwrap().len(), 1, "one key made: {keys}");
+    assert!(keys[0]["certificate_serial"].is_string(), "{keys}");
+
+    b.close().await;
+    s.stop().await;
+}
