@@ -262,6 +262,9 @@ pub async fn detail(
     let can_refuse = r.actions.iter().any(|a| a == "agency_refuse");
     let can_produce =
         auth.account.role == Role::Provider && r.status == "in_production" && kind.produces_key();
+    let is_agency = auth.account.role == Role::Agency;
+    let can_notify = is_agency && r.status == "at_agency";
+    let can_handover = is_agency && r.status == "ready_for_collection";
     let enterprise = state
         .store
         .request(&r.id)
@@ -322,6 +325,14 @@ pub async fn detail(
             "电子钥匙已制作：证书已签发并写入钥匙。",
             "Key produced: certificate issued and written to the key.",
         ),
+        "notified" => lang.pick(
+            "已通知企业领取（邮件、短信、结果查询）。",
+            "The enterprise was notified (mail, SMS, result query).",
+        ),
+        "handed_over" => lang.pick(
+            "已记录交付，钥匙已启用。",
+            "Handover recorded; the key is active.",
+        ),
         _ => "",
     };
     page.render(
@@ -337,6 +348,8 @@ pub async fn detail(
             can_decide => can_decide,
             can_refuse => can_refuse,
             can_produce => can_produce,
+            can_notify => can_notify,
+            can_handover => can_handover,
             templates => remark_templates(lang),
             form_fields => v(requests::FORM_FIELDS),
             notice => notice,

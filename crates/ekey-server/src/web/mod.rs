@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod console;
+pub mod delivery;
 pub mod portal;
 pub mod public;
 
@@ -63,6 +64,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "console_request.html",
         include_str!("templates/console_request.html"),
+    ),
+    (
+        "console_shipments.html",
+        include_str!("templates/console_shipments.html"),
+    ),
+    (
+        "console_shipment.html",
+        include_str!("templates/console_shipment.html"),
     ),
 ];
 
@@ -261,6 +270,9 @@ impl Page {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, template, "rendering a page");
+                // Debug builds (tests) also print the template's own account of the problem.
+                #[cfg(debug_assertions)]
+                eprintln!("rendering {template}: {e:#}");
                 return error_page(self.lang, ApiError::internal("template"));
             }
         };
@@ -508,6 +520,15 @@ pub fn router() -> Router<AppState> {
         .route("/console/requests/{id}", get(console::detail))
         .route("/console/requests/{id}/decision", post(console::decide))
         .route("/console/requests/{id}/produce", post(console::produce))
+        .route("/console/requests/{id}/notify", post(delivery::notify_one))
+        .route("/console/requests/{id}/handover", post(delivery::handover))
+        .route(
+            "/console/shipments",
+            get(delivery::shipments).post(delivery::create),
+        )
+        .route("/console/shipments/{id}", get(delivery::shipment))
+        .route("/console/shipments/{id}/receive", post(delivery::receive))
+        .route("/console/shipments/{id}/notify", post(delivery::notify_all))
         .route("/portal", get(portal::home))
         .route("/portal/apply", get(portal::apply))
         .route(
@@ -523,4 +544,31 @@ pub fn router() -> Router<AppState> {
         .route("/portal/requests/{id}/confirm", post(portal::confirm))
         .route("/portal/requests/{id}/withdraw", post(portal::withdraw))
         .route("/portal/requests/{id}/collection", post(portal::collection))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_file_is_compiled_in_and_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web/templates");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        let mut known: Vec<String> = TEMPLATES.iter().map(|(n, _)| n.to_string()).collect();
+        known.sort();
+        assert_eq!(files, known, "templates on disk and in TEMPLATES differ");
+        for (name, _) in TEMPLATES {
+            env().get_template(name).unwrap();
+        }
+    }
+
+    #[test]
+    fn text_is_escaped_in_every_template() {
+        let html = message_html(Lang::Zh, "<b>x</b>", "<script>alert(1)</script>", None);
+        assert!(!html.contains("<script>alert") && html.contains("&lt;script&gt;"));
+    }
 }

@@ -727,6 +727,84 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
     assert_eq!(keys.as_array().unwrap().len(), 1, "one key made: {keys}");
     assert!(keys[0]["certificate_serial"].is_string(), "{keys}");
 
+    // The provider packs it into a shipment to Jiangsu.
+    b.goto(&s.url("/console/shipments")).await;
+    b.css(&format!("input[name='request_ids'][value='{id}']"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.fill("courier", "中国邮政EMS").await;
+    b.fill("tracking_number", "EA123456789CN").await;
+    b.shot("34-provider-pack").await;
+    b.css("form[action='/console/shipments'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "发货单已创建").await;
+    log_out(&b).await;
+
+    // The Jiangsu clerk signs for the whole shipment, notifies everyone in it, and records
+    // the pickup at the window.
+    log_in(&b, &s, "agency-320000", PASSWORD).await;
+    b.wait_text("h1", "工作台").await;
+    b.goto(&s.url("/console/shipments")).await;
+    b.css("table.list a[href^='/console/shipments/']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.css("form[action$='/receive'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "已签收整批钥匙").await;
+    b.css("form[action$='/notify'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "已通知本批全部企业").await;
+    b.shot("35-agency-shipment").await;
+    s.wait_message("13912345678", &number).await;
+    let (_, result) = s
+        .get(
+            &format!("/api/v1/public/result?number={number}&credit_code=91320106MA1XYW0A10"),
+            None,
+        )
+        .await;
+    assert_eq!(result["ready_for_collection"], true, "{result}");
+    b.goto(&s.url(&format!("/console/requests/{id}"))).await;
+    b.fill("collector_name", "李明").await;
+    b.fill("collector_id_number", "11010519491231002X").await;
+    // Without the introduction letter the handover is refused, with the reason.
+    b.css("form[action$='/handover'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".alert", "介绍信").await;
+    b.fill("collector_name", "李明").await;
+    b.fill("collector_id_number", "11010519491231002X").await;
+    b.css("input[name='introduction_letter']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.shot("36-agency-handover").await;
+    b.css("form[action$='/handover'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "已记录交付").await;
+    let (_, keys) = s
+        .get("/api/v1/keys", Some(&s.login("demo@ekey.example").await))
+        .await;
+    assert_eq!(keys[0]["state"], "active", "{keys}");
+
     b.close().await;
     s.stop().await;
 }
