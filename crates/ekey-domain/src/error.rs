@@ -46,6 +46,9 @@ pub enum DomainError {
     /// The material item name is unknown.
     #[error("unknown material item {0}")]
     UnknownMaterial(String),
+    /// The unlock challenge is not what a key prints (hex, as `ekey key challenge` shows it).
+    #[error("unlock challenge malformed")]
+    UnlockChallengeFormat,
     /// A required field is empty.
     #[error("field {field} is required")]
     Required {
@@ -176,6 +179,7 @@ impl DomainError {
             UnknownKind(_) => "ekey.request.unknown_kind",
             UnknownLicenceType(_) => "ekey.request.unknown_licence_type",
             UnknownMaterial(_) => "ekey.material.unknown_item",
+            UnlockChallengeFormat => "ekey.unlock.challenge_format",
             Required { .. } => "ekey.input.required",
             TooLong { .. } => "ekey.input.too_long",
             NoLicenceType => "ekey.request.no_licence_type",
@@ -250,6 +254,13 @@ impl DomainError {
                     format!("未知的材料项目“{m}”")
                 } else {
                     format!("Unknown material item \"{m}\"")
+                }
+            }
+            UnlockChallengeFormat => {
+                if zh {
+                    "解锁挑战码格式不正确：请插入被锁的钥匙，原样复制助手或 `ekey key challenge` 显示的挑战码（十六进制）".into()
+                } else {
+                    "The unlock challenge is malformed: copy it exactly as the agent or `ekey key challenge` shows it (hex)".into()
                 }
             }
             Required { field } => {

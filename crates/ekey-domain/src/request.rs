@@ -921,6 +921,28 @@ pub struct RequestForm {
     /// Cancellation: the key is lost, a written statement replaces it.
     #[serde(default)]
     pub key_lost: bool,
+    /// Unlock: the challenge the locked key produced (hex), from which the provider
+    /// computes the unlock code on approval.
+    #[serde(default)]
+    pub unlock_challenge: Option<String>,
+}
+
+/// Checks an unlock challenge as typed or pasted: hex (spaces and case ignored), 16 to 512
+/// bytes. Returns it normalised (lower-case, no spaces).
+pub fn normalise_challenge(text: &str) -> Result<String, DomainError> {
+    let t: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let ok = t.len().is_multiple_of(2)
+        && (32..=1024).contains(&t.len())
+        && t.chars().all(|c| c.is_ascii_hexdigit());
+    if ok {
+        Ok(t)
+    } else {
+        Err(DomainError::UnlockChallengeFormat)
+    }
 }
 
 /// What the store knows about the enterprise when a request is created.
@@ -1101,6 +1123,7 @@ mod tests {
 
     fn form(mode: LoginNameMode, name: Option<&str>) -> RequestForm {
         RequestForm {
+            unlock_challenge: None,
             licence_types: vec![LicenceType::ImportLicence],
             login_name_mode: mode,
             login_name: name.map(str::to_string),

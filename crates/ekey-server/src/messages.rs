@@ -5,6 +5,9 @@ use ekey_domain::calendar::shanghai;
 use ekey_domain::request::{Action, Kind, Status};
 use ekey_store::{Channel, NewMessage, RequestRecord};
 
+/// Subject of the unlock-code mail, as the seed names it.
+pub const UNLOCK_SUBJECT: &str = "电子钥匙密码重置";
+
 /// Subject of the activation mail, as the seed names it.
 pub const ACTIVATION_SUBJECT: &str = "调用商务部统一用户管理平台激活企业账户";
 

@@ -73,6 +73,9 @@ pub struct CreateRequestBody {
     /// Cancellation: the key is lost.
     #[serde(default)]
     pub key_lost: bool,
+    /// Unlock: the challenge the locked key shows (hex), needed before the provider can
+    /// approve; can also be added later by editing the form.
+    pub unlock_challenge: Option<String>,
 }
 
 /// Changes to a draft or returned request's form.
@@ -86,6 +89,8 @@ pub struct EditRequestBody {
     pub authorised_user: Option<PersonBody>,
     /// Cancellation: the key is lost.
     pub key_lost: Option<bool>,
+    /// Unlock: the key's challenge (hex).
+    pub unlock_challenge: Option<String>,
 }
 
 /// The answer to a creation.
@@ -170,6 +175,8 @@ pub struct FormOut {
     pub authorised_user: PersonBody,
     /// Cancellation: key lost.
     pub key_lost: bool,
+    /// Unlock: the key's challenge (hex).
+    pub unlock_challenge: Option<String>,
 }
 
 /// A request with its history.
@@ -305,6 +312,14 @@ fn person(p: &PersonBody) -> Result<Person, DomainError> {
     })
 }
 
+/// An unlock request's challenge, normalised; other kinds carry none.
+fn challenge(kind: Kind, text: Option<&str>) -> Result<Option<String>, DomainError> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) if kind == Kind::Unlock => ekey_domain::request::normalise_challenge(t).map(Some),
+        _ => Ok(None),
+    }
+}
+
 fn licence_types(v: &[String]) -> Result<Vec<LicenceType>, DomainError> {
     let mut out = Vec::new();
     for t in v {
@@ -415,7 +430,7 @@ async fn act(
         tracing::warn!(years = ?outcome.uncovered_years, request = %r.number,
             "deadline counted without holiday data for these years (weekends only)");
     }
-    let outbox = for_transition(
+    let mut outbox = for_transition(
         &r,
         action,
         outcome.to,
@@ -424,6 +439,9 @@ async fn act(
         &state.config.public_url(),
         now,
     );
+    if r.kind == Kind::Unlock && action == Action::ProviderApprove {
+        outbox.push(unlock_code_mail(state, &r, now).await?);
+    }
     let queued = !outbox.is_empty();
     let transition = Transition {
         request_id: r.id.clone(),
@@ -471,6 +489,69 @@ async fn act(
         state.outbox_wake.notify_one();
     }
     Ok(updated)
+}
+
+/// The mail “电子钥匙密码重置” with the unlock code for the key and challenge of an approved
+/// unlock request. Refused (nothing changes) when the request has no usable challenge.
+async fn unlock_code_mail(
+    state: &AppState,
+    r: &RequestRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<ekey_store::NewMessage> {
+    let refuse = |zh: &str, en: &str| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ekey.unlock.no_challenge",
+            format!("{zh}：请退回企业，让其插入被锁的钥匙并填写钥匙显示的挑战码"),
+            format!("{en}: return it so the enterprise adds the challenge its locked key shows"),
+        )
+    };
+    let challenge = r.form.unlock_challenge.as_deref().ok_or_else(|| {
+        refuse(
+            "申请中没有解锁挑战码",
+            "The request has no unlock challenge",
+        )
+    })?;
+    let bytes =
+        hex::decode(challenge).map_err(|_| refuse("挑战码无法识别", "Unreadable challenge"))?;
+    let login = r.login_name.clone().unwrap_or_default();
+    let key = state
+        .store
+        .keys_by_login_name(&login)
+        .await?
+        .into_iter()
+        .filter(|k| k.enterprise_id == r.enterprise_id && !k.state.is_final())
+        .find(|k| k.token_serial.is_some())
+        .ok_or_else(|| {
+            refuse(
+                "没有找到该登录名下可解锁的钥匙",
+                "No key to unlock under this login name",
+            )
+        })?;
+    let serial = key.token_serial.unwrap_or_default();
+    let code = ekey_token::admin::unlock_response(&state.secrets.provider_master, &serial, &bytes)
+        .map_err(|_| {
+            refuse(
+                "挑战码不是这把钥匙产生的",
+                "The challenge does not come from this key",
+            )
+        })?;
+    Ok(ekey_store::NewMessage {
+        channel: ekey_store::Channel::Email,
+        recipient: r.form.authorised_user.email.as_str().to_string(),
+        subject: crate::messages::UNLOCK_SUBJECT.into(),
+        body: format!(
+            "{}：\n\n您申请解锁的电子钥匙（序列号 {serial}，登录名 {login}，申请编号 {}）已审核通过。\n\n\
+             解锁码：{code}\n\n\
+             请插入该钥匙，在电子钥匙助手中选择“解锁”，输入上面的解锁码并设置新的 PIN 码；\
+             也可以运行：ekey key unlock --code {code}\n\
+             解锁码只对这把钥匙和本次挑战码有效，只能使用一次。\n\n\
+             电子钥匙服务商客服电话：{}\n",
+            r.form.authorised_user.name, r.number, state.config.provider_hotline
+        ),
+        dedup_key: format!("unlock-code:{}:{}", r.id, r.version + 1),
+        created_at: now,
+    })
 }
 
 /// 注销 completed by the provider: the enterprise's live key under the request's login name
@@ -593,6 +674,7 @@ async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<Re
             reason: r.form.reason.clone(),
             authorised_user: person_out(&r.form.authorised_user),
             key_lost: r.form.key_lost,
+            unlock_challenge: r.form.unlock_challenge.clone(),
         },
         history: history
             .into_iter()
@@ -675,6 +757,7 @@ pub async fn create(
             .map(person)
             .transpose()?,
         key_lost: body.key_lost,
+        unlock_challenge: challenge(kind, body.unlock_challenge.as_deref())?,
     };
     let claim = match (mode, value) {
         (LoginNameMode::Allocate, None) => LoginNameClaim::Allocate,
@@ -813,6 +896,9 @@ pub async fn edit(
     }
     if let Some(lost) = body.key_lost {
         form.key_lost = lost;
+    }
+    if let Some(c) = &body.unlock_challenge {
+        form.unlock_challenge = challenge(r.kind, Some(c))?;
     }
     // The same form rules as at creation; the key count was checked then.
     ekey_domain::request::validate_form(

@@ -507,6 +507,7 @@ pub async fn create(State(state): State<AppState>, page: Page, query: Q, form: F
                 authorised_user: person_body(&form),
                 confirmation_letter_user: None,
                 key_lost: form.get("key_lost") == "on",
+                unlock_challenge: Some(form.get("unlock_challenge").to_string()),
             }),
         )
         .await;
@@ -696,6 +697,7 @@ pub async fn edit_page(
         au_mobile => r.form.authorised_user.mobile.clone(),
         au_email => r.form.authorised_user.email.clone(),
         key_lost => if r.form.key_lost { "on" } else { "" },
+        unlock_challenge => r.form.unlock_challenge.clone(),
         login_name => r.login_name.clone(),
     };
     match form_context(
@@ -745,6 +747,8 @@ pub async fn edit(
                 reason: Some(form.get("reason").to_string()),
                 authorised_user: Some(person_body(&form)),
                 key_lost: (kind == Kind::Cancellation).then(|| form.get("key_lost") == "on"),
+                unlock_challenge: (kind == Kind::Unlock)
+                    .then(|| form.get("unlock_challenge").to_string()),
             }),
         )
         .await;

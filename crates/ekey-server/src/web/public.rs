@@ -46,6 +46,7 @@ pub fn field_of(code: &str) -> &'static str {
         ("reason", "reason"),
         ("too_many_keys", "kind"),
         ("authorised_user", "au_name"),
+        ("unlock", "unlock_challenge"),
     ];
     FIELDS
         .iter()

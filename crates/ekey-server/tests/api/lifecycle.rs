@@ -135,7 +135,7 @@ async fn decide(s: &TestServer, id: &str, token: &str) -> Value {
 }
 
 /// Agency and provider approve; the provider produces; returns the key as the enterprise sees it.
-async fn approve_and_produce(
+pub(crate) async fn approve_and_produce(
     s: &TestServer,
     id: &str,
     ent: &str,

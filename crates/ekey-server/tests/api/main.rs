@@ -32,3 +32,4 @@ mod lifecycle;
 mod notify;
 mod pages;
 mod softhsm;
+mod unlock;
