@@ -265,6 +265,7 @@ pub async fn detail(
     let is_agency = auth.account.role == Role::Agency;
     let can_notify = is_agency && r.status == "at_agency";
     let can_handover = is_agency && r.status == "ready_for_collection";
+    let can_receive = is_agency && r.status == "awaiting_handover";
     let enterprise = state
         .store
         .request(&r.id)
@@ -329,6 +330,10 @@ pub async fn detail(
             "已通知企业领取（邮件、短信、结果查询）。",
             "The enterprise was notified (mail, SMS, result query).",
         ),
+        "received" => lang.pick(
+            "已受理注销材料，请在 2 个工作日内验核并转服务商。",
+            "Cancellation papers received; review and forward within 2 working days.",
+        ),
         "handed_over" => lang.pick(
             "已记录交付，钥匙已启用。",
             "Handover recorded; the key is active.",
@@ -350,6 +355,7 @@ pub async fn detail(
             can_produce => can_produce,
             can_notify => can_notify,
             can_handover => can_handover,
+            can_receive => can_receive,
             templates => remark_templates(lang),
             form_fields => v(requests::FORM_FIELDS),
             notice => notice,
@@ -433,5 +439,40 @@ pub async fn home(page: Page) -> Response {
             ),
         ),
         None => see_other("/login?next=%2Fconsole"),
+    }
+}
+
+/// Cancellation intake at the window: what the agency received.
+pub async fn receive(
+    State(state): State<AppState>,
+    page: Page,
+    Path(id): Path<String>,
+    form: Form,
+) -> Response {
+    let auth = match page.require(&[Role::Agency]) {
+        Ok(a) => a.clone(),
+        Err(r) => return r,
+    };
+    if let Err(r) = page.check_csrf(&form) {
+        return r;
+    }
+    let body = requests::ReceiveBody {
+        form_received: form.get("form_received") == "on",
+        key_received: form.get("key_received") == "on",
+        loss_statement_received: form.get("loss_statement_received") == "on",
+    };
+    match requests::receive(
+        State(state.clone()),
+        auth,
+        Path(id.clone()),
+        crate::api::ApiJson(body),
+    )
+    .await
+    {
+        Ok(_) => see_other(&format!("/console/requests/{id}?done=received")),
+        Err(e) => see_other(&format!(
+            "/console/requests/{id}?error={}",
+            super::encode(page.lang.pick(&e.zh, &e.en))
+        )),
     }
 }

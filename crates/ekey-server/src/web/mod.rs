@@ -521,6 +521,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/requests/{id}/decision", post(console::decide))
         .route("/console/requests/{id}/produce", post(console::produce))
         .route("/console/requests/{id}/notify", post(delivery::notify_one))
+        .route("/console/requests/{id}/receive", post(console::receive))
         .route("/console/requests/{id}/handover", post(delivery::handover))
         .route(
             "/console/shipments",

@@ -526,3 +526,94 @@ on_both_databases!(a_forgotten_password_is_reset_from_the_mail_once);
 on_both_databases!(mailing_is_only_to_the_registered_address);
 on_both_databases!(english_is_one_click_away);
 on_both_databases!(the_blank_cancellation_form_needs_no_account);
+
+pub async fn a_cancellation_is_received_at_the_window_and_completed_from_the_consoles(db: Db) {
+    let s = TestServer::start(db).await;
+    let ent = s.login("demo@ekey.example").await;
+    let agency = s.login("agency-320000").await;
+    let provider = s.login("provider").await;
+    let first = request_in_agency_review(&s, &ent).await;
+    let key = crate::lifecycle::approve_and_produce(&s, &first, &ent, &agency, &provider).await;
+    let (status, v) = s
+        .post(
+            "/api/v1/requests",
+            Some(&ent),
+            json!({"kind": "cancellation",
+                   "login_name": {"mode": "original", "value": key["login_name"]},
+                   "authorised_user": person("a@example.com")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (_, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/submit"),
+            Some(&ent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(v["status"], "awaiting_handover");
+
+    // The clerk ticks only the form: refused, with what is missing.
+    let clerk = PageClient::new(&s);
+    clerk.login("agency-320000", PASSWORD).await;
+    let page = clerk.get(&format!("/console/requests/{id}")).await;
+    assert!(page.body.contains("注销受理"), "the intake form is offered");
+    let csrf = csrf_of(&page.body);
+    let before = s.snapshot().await;
+    let a = clerk
+        .post(
+            &format!("/console/requests/{id}/receive"),
+            &[("csrf", &csrf), ("form_received", "on")],
+        )
+        .await;
+    let shown = clerk.get(&a.location).await;
+    assert!(shown.body.contains("电子钥匙本身"), "{}", shown.body);
+    assert_eq!(before, s.snapshot().await, "nothing recorded");
+    clerk
+        .post(
+            &format!("/console/requests/{id}/receive"),
+            &[
+                ("csrf", &csrf),
+                ("form_received", "on"),
+                ("key_received", "on"),
+            ],
+        )
+        .await;
+    let a = clerk
+        .post(
+            &format!("/console/requests/{id}/decision"),
+            &[("csrf", &csrf), ("verdict", "approve")],
+        )
+        .await;
+    assert!(a.location.ends_with("done=approved"), "{}", a.location);
+
+    // The provider completes it: the certificate is revoked, the key terminated.
+    let op = PageClient::new(&s);
+    op.login("provider", PASSWORD).await;
+    let csrf = op.csrf(&format!("/console/requests/{id}")).await;
+    let a = op
+        .post(
+            &format!("/console/requests/{id}/decision"),
+            &[("csrf", &csrf), ("verdict", "approve")],
+        )
+        .await;
+    assert!(a.location.ends_with("done=approved"), "{}", a.location);
+    let (_, r) = s.get(&format!("/api/v1/requests/{id}"), Some(&ent)).await;
+    assert_eq!(r["status"], "completed", "{r}");
+    let (_, keys) = s.get("/api/v1/keys", Some(&ent)).await;
+    assert_eq!(keys[0]["state"], "revoked", "{keys}");
+    let serial = key["certificate_serial"].as_str().unwrap();
+    let cert = ekey_store::Store::certificate(s.raw(), serial)
+        .await
+        .unwrap()
+        .expect("the certificate");
+    assert!(cert.revoked_at.is_some(), "revoked");
+    assert_eq!(
+        cert.revocation_reason.as_deref(),
+        Some("cessationOfOperation")
+    );
+    s.stop().await;
+}
+
+on_both_databases!(a_cancellation_is_received_at_the_window_and_completed_from_the_consoles);
