@@ -238,6 +238,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<()>;
     /// Counts of outbox messages by state.
     async fn outbox_counts(&self) -> Result<OutboxCounts>;
+    /// Messages given up after too many failures, newest first, with their last error.
+    async fn outbox_dead(&self, limit: i64) -> Result<Vec<(OutboxMessage, String)>>;
+    /// Puts a dead letter back in the queue (attempts reset, due at `now`); false when it
+    /// is not (or no longer) a dead letter. Audited.
+    async fn outbox_retry(&self, id: i64, now: DateTime<Utc>, audit: NewAudit) -> Result<bool>;
     /// Stores a message in the development mailbox (demo transport).
     async fn dev_mailbox_put(&self, msg: &OutboxMessage, now: DateTime<Utc>) -> Result<()>;
     /// The development mailbox, oldest first.

@@ -1526,6 +1526,41 @@ impl Store for SqlStore {
         Ok(c)
     }
 
+    async fn outbox_dead(&self, limit: i64) -> Result<Vec<(OutboxMessage, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, channel, recipient, subject, body, dedup_key, attempts, created_at, \
+             last_error FROM outbox WHERE status = 'dead' ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let error: Option<String> = r.try_get("last_error")?;
+                Ok((outbox_from_row(r)?, error.unwrap_or_default()))
+            })
+            .collect()
+    }
+
+    async fn outbox_retry(&self, id: i64, now: DateTime<Utc>, audit: NewAudit) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'pending', attempts = 0, available_at = $1, \
+             lease_owner = NULL, lease_until = NULL WHERE id = $2 AND status = 'dead'",
+        )
+        .bind(ms(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if done {
+            append_audit_tx(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
     async fn dev_mailbox_put(&self, msg: &OutboxMessage, now: DateTime<Utc>) -> Result<()> {
         sqlx::query(
             "INSERT INTO dev_mailbox (outbox_id, channel, recipient, subject, body, sent_at) \

@@ -2477,6 +2477,42 @@ async fn outbox_dedups_leases_retries_and_dead_letters(db: &TestDb) -> Result<()
         }
     );
 
+    // An administrator sees the dead letter with its error and puts it back once.
+    let dead = s.outbox_dead(10).await?;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0.id, z);
+    assert_eq!(dead[0].1, "550 mailbox unavailable");
+    let retry_audit = || NewAudit {
+        object_type: "outbox".into(),
+        ..audit(now + mins(40), "outbox.retry", &z.to_string(), "pending")
+    };
+    let before = snapshot(db).await?;
+    assert!(s.outbox_retry(z, now + mins(40), retry_audit()).await?);
+    let after = snapshot(db).await?;
+    assert_eq!(
+        before.changed(&after),
+        ["audit_head", "audit_log", "outbox"],
+        "the message and its audit record"
+    );
+    assert!(
+        !s.outbox_retry(z, now + mins(41), retry_audit()).await?,
+        "once"
+    );
+    assert!(
+        !s.outbox_retry(x, now + mins(41), retry_audit()).await?,
+        "a sent message stays sent"
+    );
+    assert_unchanged(db, &after, "retrying what is not a dead letter").await?;
+    let again = s
+        .claim_outbox("worker-e", now + mins(40), now + mins(45), 10)
+        .await?;
+    assert_eq!(
+        again.iter().map(|m| (m.id, m.attempts)).collect::<Vec<_>>(),
+        [(z, 1)]
+    );
+    assert!(s.outbox_delivered(z, "worker-e", now + mins(41)).await?);
+    assert!(s.outbox_dead(10).await?.is_empty());
+
     // The development mailbox keeps one copy per outbox message.
     let mx = &claimed[&x];
     s.dev_mailbox_put(mx, now + mins(32)).await?;

@@ -2,6 +2,7 @@
 //! from the handlers), `/healthz`, and the few pages the foundation needs.
 
 pub mod accounts;
+pub mod admin;
 pub mod delivery;
 pub mod keys;
 pub mod production;
@@ -98,7 +99,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 #[openapi(
     info(title = "eKey API", version = "1", description = "CA electronic keys for import/export enterprises: registration, requests, review, public lookups."),
     modifiers(&BearerScheme),
-    tags((name = "accounts"), (name = "requests"), (name = "materials"), (name = "documents"), (name = "production"), (name = "delivery"), (name = "keys"), (name = "public"), (name = "demo"))
+    tags((name = "accounts"), (name = "requests"), (name = "materials"), (name = "documents"), (name = "production"), (name = "delivery"), (name = "keys"), (name = "public"), (name = "admin"), (name = "demo"))
 )]
 struct ApiDoc;
 
@@ -180,6 +181,8 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(accounts::activate))
         .routes(routes!(accounts::me))
         .routes(routes!(accounts::reserve_login_name))
+        .routes(routes!(admin::outbox))
+        .routes(routes!(admin::retry))
         .routes(routes!(selfservice::request_reset))
         .routes(routes!(selfservice::complete_reset))
         .routes(routes!(selfservice::choose_collection))

@@ -4,7 +4,6 @@
 //! review decisions with remark templates and the items a remark concerns; production.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::Datelike;
 use ekey_domain::Lang;
@@ -429,15 +428,7 @@ pub async fn home(page: Page) -> Response {
     match page.auth.as_ref().map(|a| a.account.role) {
         Some(Role::Agency | Role::Provider) => see_other("/console/queue"),
         Some(Role::Enterprise) => see_other("/portal"),
-        Some(_) => error_page(
-            page.lang,
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "ekey.console.not_yet",
-                "管理员控制台尚未提供，请使用接口",
-                "The admin console is not available yet; use the API",
-            ),
-        ),
+        Some(_) => see_other("/console/admin"),
         None => see_other("/login?next=%2Fconsole"),
     }
 }

@@ -10,6 +10,7 @@
 // boxing every such Response would only add noise to the handlers.
 #![allow(clippy::result_large_err)]
 
+pub mod admin;
 pub mod console;
 pub mod delivery;
 pub mod portal;
@@ -64,6 +65,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "console_request.html",
         include_str!("templates/console_request.html"),
+    ),
+    (
+        "console_admin.html",
+        include_str!("templates/console_admin.html"),
     ),
     (
         "console_shipments.html",
@@ -517,6 +522,8 @@ pub fn router() -> Router<AppState> {
         .route("/dev/mailbox", get(public::mailbox))
         .route("/console", get(console::home))
         .route("/console/queue", get(console::queue))
+        .route("/console/admin", get(admin::home))
+        .route("/console/admin/outbox/{id}/retry", post(admin::retry))
         .route("/console/requests/{id}", get(console::detail))
         .route("/console/requests/{id}/decision", post(console::decide))
         .route("/console/requests/{id}/produce", post(console::produce))

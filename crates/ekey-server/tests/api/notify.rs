@@ -350,3 +350,91 @@ pub async fn no_message_is_lost_or_doubled_across_an_smtp_outage(db: Db) {
 }
 
 on_both_databases!(no_message_is_lost_or_doubled_across_an_smtp_outage);
+
+pub async fn an_administrator_retries_a_dead_letter_from_the_console(db: Db) {
+    let mut smtp = SmtpSink::new();
+    let smtp_port = smtp.port;
+    let s = TestServer::start_with(db, default_start(), move |c| {
+        c.mail_transport = MailTransport::Smtp;
+        c.smtp_url = Some(format!("smtp://127.0.0.1:{smtp_port}"));
+    })
+    .await;
+    // No mail server at all: the activation mail is tried until it is given up.
+    let email = "dead@notify.example";
+    let (status, _) = s
+        .post(
+            "/api/v1/registrations",
+            None,
+            registration(
+                "丁贸易有限公司",
+                &credit_code("91320100MA1NTFY4D"),
+                "320000",
+                email,
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let mut dead = Value::Null;
+    for _ in 0..300 {
+        s.clock.advance(chrono::Duration::hours(2));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let admin = s.login("admin").await; // sessions last 12 h of the moving clock
+        let (_, v) = s.get("/api/v1/admin/outbox", Some(&admin)).await;
+        if v["dead"] == 1 {
+            dead = v;
+            break;
+        }
+    }
+    assert_eq!(dead["dead"], 1, "given up after its attempts: {dead}");
+    let letter = &dead["dead_letters"][0];
+    assert_eq!(letter["recipient"], email);
+    assert!(
+        !letter["last_error"].as_str().unwrap().is_empty(),
+        "{letter}"
+    );
+
+    // The console lists it with its error; the server is back; one click sends it once.
+    let p = crate::pages::PageClient::new(&s);
+    p.login("admin", PASSWORD).await;
+    let page = p.get("/console/admin").await;
+    assert!(
+        page.body.contains(email) && page.body.contains("重新发送"),
+        "{}",
+        page.body
+    );
+    smtp.start().await;
+    let csrf = p.csrf("/console/admin").await;
+    let id = letter["id"].as_i64().unwrap();
+    let a = p
+        .post(
+            &format!("/console/admin/outbox/{id}/retry"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert!(a.location.contains("done=retried"), "{}", a.location);
+    wait_for("the retried mail", || smtp.messages().len() == 1, &s).await;
+    // A second click finds nothing to retry.
+    let a = p
+        .post(
+            &format!("/console/admin/outbox/{id}/retry"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert!(a.location.contains("error="), "{}", a.location);
+    for _ in 0..5 {
+        s.clock.advance(chrono::Duration::hours(1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(smtp.messages().len(), 1, "sent once");
+    let admin = s.login("admin").await;
+    let (_, v) = s.get("/api/v1/admin/outbox", Some(&admin)).await;
+    assert_eq!(
+        (v["dead"].as_i64(), v["sent"].as_i64()),
+        (Some(0), Some(1)),
+        "{v}"
+    );
+    s.stop().await;
+}
+
+on_both_databases!(an_administrator_retries_a_dead_letter_from_the_console);

@@ -1,0 +1,78 @@
+//! The administrator's console, first part: the outbox (counts, dead letters with their
+//! errors, retry), the holiday years covered, and the agencies' collection details.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use ekey_domain::request::Role;
+use minijinja::context;
+
+use super::portal::{Q, q};
+use super::{Form, Page, error_page, see_other, v};
+use crate::api::admin;
+use crate::state::AppState;
+
+/// The admin console.
+pub async fn home(State(state): State<AppState>, page: Page, query: Q) -> Response {
+    let auth = match page.require(&[Role::Admin]) {
+        Ok(a) => a.clone(),
+        Err(r) => return r,
+    };
+    let lang = page.lang;
+    let outbox = match admin::outbox(State(state.clone()), auth).await {
+        Ok(j) => j.0,
+        Err(e) => return error_page(lang, e),
+    };
+    let years = state.with_calendar(|c| c.covered_years());
+    let now_year = chrono::Datelike::year(
+        &state
+            .clock
+            .now()
+            .with_timezone(&ekey_domain::calendar::shanghai()),
+    );
+    let agencies = match crate::api::public::agencies(State(state.clone())).await {
+        Ok(j) => j.0,
+        Err(e) => return error_page(lang, e),
+    };
+    let notice = match q(&query, "done").as_str() {
+        "retried" => lang.pick("已重新排队发送。", "Queued again."),
+        _ => "",
+    };
+    page.render(
+        &state,
+        "console_admin.html",
+        context! {
+            outbox => v(&outbox),
+            years => years.clone(),
+            this_year => now_year,
+            this_year_covered => years.contains(&now_year),
+            next_year_covered => years.contains(&(now_year + 1)),
+            agencies => v(&agencies),
+            notice => notice,
+            error => q(&query, "error"),
+        },
+    )
+    .await
+}
+
+/// Retry one dead letter.
+pub async fn retry(
+    State(state): State<AppState>,
+    page: Page,
+    Path(id): Path<i64>,
+    form: Form,
+) -> Response {
+    let auth = match page.require(&[Role::Admin]) {
+        Ok(a) => a.clone(),
+        Err(r) => return r,
+    };
+    if let Err(r) = page.check_csrf(&form) {
+        return r;
+    }
+    match admin::retry(State(state.clone()), auth, Path(id)).await {
+        Ok(_) => see_other("/console/admin?done=retried#outbox"),
+        Err(e) => see_other(&format!(
+            "/console/admin?error={}#outbox",
+            super::encode(page.lang.pick(&e.zh, &e.en))
+        )),
+    }
+}
