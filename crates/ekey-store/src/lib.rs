@@ -17,6 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ekey_domain::error::DomainError;
+use ekey_domain::request::Kind;
 
 pub use sql::SqlStore;
 pub use types::*;
@@ -149,6 +150,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<RequestRecord>>;
     /// The history of a request, oldest first.
     async fn history(&self, request_id: &str) -> Result<Vec<HistoryEntry>>;
+    /// Every history entry since `since` (of one province's requests, or all), with its
+    /// request's id, kind and province, ordered by request then step: the raw material of
+    /// the dashboards.
+    async fn history_since(
+        &self,
+        province: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, Kind, String, HistoryEntry)>>;
     /// The one-transaction rule: check-and-set the status by version, write history,
     /// commit staged materials if asked, append outbox messages and the audit record.
     /// Zero rows matched → [`StoreError::Conflict`].

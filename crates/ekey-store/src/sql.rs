@@ -960,6 +960,35 @@ impl Store for SqlStore {
         rows.iter().map(request_from_row).collect()
     }
 
+    async fn history_since(
+        &self,
+        province: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, Kind, String, HistoryEntry)>> {
+        let rows = sqlx::query(
+            "SELECT h.request_id, r.kind, r.province, h.seq, h.at, h.actor_id, h.actor_role, \
+             h.action, h.from_status, h.to_status, h.remark, h.concerns \
+             FROM request_history h JOIN requests r ON r.id = h.request_id \
+             WHERE (CAST($1 AS TEXT) IS NULL OR r.province = $1) AND h.at >= $2 \
+             ORDER BY h.request_id, h.seq",
+        )
+        .bind(province)
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get("kind")?;
+                Ok((
+                    r.try_get("request_id")?,
+                    Kind::parse(&kind).map_err(|_| corrupt("kind"))?,
+                    r.try_get("province")?,
+                    history_from_row(r)?,
+                ))
+            })
+            .collect()
+    }
+
     async fn history(&self, request_id: &str) -> Result<Vec<HistoryEntry>> {
         let rows = sqlx::query(
             "SELECT seq, at, actor_id, actor_role, action, from_status, to_status, remark, \
@@ -968,24 +997,7 @@ impl Store for SqlStore {
         .bind(request_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let role: String = r.try_get("actor_role")?;
-                let from: Option<String> = r.try_get("from_status")?;
-                let to: String = r.try_get("to_status")?;
-                Ok(HistoryEntry {
-                    seq: r.try_get("seq")?,
-                    at: from_ms(r.try_get("at")?),
-                    actor_id: r.try_get("actor_id")?,
-                    actor_role: Role::parse(&role).ok_or_else(|| corrupt("actor_role"))?,
-                    action: r.try_get("action")?,
-                    from_status: from.as_deref().and_then(Status::parse),
-                    to_status: Status::parse(&to).ok_or_else(|| corrupt("to_status"))?,
-                    remark: r.try_get("remark")?,
-                    concerns: split_list(&r.try_get::<String, _>("concerns")?),
-                })
-            })
-            .collect()
+        rows.iter().map(history_from_row).collect()
     }
 
     async fn apply_transition(&self, t: Transition) -> Result<RequestRecord> {
@@ -1985,6 +1997,23 @@ static_sql!(
     MATERIAL_COLS,
     " FROM materials WHERE request_id = $1 AND state IN ('staged', 'committed') ORDER BY item, id"
 );
+
+fn history_from_row(r: &AnyRow) -> Result<HistoryEntry> {
+    let role: String = r.try_get("actor_role")?;
+    let from: Option<String> = r.try_get("from_status")?;
+    let to: String = r.try_get("to_status")?;
+    Ok(HistoryEntry {
+        seq: r.try_get("seq")?,
+        at: from_ms(r.try_get("at")?),
+        actor_id: r.try_get("actor_id")?,
+        actor_role: Role::parse(&role).ok_or_else(|| corrupt("actor_role"))?,
+        action: r.try_get("action")?,
+        from_status: from.as_deref().and_then(Status::parse),
+        to_status: Status::parse(&to).ok_or_else(|| corrupt("to_status"))?,
+        remark: r.try_get("remark")?,
+        concerns: split_list(&r.try_get::<String, _>("concerns")?),
+    })
+}
 
 fn split_list(s: &str) -> Vec<String> {
     s.split(',')

@@ -2638,6 +2638,28 @@ async fn list_requests_filters_and_puts_the_soonest_deadline_first(db: &TestDb) 
     .await?;
     assert_eq!(a_reviews, ids(&[&a1]));
 
+    // The dashboards' raw material: history since a time, of one province or all.
+    let shanghai_history = s.history_since(Some("310000"), t0()).await?;
+    assert!(
+        shanghai_history
+            .iter()
+            .all(|(id, _, p, _)| id == &c1.id && p == "310000"),
+        "{shanghai_history:?}"
+    );
+    assert_eq!(
+        shanghai_history
+            .iter()
+            .map(|(_, _, _, h)| h.action.as_str())
+            .collect::<Vec<_>>(),
+        ["create", "submit", "confirm_upload"]
+    );
+    assert_eq!(s.history_since(None, t0()).await?.len(), 3 * 3 + 2);
+    assert!(
+        s.history_since(None, t0() + Duration::days(1))
+            .await?
+            .is_empty()
+    );
+
     // Search: number, login name, credit code exactly; a part of the enterprise's name.
     let search = |q: &str| {
         list(RequestFilter {

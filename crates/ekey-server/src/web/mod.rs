@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod console;
+pub mod dashboard;
 pub mod delivery;
 pub mod portal;
 pub mod public;
@@ -65,6 +66,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "console_request.html",
         include_str!("templates/console_request.html"),
+    ),
+    (
+        "console_dashboard.html",
+        include_str!("templates/console_dashboard.html"),
     ),
     (
         "console_admin.html",
@@ -523,6 +528,7 @@ pub fn router() -> Router<AppState> {
         .route("/console", get(console::home))
         .route("/console/queue", get(console::queue))
         .route("/console/admin", get(admin::home))
+        .route("/console/dashboard", get(dashboard::dashboard))
         .route("/console/admin/outbox/{id}/retry", post(admin::retry))
         .route("/console/requests/{id}", get(console::detail))
         .route("/console/requests/{id}/decision", post(console::decide))

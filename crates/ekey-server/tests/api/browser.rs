@@ -805,6 +805,25 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
         .await;
     assert_eq!(keys[0]["state"], "active", "{keys}");
 
+    // The clerk's dashboard draws real figures: the review was on time, one completed.
+    b.goto(&s.url("/console/dashboard")).await;
+    b.wait_text("h1", "统计").await;
+    let charts = b
+        .client
+        .execute(
+            "return document.querySelectorAll('svg.chart').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(charts, json!(5), "five charts");
+    let text = b.body().await;
+    assert!(
+        text.contains("验核（2个工作日） 1 1"),
+        "one review, on time: {text}"
+    );
+    b.shot("37-dashboard").await;
+
     b.close().await;
     s.stop().await;
 }
