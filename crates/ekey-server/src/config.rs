@@ -39,6 +39,8 @@ pub struct Config {
     pub activation_ttl_hours: i64,
     /// How often the outbox worker looks for due messages when not woken.
     pub outbox_poll_ms: u64,
+    /// How often expiry reminders and the clerks' digest are looked for.
+    pub reminder_poll_ms: u64,
     /// The key provider's customer hotline (shown in footers and mails).
     pub provider_hotline: String,
     /// Personalise keys on PKCS#11 tokens through this module (e.g. SoftHSM2, a vendor's
@@ -80,6 +82,7 @@ impl Default for Config {
             session_ttl_hours: 12,
             activation_ttl_hours: 48,
             outbox_poll_ms: 1000,
+            reminder_poll_ms: 600_000,
             provider_hotline: "010-58103599".into(),
             font: None,
             smtp_url: None,

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod error;
 pub mod messages;
 pub mod outbox;
+pub mod reminders;
 pub mod secrets;
 pub mod state;
 pub mod transport;
@@ -131,6 +132,10 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let worker = outbox::spawn(state.clone());
     let crl_refresher = ca::spawn_crl_refresher(state.clone());
+    let reminders = reminders::spawn(
+        state.clone(),
+        std::time::Duration::from_millis(state.config.reminder_poll_ms.max(50)),
+    );
     let app = api::router(state);
     let result = axum::serve(
         listener,
@@ -140,6 +145,7 @@ pub async fn serve(
     .await;
     worker.abort();
     crl_refresher.abort();
+    reminders.abort();
     result.context("serving HTTP")
 }
 

@@ -245,6 +245,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         retry_at: DateTime<Utc>,
         dead: bool,
     ) -> Result<()>;
+    /// Queues messages outside a state change (reminders, digests); a message whose dedup
+    /// key was queued before is skipped. Returns how many were new.
+    async fn enqueue(&self, messages: Vec<NewMessage>) -> Result<usize>;
+    /// Keys in use (active or locked) whose current, unrevoked certificate ends in
+    /// `(after, until]`, with the enterprise account's email.
+    async fn expiring_keys(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ExpiringKey>>;
+    /// Active staff accounts of a role.
+    async fn accounts_with_role(&self, role: &str) -> Result<Vec<Account>>;
     /// Counts of outbox messages by state.
     async fn outbox_counts(&self) -> Result<OutboxCounts>;
     /// Messages given up after too many failures, newest first, with their last error.

@@ -11,7 +11,7 @@ use ekey_domain::request::{
 };
 use rand::Rng;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, AssertSqlSafe, Row, Transaction};
 
 use crate::audit::{AuditFields, GENESIS, chain_hash};
 use crate::types::*;
@@ -1536,6 +1536,67 @@ impl Store for SqlStore {
             }
         }
         Ok(c)
+    }
+
+    async fn enqueue(&self, messages: Vec<NewMessage>) -> Result<usize> {
+        let mut tx = self.begin_write().await?;
+        let mut added = 0;
+        for m in &messages {
+            let before = sqlx::query("SELECT 1 AS one FROM outbox WHERE dedup_key = $1")
+                .bind(&m.dedup_key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if before.is_none() {
+                enqueue_tx(&mut tx, m).await?;
+                added += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn expiring_keys(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ExpiringKey>> {
+        let rows = sqlx::query(
+            "SELECT k.id, k.enterprise_id, k.login_name, c.serial, c.not_after, \
+             (SELECT MIN(a.email) FROM accounts a WHERE a.enterprise_id = k.enterprise_id \
+              AND a.role = 'enterprise' AND a.active = 1) AS email \
+             FROM keys k JOIN certificates c ON c.serial = k.certificate_serial \
+             WHERE k.status IN ('active', 'locked') AND c.revoked_at IS NULL \
+             AND c.not_after > $1 AND c.not_after <= $2 ORDER BY c.not_after",
+        )
+        .bind(ms(after))
+        .bind(ms(until))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .filter_map(|r| {
+                let email: Option<String> = r.try_get("email").ok().flatten();
+                email.map(|email| {
+                    Ok(ExpiringKey {
+                        key_id: r.try_get("id")?,
+                        enterprise_id: r.try_get("enterprise_id")?,
+                        login_name: r.try_get("login_name")?,
+                        serial: r.try_get("serial")?,
+                        not_after: from_ms(r.try_get("not_after")?),
+                        email,
+                    })
+                })
+            })
+            .collect()
+    }
+
+    async fn accounts_with_role(&self, role: &str) -> Result<Vec<Account>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLS} FROM accounts WHERE role = $1 AND active = 1 ORDER BY login"
+        )))
+        .bind(role)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(account_from_row).collect()
     }
 
     async fn outbox_dead(&self, limit: i64) -> Result<Vec<(OutboxMessage, String)>> {

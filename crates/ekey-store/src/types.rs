@@ -718,3 +718,20 @@ pub struct NewPasswordReset {
     /// Audit record.
     pub audit: NewAudit,
 }
+
+/// A key in use whose certificate ends soon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpiringKey {
+    /// Key.
+    pub key_id: String,
+    /// Enterprise.
+    pub enterprise_id: String,
+    /// Login name.
+    pub login_name: String,
+    /// Certificate serial (hex).
+    pub serial: String,
+    /// End of validity.
+    pub not_after: DateTime<Utc>,
+    /// The enterprise account's email.
+    pub email: String,
+}

@@ -31,5 +31,6 @@ mod flow;
 mod lifecycle;
 mod notify;
 mod pages;
+mod reminders;
 mod softhsm;
 mod unlock;

@@ -1,0 +1,126 @@
+//! Timed messages nobody clicks for: certificate expiry reminders at 60, 30 and 7 days
+//! (one per threshold and certificate; a renewed key has a new certificate and is skipped),
+//! and the agency clerks' morning digest of what is due today or overdue (working days
+//! only). Messages go through the outbox with dedup keys, so running this on several
+//! instances, or twice, sends nothing twice.
+
+use std::time::Duration;
+
+use chrono::{Timelike, Utc};
+use ekey_domain::calendar::shanghai;
+use ekey_domain::request::Status;
+use ekey_store::{Channel, NewMessage, RequestFilter};
+
+use crate::messages::local_time;
+use crate::state::AppState;
+
+/// Days before the end of a certificate at which its holder is reminded.
+pub const THRESHOLDS: [i64; 3] = [7, 30, 60];
+
+/// Queues whatever is due now; returns how many messages were new.
+pub async fn run_once(state: &AppState) -> Result<usize, ekey_store::StoreError> {
+    let now = state.clock.now();
+    let mut messages = Vec::new();
+    let horizon = now + chrono::Duration::days(THRESHOLDS[THRESHOLDS.len() - 1]);
+    for k in state.store.expiring_keys(now, horizon).await? {
+        let days_left = (k.not_after - now).num_days();
+        // The tightest threshold reached: a key 25 days from its end gets the 30-day mail.
+        let Some(threshold) = THRESHOLDS.iter().copied().find(|t| days_left < *t) else {
+            continue;
+        };
+        messages.push(NewMessage {
+            channel: Channel::Email,
+            recipient: k.email.clone(),
+            subject: format!("电子钥匙证书将于 {} 天内到期，请及时更新", threshold),
+            body: format!(
+                "您好：\n\n登录名为 {} 的电子钥匙，其数字证书（序列号 {}）将于 {} 到期，\
+                 到期后将无法在许可证系统中签名。\n\n请登录 {}/portal ，对该钥匙申请“更新”，\
+                 服务商审批后插入钥匙即可在线更新证书。\n\n电子钥匙服务商客服电话：{}\n",
+                k.login_name,
+                k.serial,
+                local_time(k.not_after),
+                state.config.public_url(),
+                state.config.provider_hotline
+            ),
+            dedup_key: format!("expiry:{}:{threshold}", k.serial),
+            created_at: now,
+        });
+    }
+    // The clerks' digest, once per working day from 08:00.
+    let local = now.with_timezone(&shanghai());
+    let working = state.with_calendar(|c| c.is_working_day(local.date_naive()));
+    if working && local.hour() >= 8 {
+        for clerk in state.store.accounts_with_role("agency").await? {
+            let Some(province) = &clerk.province else {
+                continue;
+            };
+            let open = state
+                .store
+                .list_requests(&RequestFilter {
+                    province: Some(province.clone()),
+                    limit: 500,
+                    ..RequestFilter::default()
+                })
+                .await?;
+            let tomorrow = local.date_naive().succ_opt().unwrap_or(local.date_naive());
+            let (mut overdue, mut today) = (Vec::new(), Vec::new());
+            for r in open.iter().filter(|r| r.status != Status::Completed) {
+                let Some(due) = r.due_at else { continue };
+                if due <= now {
+                    overdue.push(r);
+                } else if due.with_timezone(&shanghai()).date_naive() == tomorrow {
+                    today.push(r);
+                }
+            }
+            if overdue.is_empty() && today.is_empty() {
+                continue;
+            }
+            let line = |r: &&ekey_store::RequestRecord| {
+                format!(
+                    "  {}  {}  {}  截止 {}",
+                    r.number,
+                    r.kind.name_zh(),
+                    r.status.label_zh(),
+                    r.due_at.map(local_time).unwrap_or_default()
+                )
+            };
+            messages.push(NewMessage {
+                channel: Channel::Email,
+                recipient: clerk.email.clone(),
+                subject: format!(
+                    "今日待办：{} 件今日到期，{} 件已超时",
+                    today.len(),
+                    overdue.len()
+                ),
+                body: format!(
+                    "{}：\n\n已超时（{}）：\n{}\n\n今日到期（{}）：\n{}\n\n工作台：{}/console/queue\n",
+                    clerk.display_name,
+                    overdue.len(),
+                    overdue.iter().map(line).collect::<Vec<_>>().join("\n"),
+                    today.len(),
+                    today.iter().map(line).collect::<Vec<_>>().join("\n"),
+                    state.config.public_url()
+                ),
+                dedup_key: format!("digest:{}:{}", clerk.id, local.date_naive()),
+                created_at: now,
+            });
+        }
+    }
+    let added = state.store.enqueue(messages).await?;
+    if added > 0 {
+        state.outbox_wake.notify_one();
+    }
+    Ok(added)
+}
+
+/// Runs the reminders every `interval` until the process ends.
+pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = run_once(&state).await {
+                tracing::warn!(error = %e, at = %Utc::now(), "reminders");
+            }
+            tokio::time::sleep(interval).await;
+        }
+    })
+}
