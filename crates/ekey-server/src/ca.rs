@@ -246,6 +246,15 @@ impl CaService {
         Ok(der)
     }
 
+    /// When this instance made the CRL it serves, if it has one.
+    pub fn crl_made_at(&self) -> Option<DateTime<Utc>> {
+        self.crl
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|c| c.made_at)
+    }
+
     /// Drops the cached CRL (after a revocation by this instance; others see the counter).
     pub fn forget_crl(&self) {
         *self.crl.lock().unwrap_or_else(|e| e.into_inner()) = None;

@@ -204,6 +204,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Revokes one certificate on its own (operator command). Unknown → NotFound; already
     /// revoked → Duplicate("revocation").
     async fn revoke(&self, r: Revocation, audit: NewAudit) -> Result<CertificateRecord>;
+    /// Certificates found by serial (hex, exact), the enterprise's credit code, or the key's
+    /// login name; newest first.
+    async fn search_certificates(&self, query: &str, limit: i64) -> Result<Vec<CertificateRecord>>;
+    /// (certificates issued, certificates revoked) since `since`.
+    async fn certificate_counts(&self, since: DateTime<Utc>) -> Result<(i64, i64)>;
     /// Every revoked certificate: (serial, when, reason).
     async fn revoked(&self) -> Result<Vec<(String, DateTime<Utc>, String)>>;
     /// (CRL number, revocation counter).

@@ -1599,6 +1599,33 @@ impl Store for SqlStore {
         rows.iter().map(account_from_row).collect()
     }
 
+    async fn search_certificates(&self, query: &str, limit: i64) -> Result<Vec<CertificateRecord>> {
+        let q = query.trim();
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CERT_COLS} FROM certificates WHERE der IS NOT NULL AND ( \
+             serial = LOWER($1) \
+             OR enterprise_id IN (SELECT id FROM enterprises WHERE credit_code = UPPER($1)) \
+             OR key_id IN (SELECT id FROM keys WHERE login_name = $1)) \
+             ORDER BY issued_at DESC LIMIT $2"
+        )))
+        .bind(q.replace(':', ""))
+        .bind(limit.clamp(1, 500))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(certificate_from_row).collect()
+    }
+
+    async fn certificate_counts(&self, since: DateTime<Utc>) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM certificates WHERE der IS NOT NULL AND issued_at >= $1) AS issued, \
+             (SELECT COUNT(*) FROM certificates WHERE revoked_at IS NOT NULL AND revoked_at >= $1) AS revoked",
+        )
+        .bind(ms(since))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("issued")?, row.try_get("revoked")?))
+    }
+
     async fn outbox_dead(&self, limit: i64) -> Result<Vec<(OutboxMessage, String)>> {
         let rows = sqlx::query(
             "SELECT id, channel, recipient, subject, body, dedup_key, attempts, created_at, \

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod certificates;
 pub mod delivery;
 pub mod keys;
 pub mod production;
@@ -99,7 +100,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 #[openapi(
     info(title = "eKey API", version = "1", description = "CA electronic keys for import/export enterprises: registration, requests, review, public lookups."),
     modifiers(&BearerScheme),
-    tags((name = "accounts"), (name = "requests"), (name = "materials"), (name = "documents"), (name = "production"), (name = "delivery"), (name = "keys"), (name = "public"), (name = "admin"), (name = "demo"))
+    tags((name = "accounts"), (name = "requests"), (name = "materials"), (name = "documents"), (name = "production"), (name = "delivery"), (name = "keys"), (name = "public"), (name = "admin"), (name = "ca"), (name = "demo"))
 )]
 struct ApiDoc;
 
@@ -181,6 +182,9 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(accounts::activate))
         .routes(routes!(accounts::me))
         .routes(routes!(accounts::reserve_login_name))
+        .routes(routes!(certificates::search))
+        .routes(routes!(certificates::revoke))
+        .routes(routes!(certificates::status))
         .routes(routes!(admin::outbox))
         .routes(routes!(admin::retry))
         .routes(routes!(selfservice::request_reset))

@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admin;
+pub mod certs;
 pub mod console;
 pub mod dashboard;
 pub mod delivery;
@@ -66,6 +67,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "console_request.html",
         include_str!("templates/console_request.html"),
+    ),
+    (
+        "console_certificates.html",
+        include_str!("templates/console_certificates.html"),
     ),
     (
         "console_dashboard.html",
@@ -529,6 +534,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/queue", get(console::queue))
         .route("/console/admin", get(admin::home))
         .route("/console/dashboard", get(dashboard::dashboard))
+        .route("/console/certificates", get(certs::page))
+        .route("/console/certificates/{serial}/revoke", post(certs::revoke))
         .route("/console/admin/outbox/{id}/retry", post(admin::retry))
         .route("/console/requests/{id}", get(console::detail))
         .route("/console/requests/{id}/decision", post(console::decide))

@@ -617,3 +617,98 @@ pub async fn a_cancellation_is_received_at_the_window_and_completed_from_the_con
 }
 
 on_both_databases!(a_cancellation_is_received_at_the_window_and_completed_from_the_consoles);
+
+pub async fn the_provider_finds_and_revokes_a_certificate_from_its_page(db: Db) {
+    let s = TestServer::start(db).await;
+    let ent = s.login("demo@ekey.example").await;
+    let agency = s.login("agency-320000").await;
+    let provider = s.login("provider").await;
+    let first = request_in_agency_review(&s, &ent).await;
+    let key = crate::lifecycle::approve_and_produce(&s, &first, &ent, &agency, &provider).await;
+    let serial = key["certificate_serial"].as_str().unwrap().to_string();
+
+    let op = PageClient::new(&s);
+    op.login("provider", PASSWORD).await;
+    let page = op.get("/console/certificates").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let (_, st) = s.get("/api/v1/ca/status", Some(&provider)).await;
+    assert_eq!(st["issued_today"], 1, "{st}");
+    assert_eq!(st["ocsp_answering"], true, "{st}");
+    assert!(st["crl_made_at"].is_string(), "{st}");
+    // Found by credit code, by login name and by serial (with colons, in capitals).
+    let colons = serial
+        .to_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
+    for q in [
+        "91320106MA1XYW0A10".to_string(),
+        key["login_name"].as_str().unwrap().to_string(),
+        colons,
+    ] {
+        let page = op
+            .get(&format!("/console/certificates?q={}", encode(&q)))
+            .await;
+        assert!(page.body.contains(&serial), "{q}: not found");
+    }
+    let csrf = csrf_of(&page.body);
+    let before = s.snapshot().await;
+    let a = op
+        .post(
+            &format!("/console/certificates/{serial}/revoke"),
+            &[("csrf", &csrf), ("q", &serial), ("reason", "noSuchReason")],
+        )
+        .await;
+    assert!(a.location.contains("error="), "{}", a.location);
+    assert_eq!(before, s.snapshot().await, "a bad reason changes nothing");
+    let a = op
+        .post(
+            &format!("/console/certificates/{serial}/revoke"),
+            &[("csrf", &csrf), ("q", &serial), ("reason", "keyCompromise")],
+        )
+        .await;
+    assert!(a.location.contains("done=revoked"), "{}", a.location);
+    let cert = ekey_store::Store::certificate(s.raw(), &serial)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cert.revocation_reason.as_deref(), Some("keyCompromise"));
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/certificates/{serial}/revoke"),
+            Some(&provider),
+            json!({"reason": "superseded"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let (status, _) = s
+        .post(
+            "/api/v1/certificates/0badc0de0badc0de/revoke",
+            Some(&provider),
+            json!({"reason": "superseded"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, st) = s.get("/api/v1/ca/status", Some(&provider)).await;
+    assert_eq!(st["revoked_today"], 1, "{st}");
+    // Nobody else revokes.
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/certificates/{serial}/revoke"),
+            Some(&agency),
+            json!({"reason": "superseded"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let clerk = PageClient::new(&s);
+    clerk.login("agency-320000", PASSWORD).await;
+    assert_eq!(
+        clerk.get("/console/certificates").await.status,
+        StatusCode::FORBIDDEN
+    );
+    s.stop().await;
+}
+
+on_both_databases!(the_provider_finds_and_revokes_a_certificate_from_its_page);
