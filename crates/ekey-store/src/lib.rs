@@ -76,6 +76,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn agencies(&self) -> Result<Vec<Agency>>;
     /// The agency of a province.
     async fn agency(&self, province: &str) -> Result<Option<Agency>>;
+    /// Changes an agency's collection details (address, window, hours, hotline). Audited.
+    async fn update_agency(&self, agency: Agency, audit: NewAudit) -> Result<Agency>;
 
     // ----- accounts and sessions -----
     /// Records a new enterprise with its first (inactive) account and activation token,

@@ -475,6 +475,32 @@ impl Store for SqlStore {
             .await
     }
 
+    async fn update_agency(&self, a: Agency, audit: NewAudit) -> Result<Agency> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE agencies SET address = $1, window_name = $2, hours = $3, hotline = $4 \
+             WHERE province = $5",
+        )
+        .bind(&a.address)
+        .bind(&a.window)
+        .bind(&a.hours)
+        .bind(&a.hotline)
+        .bind(&a.province)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        append_audit_tx(&mut tx, &audit).await?;
+        let row = sqlx::query(sql_agency_by_province())
+            .bind(&a.province)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        agency_from_row(&row)
+    }
+
     async fn register(&self, reg: NewRegistration) -> Result<Account> {
         let mut tx = self.begin_write().await?;
         let e = &reg.enterprise;

@@ -187,6 +187,8 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(certificates::status))
         .routes(routes!(admin::outbox))
         .routes(routes!(admin::retry))
+        .routes(routes!(admin::update_agency))
+        .routes(routes!(admin::upload_holidays))
         .routes(routes!(selfservice::request_reset))
         .routes(routes!(selfservice::complete_reset))
         .routes(routes!(selfservice::choose_collection))

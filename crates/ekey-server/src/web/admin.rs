@@ -35,6 +35,8 @@ pub async fn home(State(state): State<AppState>, page: Page, query: Q) -> Respon
     };
     let notice = match q(&query, "done").as_str() {
         "retried" => lang.pick("已重新排队发送。", "Queued again."),
+        "agency" => lang.pick("发证机构信息已更新。", "Agency details saved."),
+        "holidays" => lang.pick("节假日数据已载入。", "Holiday data loaded."),
         _ => "",
     };
     page.render(
@@ -72,6 +74,42 @@ pub async fn retry(
         Ok(_) => see_other("/console/admin?done=retried#outbox"),
         Err(e) => see_other(&format!(
             "/console/admin?error={}#outbox",
+            super::encode(page.lang.pick(&e.zh, &e.en))
+        )),
+    }
+}
+
+/// Save an agency's collection details.
+pub async fn agency(
+    State(state): State<AppState>,
+    page: Page,
+    Path(province): Path<String>,
+    form: Form,
+) -> Response {
+    let auth = match page.require(&[Role::Admin]) {
+        Ok(a) => a.clone(),
+        Err(r) => return r,
+    };
+    if let Err(r) = page.check_csrf(&form) {
+        return r;
+    }
+    let body = admin::AgencyBody {
+        address: form.get("address").into(),
+        window: form.get("window").into(),
+        hours: form.get("hours").into(),
+        hotline: form.get("hotline").into(),
+    };
+    match admin::update_agency(
+        State(state.clone()),
+        auth,
+        Path(province.clone()),
+        crate::api::ApiJson(body),
+    )
+    .await
+    {
+        Ok(_) => see_other(&format!("/console/admin?done=agency#a-{province}")),
+        Err(e) => see_other(&format!(
+            "/console/admin?error={}#a-{province}",
             super::encode(page.lang.pick(&e.zh, &e.en))
         )),
     }

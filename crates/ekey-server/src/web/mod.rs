@@ -248,11 +248,23 @@ impl Page {
         template: &str,
         ctx: Value,
     ) -> Response {
-        let footer = match &self.auth {
-            Some(a) => match &a.account.province {
-                Some(p) => state.store.agency(p).await.ok().flatten(),
-                None => None,
+        // The visitor's agency: a clerk's own, an enterprise's by its registered province.
+        let province = match &self.auth {
+            Some(a) => match (&a.account.province, &a.account.enterprise_id) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(e)) => state
+                    .store
+                    .enterprise(e)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|e| e.province),
+                _ => None,
             },
+            None => None,
+        };
+        let footer = match province {
+            Some(p) => state.store.agency(&p).await.ok().flatten(),
             None => None,
         }
         .map(|a| FooterAgency {
@@ -537,6 +549,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/certificates", get(certs::page))
         .route("/console/certificates/{serial}/revoke", post(certs::revoke))
         .route("/console/admin/outbox/{id}/retry", post(admin::retry))
+        .route("/console/admin/agencies/{province}", post(admin::agency))
         .route("/console/requests/{id}", get(console::detail))
         .route("/console/requests/{id}/decision", post(console::decide))
         .route("/console/requests/{id}/produce", post(console::produce))

@@ -712,3 +712,83 @@ pub async fn the_provider_finds_and_revokes_a_certificate_from_its_page(db: Db) 
 }
 
 on_both_databases!(the_provider_finds_and_revokes_a_certificate_from_its_page);
+
+pub async fn the_administrator_edits_an_agency_and_loads_a_new_year(db: Db) {
+    let s = TestServer::start(db).await;
+    let admin = PageClient::new(&s);
+    admin.login("admin", PASSWORD).await;
+    let page = admin.get("/console/admin").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = csrf_of(&page.body);
+    let a = admin
+        .post(
+            "/console/admin/agencies/320000",
+            &[
+                ("csrf", &csrf),
+                ("address", "南京市鼓楼区北京西路 <b>69</b> 号"),
+                ("window", "B2 窗口"),
+                ("hours", "工作日 9:00–17:00"),
+                ("hotline", "025-12345678"),
+            ],
+        )
+        .await;
+    assert!(a.location.contains("done=agency"), "{}", a.location);
+    let a = admin
+        .post(
+            "/console/admin/agencies/320000",
+            &[
+                ("csrf", &csrf),
+                ("address", ""),
+                ("window", "x"),
+                ("hours", "x"),
+                ("hotline", "x"),
+            ],
+        )
+        .await;
+    assert!(a.location.contains("error="), "an empty address is refused");
+    // The enterprise's footer and the public list show the new details, as text.
+    let ent = PageClient::new(&s);
+    ent.login("demo@ekey.example", PASSWORD).await;
+    let home = ent.get("/portal").await;
+    assert!(home.body.contains("B2 窗口") && home.body.contains("025-12345678"));
+    assert!(home.body.contains("&lt;b&gt;69&lt;&#x2f;b&gt;") || home.body.contains("&lt;b&gt;69"));
+
+    // A new year's holiday file: checked, kept, used.
+    let token = s.login("admin").await;
+    let put = |body: &'static str| {
+        s.client
+            .put(s.url("/api/v1/admin/holidays"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let res = put("{\"year\": 2027, \"days\": [{\"name\": \"x\", \"date\": \"2026-13-01\"}]}")
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        !s.data_dir.join("holidays/2027.json").exists(),
+        "nothing kept"
+    );
+    let res = put(r#"{"year": 2027, "papers": [], "days": [
+            {"name": "元旦", "date": "2027-01-01", "isOffDay": true},
+            {"name": "春节", "date": "2027-02-06", "isOffDay": false}]}"#)
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["year"], 2027);
+    assert!(
+        v["covered_years"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(2027))
+    );
+    assert!(s.data_dir.join("holidays/2027.json").exists());
+    let page = admin.get("/console/admin").await;
+    assert!(page.body.contains("2027"), "coverage shown");
+    s.stop().await;
+}
+
+on_both_databases!(the_administrator_edits_an_agency_and_loads_a_new_year);

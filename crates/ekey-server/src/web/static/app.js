@@ -162,6 +162,18 @@
     });
   });
 
+  // Holiday file upload (admin).
+  document.querySelectorAll("[data-holiday-upload]").forEach(function (input) {
+    input.addEventListener("change", function () {
+      var f = input.files && input.files[0], msg = document.querySelector("[data-holiday-msg]");
+      if (!f) return;
+      api("PUT", "/api/v1/admin/holidays", f, { "Content-Type": "application/json" }).then(function (r) {
+        if (r.ok) { window.location.href = "/console/admin?done=holidays"; }
+        else { msg.className = "upload-msg bad"; msg.textContent = (r.data && r.data.message) || t("载入失败", "Failed"); }
+      });
+    });
+  });
+
   // Mailing fields only matter when mailing is chosen.
   var mailFields = document.querySelector(".mail-fields");
   if (mailFields) {
