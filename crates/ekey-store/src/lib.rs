@@ -262,6 +262,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         after: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<ExpiringKey>>;
+    /// Creates an account; `Duplicate("login")` when the login exists. Audited.
+    async fn create_account(&self, account: NewAccount, audit: NewAudit) -> Result<Account>;
+    /// Enables or disables an account; disabling ends its sessions. Audited.
+    async fn set_account_active(
+        &self,
+        id: &str,
+        active: bool,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<Account>;
+    /// Every account of a role (active or not), by login.
+    async fn accounts_of_role(&self, role: &str) -> Result<Vec<Account>>;
     /// Active staff accounts of a role.
     async fn accounts_with_role(&self, role: &str) -> Result<Vec<Account>>;
     /// Counts of outbox messages by state.

@@ -1615,6 +1615,57 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn create_account(&self, a: NewAccount, audit: NewAudit) -> Result<Account> {
+        let mut tx = self.begin_write().await?;
+        insert_account_tx(&mut tx, &a).await?;
+        append_audit_tx(&mut tx, &audit).await?;
+        let account = fetch_account_tx(&mut tx, &a.id).await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    async fn set_account_active(
+        &self,
+        id: &str,
+        active: bool,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<Account> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query("UPDATE accounts SET active = $1 WHERE id = $2")
+            .bind(i64::from(active))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        if !active {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(ms(now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        append_audit_tx(&mut tx, &audit).await?;
+        let account = fetch_account_tx(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
+    async fn accounts_of_role(&self, role: &str) -> Result<Vec<Account>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLS} FROM accounts WHERE role = $1 ORDER BY login"
+        )))
+        .bind(role)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
     async fn accounts_with_role(&self, role: &str) -> Result<Vec<Account>> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {ACCOUNT_COLS} FROM accounts WHERE role = $1 AND active = 1 ORDER BY login"

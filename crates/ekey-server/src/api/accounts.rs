@@ -97,6 +97,14 @@ pub async fn login(
             .await?;
         return Err(bad_credentials());
     };
+    if !account.active && account.role != Role::Enterprise {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ekey.auth.disabled",
+            "该账户已停用，请联系系统管理员",
+            "This account is disabled; ask the administrator",
+        ));
+    }
     if !account.active {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -231,3 +231,214 @@ pub async fn upload_holidays(
         covered_years: covered,
     }))
 }
+
+/// A staff account.
+#[derive(Serialize, ToSchema)]
+pub struct UserOut {
+    /// Id.
+    pub id: String,
+    /// Login.
+    pub login: String,
+    /// Name shown.
+    pub display_name: String,
+    /// Email (digests and notices).
+    pub email: String,
+    /// agency, provider or admin.
+    pub role: String,
+    /// Province (agency clerks).
+    pub province: Option<String>,
+    /// Can log in.
+    pub active: bool,
+}
+
+impl From<ekey_store::Account> for UserOut {
+    fn from(a: ekey_store::Account) -> Self {
+        UserOut {
+            id: a.id,
+            login: a.login,
+            display_name: a.display_name,
+            email: a.email,
+            role: a.role.as_str().into(),
+            province: a.province,
+            active: a.active,
+        }
+    }
+}
+
+/// Staff accounts: agency clerks, provider operators, administrators (administrator).
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = Vec<UserOut>), (status = 403, body = ErrorBody)))]
+pub async fn users(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Vec<UserOut>>> {
+    auth.require(&[Role::Admin])?;
+    let mut out = Vec::new();
+    for role in ["agency", "provider", "admin"] {
+        out.extend(
+            state
+                .store
+                .accounts_of_role(role)
+                .await?
+                .into_iter()
+                .map(UserOut::from),
+        );
+    }
+    Ok(Json(out))
+}
+
+/// A new staff account.
+#[derive(Deserialize, ToSchema)]
+pub struct NewUserBody {
+    /// Login (letters, digits, `-`, `_`, `.`; 3–40).
+    pub login: String,
+    /// Name shown.
+    pub display_name: String,
+    /// Email.
+    pub email: String,
+    /// agency, provider or admin.
+    pub role: String,
+    /// Province code (required for an agency clerk).
+    pub province: Option<String>,
+    /// Initial password (at least 8 characters, letters and digits).
+    pub password: String,
+}
+
+/// Create a staff account (administrator).
+#[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = [])),
+    request_body = NewUserBody,
+    responses((status = 201, body = UserOut), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(body): ApiJson<NewUserBody>,
+) -> ApiResult<(StatusCode, Json<UserOut>)> {
+    auth.require(&[Role::Admin])?;
+    let login = body.login.trim().to_lowercase();
+    let ok_login = (3..=40).contains(&login.len())
+        && login
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !ok_login {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ekey.user.login",
+            "登录名为 3–40 位字母、数字或 - _ .",
+            "A login has 3–40 letters, digits or - _ .",
+        ));
+    }
+    let role = match body.role.as_str() {
+        "agency" => Role::Agency,
+        "provider" => Role::Provider,
+        "admin" => Role::Admin,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ekey.user.role",
+                "角色应为发证机构、服务商或管理员",
+                "The role must be agency, provider or admin",
+            ));
+        }
+    };
+    let province = match (role, body.province.as_deref().map(str::trim)) {
+        (Role::Agency, Some(p)) if ekey_domain::province::by_code(p).is_some() => {
+            Some(p.to_string())
+        }
+        (Role::Agency, _) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ekey.user.province",
+                "发证机构账户须选择所属省份",
+                "An agency clerk needs a province",
+            ));
+        }
+        _ => None,
+    };
+    let email = ekey_domain::ident::Email::parse(&body.email)
+        .map_err(ekey_domain::error::DomainError::from)?;
+    let name = text(&body.display_name, "display_name")?;
+    super::accounts::check_password(&body.password)?;
+    let password = body.password.clone();
+    let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let now = state.clock.now();
+    let id = uuid::Uuid::now_v7().to_string();
+    let account = state
+        .store
+        .create_account(
+            ekey_store::NewAccount {
+                id: id.clone(),
+                login: login.clone(),
+                email: email.as_str().into(),
+                display_name: name,
+                mobile: None,
+                password_hash: hash,
+                role,
+                enterprise_id: None,
+                province,
+                active: true,
+                created_at: now,
+            },
+            auth.audit(now, "user.create", "account", &id, "", role.as_str()),
+        )
+        .await
+        .map_err(|e| match e {
+            ekey_store::StoreError::Duplicate(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "ekey.user.duplicate",
+                format!("登录名 {login} 已被使用"),
+                format!("The login {login} is taken"),
+            ),
+            other => other.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(account.into())))
+}
+
+/// Enable or disable.
+#[derive(Deserialize, ToSchema)]
+pub struct ActiveBody {
+    /// Can log in.
+    pub active: bool,
+}
+
+/// Enable or disable a staff account (administrator); disabling ends its sessions at once.
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/active", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = ActiveBody,
+    responses((status = 200, body = UserOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn set_active(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ActiveBody>,
+) -> ApiResult<Json<UserOut>> {
+    auth.require(&[Role::Admin])?;
+    if id == auth.account.id && !body.active {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ekey.user.self",
+            "不能停用自己的账户",
+            "You cannot disable your own account",
+        ));
+    }
+    let target = state
+        .store
+        .account(&id)
+        .await?
+        .filter(|a| a.role != Role::Enterprise)
+        .ok_or_else(|| ApiError::not_found("ekey.user.not_found"))?;
+    let now = state.clock.now();
+    let (before, after) = if body.active {
+        ("inactive", "active")
+    } else {
+        ("active", "inactive")
+    };
+    let account = state
+        .store
+        .set_account_active(
+            &target.id,
+            body.active,
+            now,
+            auth.audit(now, "user.active", "account", &target.id, before, after),
+        )
+        .await?;
+    Ok(Json(account.into()))
+}

@@ -189,6 +189,8 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::retry))
         .routes(routes!(admin::update_agency))
         .routes(routes!(admin::upload_holidays))
+        .routes(routes!(admin::users, admin::create_user))
+        .routes(routes!(admin::set_active))
         .routes(routes!(selfservice::request_reset))
         .routes(routes!(selfservice::complete_reset))
         .routes(routes!(selfservice::choose_collection))

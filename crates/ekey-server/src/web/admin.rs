@@ -18,7 +18,7 @@ pub async fn home(State(state): State<AppState>, page: Page, query: Q) -> Respon
         Err(r) => return r,
     };
     let lang = page.lang;
-    let outbox = match admin::outbox(State(state.clone()), auth).await {
+    let outbox = match admin::outbox(State(state.clone()), auth.clone()).await {
         Ok(j) => j.0,
         Err(e) => return error_page(lang, e),
     };
@@ -29,6 +29,14 @@ pub async fn home(State(state): State<AppState>, page: Page, query: Q) -> Respon
             .now()
             .with_timezone(&ekey_domain::calendar::shanghai()),
     );
+    let users = match admin::users(State(state.clone()), auth).await {
+        Ok(j) => j.0,
+        Err(e) => return error_page(lang, e),
+    };
+    let provinces: Vec<_> = ekey_domain::province::all()
+        .iter()
+        .map(|p| context! { code => p.code, name => lang.pick(p.name_zh, p.name_en) })
+        .collect();
     let agencies = match crate::api::public::agencies(State(state.clone())).await {
         Ok(j) => j.0,
         Err(e) => return error_page(lang, e),
@@ -37,6 +45,7 @@ pub async fn home(State(state): State<AppState>, page: Page, query: Q) -> Respon
         "retried" => lang.pick("已重新排队发送。", "Queued again."),
         "agency" => lang.pick("发证机构信息已更新。", "Agency details saved."),
         "holidays" => lang.pick("节假日数据已载入。", "Holiday data loaded."),
+        "user" => lang.pick("账户已保存。", "Account saved."),
         _ => "",
     };
     page.render(
@@ -49,6 +58,8 @@ pub async fn home(State(state): State<AppState>, page: Page, query: Q) -> Respon
             this_year_covered => years.contains(&now_year),
             next_year_covered => years.contains(&(now_year + 1)),
             agencies => v(&agencies),
+            users => v(&users),
+            provinces => provinces,
             notice => notice,
             error => q(&query, "error"),
         },
@@ -110,6 +121,65 @@ pub async fn agency(
         Ok(_) => see_other(&format!("/console/admin?done=agency#a-{province}")),
         Err(e) => see_other(&format!(
             "/console/admin?error={}#a-{province}",
+            super::encode(page.lang.pick(&e.zh, &e.en))
+        )),
+    }
+}
+
+/// Create a staff account.
+pub async fn create_user(State(state): State<AppState>, page: Page, form: Form) -> Response {
+    let auth = match page.require(&[Role::Admin]) {
+        Ok(a) => a.clone(),
+        Err(r) => return r,
+    };
+    if let Err(r) = page.check_csrf(&form) {
+        return r;
+    }
+    let body = admin::NewUserBody {
+        login: form.get("login").into(),
+        display_name: form.get("display_name").into(),
+        email: form.get("email").into(),
+        role: form.get("role").into(),
+        province: Some(form.get("province").to_string()).filter(|p| !p.is_empty()),
+        password: form.get("password").into(),
+    };
+    match admin::create_user(State(state.clone()), auth, crate::api::ApiJson(body)).await {
+        Ok(_) => see_other("/console/admin?done=user#users"),
+        Err(e) => see_other(&format!(
+            "/console/admin?error={}#users",
+            super::encode(page.lang.pick(&e.zh, &e.en))
+        )),
+    }
+}
+
+/// Enable or disable a staff account.
+pub async fn set_active(
+    State(state): State<AppState>,
+    page: Page,
+    Path(id): Path<String>,
+    form: Form,
+) -> Response {
+    let auth = match page.require(&[Role::Admin]) {
+        Ok(a) => a.clone(),
+        Err(r) => return r,
+    };
+    if let Err(r) = page.check_csrf(&form) {
+        return r;
+    }
+    let body = admin::ActiveBody {
+        active: form.get("active") == "true",
+    };
+    match admin::set_active(
+        State(state.clone()),
+        auth,
+        Path(id),
+        crate::api::ApiJson(body),
+    )
+    .await
+    {
+        Ok(_) => see_other("/console/admin?done=user#users"),
+        Err(e) => see_other(&format!(
+            "/console/admin?error={}#users",
             super::encode(page.lang.pick(&e.zh, &e.en))
         )),
     }

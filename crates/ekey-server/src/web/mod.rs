@@ -550,6 +550,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/certificates/{serial}/revoke", post(certs::revoke))
         .route("/console/admin/outbox/{id}/retry", post(admin::retry))
         .route("/console/admin/agencies/{province}", post(admin::agency))
+        .route("/console/admin/users", post(admin::create_user))
+        .route("/console/admin/users/{id}/active", post(admin::set_active))
         .route("/console/requests/{id}", get(console::detail))
         .route("/console/requests/{id}/decision", post(console::decide))
         .route("/console/requests/{id}/produce", post(console::produce))

@@ -792,3 +792,94 @@ pub async fn the_administrator_edits_an_agency_and_loads_a_new_year(db: Db) {
 }
 
 on_both_databases!(the_administrator_edits_an_agency_and_loads_a_new_year);
+
+async fn new_staff(admin: &PageClient<'_>, csrf: &str, role: &str, province: &str) -> Answer {
+    admin
+        .post(
+            "/console/admin/users",
+            &[
+                ("csrf", csrf),
+                ("login", "bj-clerk-2"),
+                ("display_name", "赵敏"),
+                ("email", "zhaomin@example.gov.cn"),
+                ("role", role),
+                ("province", province),
+                ("password", "Clerk-pass-2026"),
+            ],
+        )
+        .await
+}
+
+pub async fn staff_accounts_are_created_and_disabled_by_the_administrator(db: Db) {
+    let s = TestServer::start(db).await;
+    let admin = PageClient::new(&s);
+    admin.login("admin", PASSWORD).await;
+    let csrf = admin.csrf("/console/admin").await;
+    // An agency clerk needs a province.
+    let a = new_staff(&admin, &csrf, "agency", "").await;
+    assert!(a.location.contains("error="), "{}", a.location);
+    let a = new_staff(&admin, &csrf, "agency", "110000").await;
+    assert!(a.location.contains("done=user"), "{}", a.location);
+    let a = new_staff(&admin, &csrf, "provider", "").await;
+    assert!(a.location.contains("error="), "a taken login");
+
+    // The new clerk works in Beijing …
+    let token = s.login_with("bj-clerk-2", "Clerk-pass-2026").await;
+    let (status, me) = s.get("/api/v1/me", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (me["role"].as_str(), me["province"].as_str()),
+        (Some("agency"), Some("110000"))
+    );
+    // … until disabled: the session ends at once and logging in says why.
+    let admin_token = s.login("admin").await;
+    let (_, users) = s.get("/api/v1/admin/users", Some(&admin_token)).await;
+    let id = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["login"] == "bj-clerk-2")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a = admin
+        .post(
+            &format!("/console/admin/users/{id}/active"),
+            &[("csrf", &csrf), ("active", "false")],
+        )
+        .await;
+    assert!(a.location.contains("done=user"), "{}", a.location);
+    let (status, _) = s.get("/api/v1/me", Some(&token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, v) = s
+        .post(
+            "/api/v1/sessions",
+            None,
+            json!({"login": "bj-clerk-2", "password": "Clerk-pass-2026"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(v["code"], "ekey.auth.disabled");
+    // The administrator cannot lock themselves out.
+    let me = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["login"] == "admin")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/admin/users/{me}/active"),
+            Some(&admin_token),
+            json!({"active": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    s.stop().await;
+}
+
+on_both_databases!(staff_accounts_are_created_and_disabled_by_the_administrator);
