@@ -116,7 +116,7 @@ impl<'a> PageClient<'a> {
     }
 }
 
-fn csrf_of(html: &str) -> String {
+pub fn csrf_of(html: &str) -> String {
     let at = html
         .find("name=\"csrf\" value=\"")
         .unwrap_or_else(|| panic!("no CSRF field in {html}"));

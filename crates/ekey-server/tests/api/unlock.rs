@@ -114,14 +114,20 @@ pub async fn an_approved_unlock_mails_a_code_that_unlocks_the_key_once(db: Db) {
         json!({}),
     )
     .await;
-    let (status, v) = s
+    // The operator approves on the console page, which shows the challenge.
+    let op = crate::pages::PageClient::new(&s);
+    op.login("provider", PASSWORD).await;
+    let page = op.get(&format!("/console/requests/{id}")).await;
+    assert!(page.body.contains(&challenge), "the challenge is shown");
+    let csrf = crate::pages::csrf_of(&page.body);
+    let a = op
         .post(
-            &format!("/api/v1/requests/{id}/decision"),
-            Some(&provider),
-            json!({"approve": true}),
+            &format!("/console/requests/{id}/decision"),
+            &[("csrf", csrf.as_str()), ("verdict", "approve")],
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(a.location.ends_with("done=approved"), "{}", a.location);
+    let (_, v) = s.get(&format!("/api/v1/requests/{id}"), Some(&ent)).await;
     assert_eq!(v["status"], "approved");
     let mail = s
         .wait_message("unlock@example.com", "电子钥匙密码重置")
