@@ -314,6 +314,115 @@ fn cancellation_form_layout(p: &mut Page<'_>, doc: Option<&RequestDoc>) -> Resul
 }
 
 /// Lays out with the largest type that fits, then renders.
+/// Keys listed per page of a packing list.
+const PACKING_ROWS: usize = 20;
+
+/// 电子钥匙发货单（装箱清单）: as many A4 pages as the keys need, each with the shipment
+/// number (and its QR code), the courier and page numbers; receipt signatures on the last.
+pub fn packing_list(fonts: &Fonts, list: &crate::PackingList) -> Result<Vec<u8>, DocError> {
+    let m = Metrics::new(fonts);
+    let chunks: Vec<&[crate::PackedKey]> = if list.keys.is_empty() {
+        vec![&[]]
+    } else {
+        list.keys.chunks(PACKING_ROWS).collect()
+    };
+    let total = chunks.len();
+    let mut pages = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let first = i * PACKING_ROWS;
+        let last_page = i + 1 == total;
+        let ops = fitted(&m, &|p: &mut Page<'_>| {
+            packing_page(p, list, chunk, first, i + 1, total, last_page)
+        })?;
+        pages.push(ops);
+    }
+    crate::render::render_pages(fonts, &m, "电子钥匙发货单", &pages)
+}
+
+fn packing_page(
+    p: &mut Page<'_>,
+    list: &crate::PackingList,
+    keys: &[crate::PackedKey],
+    first: usize,
+    page: usize,
+    pages: usize,
+    last: bool,
+) -> Result<(), DocError> {
+    header_with(
+        p,
+        "电子钥匙发货单（装箱清单）",
+        Some(&format!("第 {page} 页，共 {pages} 页")),
+        Some(&list.number),
+        Some(list.date),
+        ("发货单号：", "发货日期："),
+    )?;
+    p.table_start();
+    pair(
+        p,
+        "收货单位",
+        list.agency_name.clone(),
+        "钥匙数量",
+        format!("{} 把", list.keys.len()),
+        p.sz.row(),
+    );
+    pair(
+        p,
+        "快递公司",
+        list.courier.clone(),
+        "运单号",
+        list.tracking_number.clone(),
+        p.sz.row(),
+    );
+    // The serial column fits 14 capital hex characters without wrapping.
+    let cols = [10.0 * MM, 38.0 * MM, 0.0, 28.0 * MM, 40.0 * MM];
+    p.row(&[
+        cell(cols[0], Content::Label("序号".into())),
+        cell(cols[1], Content::Label("申请编号".into())),
+        cell(
+            CONTENT_W - cols[0] - cols[1] - cols[3] - cols[4],
+            Content::Label("企业名称".into()),
+        ),
+        cell(cols[3], Content::Label("用户登录名".into())),
+        cell(cols[4], Content::Label("钥匙序列号".into())),
+    ]);
+    for (n, k) in keys.iter().enumerate() {
+        p.row(&[
+            cell(cols[0], Content::Value(format!("{}", first + n + 1))),
+            cell(cols[1], Content::Value(k.request_number.clone())),
+            cell(
+                CONTENT_W - cols[0] - cols[1] - cols[3] - cols[4],
+                Content::Value(k.enterprise_name.clone()),
+            ),
+            cell(cols[3], Content::Value(k.login_name.clone())),
+            cell(cols[4], Content::Value(k.token_serial.clone())),
+        ]);
+    }
+    if last {
+        p.row_min(
+            &[
+                cell(CONTENT_W / 2.0, Content::Sign("发货人签字：".into())),
+                cell(0.0, Content::Sign("收货单位签收（签字、盖章）：".into())),
+            ],
+            30.0 * MM,
+        );
+        p.row(&[
+            cell(LW, Content::Label("签收日期".into())),
+            cell(0.0, Content::Date(None)),
+        ]);
+    }
+    p.table_end();
+    if last {
+        p.notes(
+            "注：",
+            &[
+                "收货单位逐把核对钥匙序列号与本清单一致后签收，并在eKey系统中对本发货单“整批签收”。".into(),
+                "签收后须在3个工作日内通知企业领取。".into(),
+            ],
+        );
+    }
+    Ok(())
+}
+
 fn make(
     fonts: &Fonts,
     title: &str,
@@ -347,6 +456,25 @@ fn header(
     number: Option<&str>,
     date: Option<chrono::NaiveDate>,
 ) -> Result<(), DocError> {
+    header_with(
+        p,
+        title,
+        subtitle,
+        number,
+        date,
+        ("申请编号：", "填表日期："),
+    )
+}
+
+/// [`header`] with other words before the number and the date.
+fn header_with(
+    p: &mut Page<'_>,
+    title: &str,
+    subtitle: Option<&str>,
+    number: Option<&str>,
+    date: Option<chrono::NaiveDate>,
+    labels: (&str, &str),
+) -> Result<(), DocError> {
     let top = p.y;
     let mut qr_bottom = top;
     let qr_x = PAGE_W - MARGIN_X - QR;
@@ -363,7 +491,7 @@ fn header(
     let s = p.sz.value();
     let base = p.y + s;
     let mut x = MARGIN_X;
-    x += p.text_at(x, base, "申请编号：", s, false, 0, None);
+    x += p.text_at(x, base, labels.0, s, false, 0, None);
     match number {
         Some(n) => {
             x += p.text_at(x, base, n, s, false, 0, None);
@@ -382,7 +510,7 @@ fn header(
         }
     }
     x += 2.0 * s;
-    x += p.text_at(x, base, "填表日期：", s, false, 0, None);
+    x += p.text_at(x, base, labels.1, s, false, 0, None);
     p.date_fill(x, base, s, date, None);
     p.y = (base + s * 0.6).max(qr_bottom) + 5.0;
     debug_assert!(MARGIN_TOP <= top);

@@ -25,7 +25,9 @@ use ekey_domain::Lang;
 use ekey_domain::request::{Kind, LicenceType};
 
 pub use fonts::{BUNDLED_NAME, FONT_ENV, Fonts};
-pub use forms::{application_form, cancellation_form, confirmation_letter, unlock_form};
+pub use forms::{
+    application_form, cancellation_form, confirmation_letter, packing_list, unlock_form,
+};
 
 /// A person on a form (the authorised user, 授权用户 / 经办人).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -73,6 +75,36 @@ pub struct RequestDoc {
     pub key_lost: bool,
     /// Date printed on the form (填表日期).
     pub date: chrono::NaiveDate,
+}
+
+/// One key in a shipment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackedKey {
+    /// The request that produced it.
+    pub request_number: String,
+    /// The enterprise.
+    pub enterprise_name: String,
+    /// Login name bound to the key.
+    pub login_name: String,
+    /// Token serial.
+    pub token_serial: String,
+}
+
+/// A shipment's packing list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackingList {
+    /// Shipment number (printed and as a QR code).
+    pub number: String,
+    /// The receiving agency.
+    pub agency_name: String,
+    /// Courier.
+    pub courier: String,
+    /// Tracking number.
+    pub tracking_number: String,
+    /// Date shipped.
+    pub date: chrono::NaiveDate,
+    /// The keys.
+    pub keys: Vec<PackedKey>,
 }
 
 /// A document could not be made.

@@ -52,6 +52,16 @@ pub(crate) fn render(
     title: &str,
     ops: &[Op],
 ) -> Result<Vec<u8>, DocError> {
+    render_pages(fonts, m, title, &[ops.to_vec()])
+}
+
+/// Renders several pages into one PDF.
+pub(crate) fn render_pages(
+    fonts: &Fonts,
+    m: &Metrics<'_>,
+    title: &str,
+    pages: &[Vec<Op>],
+) -> Result<Vec<u8>, DocError> {
     let mut doc = Document::new();
     doc.set_metadata(
         Metadata::new()
@@ -59,20 +69,21 @@ pub(crate) fn render(
             .language("zh-CN".to_string())
             .creator("eKey".to_string()),
     );
-    let settings =
-        PageSettings::from_wh(PAGE_W, PAGE_H).ok_or(DocError::Pdf("page size".into()))?;
-    let mut page = doc.start_page_with(settings);
-    let mut s = page.surface();
-
-    // Fills first (label shading), then everything else on top.
-    for op in ops.iter().filter(|o| matches!(o, Op::Fill { .. })) {
-        draw(&mut s, fonts, m, op);
+    for ops in pages {
+        let settings =
+            PageSettings::from_wh(PAGE_W, PAGE_H).ok_or(DocError::Pdf("page size".into()))?;
+        let mut page = doc.start_page_with(settings);
+        let mut s = page.surface();
+        // Fills first (label shading), then everything else on top.
+        for op in ops.iter().filter(|o| matches!(o, Op::Fill { .. })) {
+            draw(&mut s, fonts, m, op);
+        }
+        for op in ops.iter().filter(|o| !matches!(o, Op::Fill { .. })) {
+            draw(&mut s, fonts, m, op);
+        }
+        s.finish();
+        page.finish();
     }
-    for op in ops.iter().filter(|o| !matches!(o, Op::Fill { .. })) {
-        draw(&mut s, fonts, m, op);
-    }
-    s.finish();
-    page.finish();
     doc.finish().map_err(|e| DocError::Pdf(format!("{e:?}")))
 }
 

@@ -505,3 +505,59 @@ fn artifacts_for_review() {
         }
     }
 }
+
+#[test]
+fn a_packing_list_runs_over_as_many_pages_as_its_keys_need() {
+    let keys: Vec<ekey_docs::PackedKey> = (1..=45)
+        .map(|i| ekey_docs::PackedKey {
+            request_number: format!("EK32202602120{i:04}"),
+            enterprise_name: if i == 7 {
+                "江苏省南京市某某国际贸易与进出口物流集团股份有限公司第二分公司".into()
+            } else {
+                format!("南京第{i}进出口有限公司")
+            },
+            login_name: format!("ek3200{i:05}"),
+            // Letters are wider than digits: the widest serials must not wrap either.
+            token_serial: if i % 2 == 0 {
+                format!("SK{i:012X}")
+            } else {
+                format!("SKDDDDDDDDDD{i:02X}")
+            },
+        })
+        .collect();
+    let list = ekey_docs::PackingList {
+        number: "SH2026021210000ABC".into(),
+        agency_name: "江苏省商务厅".into(),
+        courier: "中国邮政EMS".into(),
+        tracking_number: "EA123456789CN".into(),
+        date: NaiveDate::from_ymd_opt(2026, 2, 12).unwrap(),
+        keys,
+    };
+    let pdf = ekey_docs::packing_list(fonts(), &list).unwrap();
+    let dir = tmp();
+    let path = write(dir.path(), "packing.pdf", &pdf);
+    qpdf_check(&path);
+    assert_fonts_embedded_subsetted(&path);
+    let info = pdfinfo(&path);
+    assert!(
+        info.lines()
+            .any(|l| l.starts_with("Pages:") && l.trim_end().ends_with(" 3")),
+        "45 keys, 20 a page: {info}"
+    );
+    let t = compact(&text(&path));
+    for i in [20, 22, 44] {
+        assert!(t.contains(&format!("SK{i:012X}")), "key {i} listed");
+    }
+    // Each serial on one line of the layout text (not wrapped in its cell).
+    let layout = text(&path);
+    for i in [1, 21, 45] {
+        let serial = format!("SKDDDDDDDDDD{i:02X}");
+        assert!(layout.contains(&serial), "{serial} unwrapped in: {layout}");
+    }
+    assert!(
+        t.contains("第3页，共3页") && t.contains("收货单位签收"),
+        "{t}"
+    );
+    assert_eq!(decode_qr(&path), ["SH2026021210000ABC"]);
+    std::fs::write(artifacts_dir().join("packing_list.pdf"), &pdf).unwrap();
+}

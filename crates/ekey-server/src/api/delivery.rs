@@ -626,3 +626,76 @@ pub async fn handover(
         .await
         .map(Json)
 }
+
+/// The packing list (发货单) of a shipment as A4 PDF pages: its keys, courier and
+/// receipt signatures. For the provider and the receiving agency.
+#[utoipa::path(get, path = "/api/v1/shipments/{id}/packing-list.pdf", tag = "delivery",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/pdf"), (status = 404, body = ErrorBody)))]
+pub async fn packing_list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let s = visible_shipment(&state, &auth, &id).await?;
+    let out = shipment_out(&state, s.clone()).await?;
+    let agency = state.store.agency(&out.province).await?;
+    let mut keys = Vec::new();
+    for item in &out.requests {
+        let enterprise = match state.store.request(&item.request_id).await? {
+            Some(r) => state.store.enterprise(&r.enterprise_id).await?,
+            None => None,
+        };
+        keys.push(ekey_docs::PackedKey {
+            request_number: item.number.clone(),
+            enterprise_name: enterprise.map(|e| e.name).unwrap_or_default(),
+            login_name: item.login_name.clone(),
+            token_serial: item.token_serial.clone().unwrap_or_default(),
+        });
+    }
+    let list = ekey_docs::PackingList {
+        number: out.number.clone(),
+        agency_name: agency.map(|a| a.name_zh).unwrap_or_default(),
+        courier: out.courier.clone(),
+        tracking_number: out.tracking_number.clone(),
+        date: s
+            .created_at
+            .with_timezone(&ekey_domain::calendar::shanghai())
+            .date_naive(),
+        keys,
+    };
+    let fonts = state.fonts().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            e.code(),
+            e.message(ekey_domain::Lang::Zh),
+            e.message(ekey_domain::Lang::En),
+        )
+    })?;
+    let pdf = tokio::task::spawn_blocking(move || ekey_docs::packing_list(&fonts, &list))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                e.code(),
+                e.message(ekey_domain::Lang::Zh),
+                e.message(ekey_domain::Lang::En),
+            )
+        })?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/pdf".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{}-packing-list.pdf\"", out.number),
+            ),
+        ],
+        pdf,
+    )
+        .into_response())
+}

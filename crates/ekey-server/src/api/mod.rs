@@ -209,6 +209,7 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(production::produce))
         .routes(routes!(delivery::create_shipment, delivery::list_shipments))
         .routes(routes!(delivery::get_shipment))
+        .routes(routes!(delivery::packing_list))
         .routes(routes!(delivery::receive_shipment))
         .routes(routes!(delivery::notify_shipment))
         .routes(routes!(delivery::notify_collection))

@@ -743,6 +743,26 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
         .await
         .unwrap();
     b.wait_text(".notice", "发货单已创建").await;
+    // The packing list prints the key with its serial and the receipt boxes.
+    let href = b
+        .css("a[href$='packing-list.pdf']")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let res = s
+        .client
+        .get(s.url(&href))
+        .header("cookie", b.cookie_header().await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = pdftotext(&res.bytes().await.unwrap());
+    let serial = keys[0]["token_serial"].as_str().unwrap();
+    assert!(text.contains(serial) && text.contains(&number), "{text}");
+    assert!(text.contains("收货单位签收"), "{text}");
     log_out(&b).await;
 
     // The Jiangsu clerk signs for the whole shipment, notifies everyone in it, and records
