@@ -79,6 +79,12 @@ pub fn for_transition(
         Status::InProduction => {
             "服务商正在制作电子钥匙，制作完成后将寄送至发证机构，届时会通知您领取。"
         }
+        Status::Approved if req.kind == Kind::Renewal => {
+            "请插入要更新的电子钥匙登录系统，点击“CA证书更新”，按提示完成证书更新（中断后可继续，不会重复签发）。"
+        }
+        Status::Approved if req.kind == Kind::Unlock => {
+            "解锁码已通过主题为“电子钥匙密码重置”的邮件另行发送，请插入该钥匙按邮件提示解锁。"
+        }
         Status::Approved => "请按系统提示继续办理。",
         Status::Refused => "如有疑问请联系发证机构。",
         _ => "",
