@@ -847,3 +847,152 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
     b.close().await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unlock_approval_and_cancellation_from_the_consoles_in_a_browser() {
+    use ekey_token::Token;
+    let s = TestServer::start(Db::Sqlite).await;
+    let ent = s.login("demo@ekey.example").await;
+    let agency = s.login("agency-320000").await;
+    let provider = s.login("provider").await;
+    let first = request_in_agency_review(&s, &ent).await;
+    let key = crate::lifecycle::approve_and_produce(&s, &first, &ent, &agency, &provider).await;
+    let login_name = key["login_name"].as_str().unwrap().to_string();
+    // The key is locked by six wrong PINs; its challenge goes into the unlock request.
+    let token = ekey_token::SoftToken::open(
+        s.data_dir
+            .join("tokens")
+            .join(format!("{}.token", key["token_serial"].as_str().unwrap())),
+    )
+    .unwrap();
+    for _ in 0..6 {
+        assert!(token.sign("000000", "sign", b"x").is_err());
+    }
+    let challenge = hex::encode(token.unlock_challenge().unwrap());
+    let (_, v) = s
+        .post(
+            "/api/v1/requests",
+            Some(&ent),
+            json!({"kind": "unlock", "login_name": {"mode": "original", "value": login_name},
+                   "authorised_user": person("unlock@example.com"), "unlock_challenge": challenge}),
+        )
+        .await;
+    let unlock = v["id"].as_str().unwrap().to_string();
+    s.post(
+        &format!("/api/v1/requests/{unlock}/submit"),
+        Some(&ent),
+        json!({}),
+    )
+    .await;
+    upload_all(&s, &ent, &unlock, &["unlock_form", "business_licence"]).await;
+    s.post(
+        &format!("/api/v1/requests/{unlock}/confirm-upload"),
+        Some(&ent),
+        json!({}),
+    )
+    .await;
+    // And a cancellation of the same key, handed in at the window.
+    let (_, v) = s
+        .post(
+            "/api/v1/requests",
+            Some(&ent),
+            json!({"kind": "cancellation", "login_name": {"mode": "original", "value": login_name},
+                   "authorised_user": person("a@example.com")}),
+        )
+        .await;
+    let cancel = v["id"].as_str().unwrap().to_string();
+    s.post(
+        &format!("/api/v1/requests/{cancel}/submit"),
+        Some(&ent),
+        json!({}),
+    )
+    .await;
+
+    let b = Browser::start().await;
+    // The provider approves the unlock: the code mail goes out, and it unlocks the key.
+    log_in(&b, &s, "provider", PASSWORD).await;
+    b.wait_text("h1", "工作台").await;
+    b.goto(&s.url(&format!("/console/requests/{unlock}"))).await;
+    b.wait_text("main", &challenge[..16]).await;
+    b.shot("40-provider-unlock").await;
+    b.css("form[action$='/decision'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "已通过").await;
+    let code = s.wait_message("unlock@example.com", "解锁码：").await["body"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("解锁码："))
+        .unwrap()
+        .trim()
+        .to_string();
+    token.apply_unlock(&code, "New-pin-2026").unwrap();
+    token.sign("New-pin-2026", "sign", b"ok").unwrap();
+    log_out(&b).await;
+
+    // The clerk receives the cancellation papers and the key, and forwards it.
+    log_in(&b, &s, "agency-320000", PASSWORD).await;
+    b.wait_text("h1", "工作台").await;
+    b.css("a[href='/console/queue?tab=handover']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.css(&format!("a[href='/console/requests/{cancel}']"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.css("input[name='form_received']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.css("input[name='key_received']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.shot("41-agency-cancellation-intake").await;
+    b.css("form[action$='/receive'] button")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "已受理注销材料").await;
+    b.css("form[action$='/decision'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "已通过").await;
+    log_out(&b).await;
+
+    // The provider completes it: the certificate is revoked.
+    log_in(&b, &s, "provider", PASSWORD).await;
+    b.wait_text("h1", "工作台").await;
+    b.goto(&s.url(&format!("/console/requests/{cancel}"))).await;
+    b.css("form[action$='/decision'] button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    b.wait_text(".notice", "已通过").await;
+    b.wait_text(".badge", "已办结").await;
+    b.shot("42-provider-cancellation-done").await;
+    let serial = key["certificate_serial"].as_str().unwrap();
+    let cert = ekey_store::Store::certificate(s.raw(), serial)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cert.revocation_reason.as_deref(),
+        Some("cessationOfOperation")
+    );
+
+    b.close().await;
+    s.stop().await;
+}
