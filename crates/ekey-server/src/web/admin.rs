@@ -7,7 +7,7 @@ use ekey_domain::request::Role;
 use minijinja::context;
 
 use super::portal::{Q, q};
-use super::{Form, Page, error_page, see_other, v};
+use super::{Form, Page, error_page, v};
 use crate::api::admin;
 use crate::state::AppState;
 
@@ -81,13 +81,12 @@ pub async fn retry(
     if let Err(r) = page.check_csrf(&form) {
         return r;
     }
-    match admin::retry(State(state.clone()), auth, Path(id)).await {
-        Ok(_) => see_other("/console/admin?done=retried#outbox"),
-        Err(e) => see_other(&format!(
-            "/console/admin?error={}#outbox",
-            super::encode(page.lang.pick(&e.zh, &e.en))
-        )),
-    }
+    super::after(
+        page.lang,
+        admin::retry(State(state.clone()), auth, Path(id)).await,
+        "/console/admin?done=retried#outbox",
+        "/console/admin#outbox",
+    )
 }
 
 /// Save an agency's collection details.
@@ -110,20 +109,19 @@ pub async fn agency(
         hours: form.get("hours").into(),
         hotline: form.get("hotline").into(),
     };
-    match admin::update_agency(
+    let result = admin::update_agency(
         State(state.clone()),
         auth,
         Path(province.clone()),
         crate::api::ApiJson(body),
     )
-    .await
-    {
-        Ok(_) => see_other(&format!("/console/admin?done=agency#a-{province}")),
-        Err(e) => see_other(&format!(
-            "/console/admin?error={}#a-{province}",
-            super::encode(page.lang.pick(&e.zh, &e.en))
-        )),
-    }
+    .await;
+    super::after(
+        page.lang,
+        result,
+        &format!("/console/admin?done=agency#a-{province}"),
+        &format!("/console/admin#a-{province}"),
+    )
 }
 
 /// Create a staff account.
@@ -143,13 +141,12 @@ pub async fn create_user(State(state): State<AppState>, page: Page, form: Form) 
         province: Some(form.get("province").to_string()).filter(|p| !p.is_empty()),
         password: form.get("password").into(),
     };
-    match admin::create_user(State(state.clone()), auth, crate::api::ApiJson(body)).await {
-        Ok(_) => see_other("/console/admin?done=user#users"),
-        Err(e) => see_other(&format!(
-            "/console/admin?error={}#users",
-            super::encode(page.lang.pick(&e.zh, &e.en))
-        )),
-    }
+    super::after(
+        page.lang,
+        admin::create_user(State(state.clone()), auth, crate::api::ApiJson(body)).await,
+        "/console/admin?done=user#users",
+        "/console/admin#users",
+    )
 }
 
 /// Enable or disable a staff account.
@@ -169,18 +166,16 @@ pub async fn set_active(
     let body = admin::ActiveBody {
         active: form.get("active") == "true",
     };
-    match admin::set_active(
-        State(state.clone()),
-        auth,
-        Path(id),
-        crate::api::ApiJson(body),
+    super::after(
+        page.lang,
+        admin::set_active(
+            State(state.clone()),
+            auth,
+            Path(id),
+            crate::api::ApiJson(body),
+        )
+        .await,
+        "/console/admin?done=user#users",
+        "/console/admin#users",
     )
-    .await
-    {
-        Ok(_) => see_other("/console/admin?done=user#users"),
-        Err(e) => see_other(&format!(
-            "/console/admin?error={}#users",
-            super::encode(page.lang.pick(&e.zh, &e.en))
-        )),
-    }
 }

@@ -298,22 +298,7 @@ pub async fn detail(
             Lang::En => t.as_str(),
         })
         .collect();
-    let history: Vec<_> = r
-        .history
-        .iter()
-        .map(|h| {
-            let action = ekey_domain::request::TABLE
-                .iter()
-                .map(|rule| rule.action)
-                .find(|a| a.as_str() == h.action)
-                .map(|a| lang.pick(a.label_zh(), a.label_en()).to_string())
-                .unwrap_or_else(|| lang.pick("创建申请", "Created").to_string());
-            let role = Role::parse(&h.actor_role)
-                .map(|r| lang.pick(r.label_zh(), r.label_en()))
-                .unwrap_or("");
-            context! { action => action, role => role, ..v(h) }
-        })
-        .collect();
+    let history = super::timeline(lang, &r.history);
     let notice = match q(&query, "done").as_str() {
         "approved" => lang.pick("已通过。", "Approved."),
         "returned" => lang.pick(

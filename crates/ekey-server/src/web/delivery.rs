@@ -13,7 +13,6 @@ use crate::api::delivery::{self, HandoverBody, NewShipmentBody};
 use crate::api::requests::{self, ListQuery};
 use crate::api::{ApiJson, ApiQuery};
 use crate::auth::Auth;
-use crate::error::ApiError;
 use crate::state::AppState;
 
 fn staff(page: &Page) -> Result<Auth, Response> {
@@ -24,14 +23,6 @@ fn post_as(page: &Page, form: &Form, role: Role) -> Result<Auth, Response> {
     let auth = page.require(&[role])?.clone();
     page.check_csrf(form)?;
     Ok(auth)
-}
-
-fn back_with_error(page: &Page, to: &str, e: ApiError) -> Response {
-    let sep = if to.contains('?') { '&' } else { '?' };
-    see_other(&format!(
-        "{to}{sep}error={}",
-        super::encode(page.lang.pick(&e.zh, &e.en))
-    ))
 }
 
 /// Shipments; for the provider also the keys ready to pack.
@@ -164,7 +155,7 @@ pub async fn create(State(state): State<AppState>, page: Page, form: Form) -> Re
     };
     match delivery::create_shipment(State(state.clone()), auth, ApiJson(body)).await {
         Ok((_, j)) => see_other(&format!("/console/shipments/{}?done=created", j.0.id)),
-        Err(e) => back_with_error(&page, "/console/shipments", e),
+        Err(e) => super::after::<()>(page.lang, Err(e), "", "/console/shipments"),
     }
 }
 
@@ -180,10 +171,12 @@ pub async fn receive(
         Err(r) => return r,
     };
     let to = format!("/console/shipments/{id}");
-    match delivery::receive_shipment(State(state.clone()), auth, Path(id)).await {
-        Ok(_) => see_other(&format!("{to}?done=received")),
-        Err(e) => back_with_error(&page, &to, e),
-    }
+    super::after(
+        page.lang,
+        delivery::receive_shipment(State(state.clone()), auth, Path(id)).await,
+        &format!("{to}?done=received"),
+        &to,
+    )
 }
 
 /// The agency notifies every enterprise of a shipment at once.
@@ -198,10 +191,12 @@ pub async fn notify_all(
         Err(r) => return r,
     };
     let to = format!("/console/shipments/{id}");
-    match delivery::notify_shipment(State(state.clone()), auth, Path(id)).await {
-        Ok(_) => see_other(&format!("{to}?done=notified")),
-        Err(e) => back_with_error(&page, &to, e),
-    }
+    super::after(
+        page.lang,
+        delivery::notify_shipment(State(state.clone()), auth, Path(id)).await,
+        &format!("{to}?done=notified"),
+        &to,
+    )
 }
 
 /// The agency notifies one enterprise.
@@ -216,10 +211,12 @@ pub async fn notify_one(
         Err(r) => return r,
     };
     let to = format!("/console/requests/{id}");
-    match delivery::notify_collection(State(state.clone()), auth, Path(id)).await {
-        Ok(_) => see_other(&format!("{to}?done=notified")),
-        Err(e) => back_with_error(&page, &to, e),
-    }
+    super::after(
+        page.lang,
+        delivery::notify_collection(State(state.clone()), auth, Path(id)).await,
+        &format!("{to}?done=notified"),
+        &to,
+    )
 }
 
 /// The agency records the handover: pickup at the window or mailing.
@@ -249,8 +246,10 @@ pub async fn handover(
         tracking_number: opt("tracking_number"),
     };
     let to = format!("/console/requests/{id}");
-    match delivery::handover(State(state.clone()), auth, Path(id), ApiJson(body)).await {
-        Ok(_) => see_other(&format!("{to}?done=handed_over")),
-        Err(e) => back_with_error(&page, &to, e),
-    }
+    super::after(
+        page.lang,
+        delivery::handover(State(state.clone()), auth, Path(id), ApiJson(body)).await,
+        &format!("{to}?done=handed_over"),
+        &to,
+    )
 }

@@ -442,6 +442,54 @@ pub fn message_html(lang: Lang, title: &str, message: &str, link: Option<(&str, 
         .unwrap_or_else(|_| message.to_string())
 }
 
+/// A request's history for the timeline of a page: the action, the role and the status
+/// after it, in words.
+pub fn timeline(lang: Lang, history: &[crate::api::requests::HistoryOut]) -> Vec<Value> {
+    use ekey_domain::request::{Status, TABLE};
+    history
+        .iter()
+        .map(|h| {
+            let action = TABLE
+                .iter()
+                .map(|rule| rule.action)
+                .find(|a| a.as_str() == h.action)
+                .map(|a| lang.pick(a.label_zh(), a.label_en()).to_string())
+                .unwrap_or_else(|| match h.action.as_str() {
+                    "create" => lang.pick("创建申请", "Created").to_string(),
+                    other => other.to_string(),
+                });
+            let role = Role::parse(&h.actor_role)
+                .map(|r| lang.pick(r.label_zh(), r.label_en()))
+                .unwrap_or("");
+            let status_label = Status::parse(&h.status)
+                .map(|s| lang.pick(s.label_zh(), s.label_en()))
+                .unwrap_or("");
+            minijinja::context! { action => action, role => role, status_label => status_label, ..v(h) }
+        })
+        .collect()
+}
+
+/// After a form post: to `ok` when the API call worked, else back to `back` with the
+/// caller's message in `error=` (shown on the page).
+pub fn after<T>(lang: Lang, result: Result<T, ApiError>, ok: &str, back: &str) -> Response {
+    match result {
+        Ok(_) => see_other(ok),
+        Err(e) => {
+            let (path, anchor) = back.split_once('#').unwrap_or((back, ""));
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let anchor = if anchor.is_empty() {
+                String::new()
+            } else {
+                format!("#{anchor}")
+            };
+            see_other(&format!(
+                "{path}{sep}error={}{anchor}",
+                encode(lang.pick(&e.zh, &e.en))
+            ))
+        }
+    }
+}
+
 /// Redirects after a successful POST (303: the browser GETs the target).
 pub fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()

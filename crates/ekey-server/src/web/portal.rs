@@ -594,28 +594,7 @@ pub async fn show(
             }
         })
         .collect();
-    let history: Vec<_> = r
-        .history
-        .iter()
-        .map(|h| {
-            let action = ekey_domain::request::TABLE
-                .iter()
-                .map(|rule| rule.action)
-                .find(|a| a.as_str() == h.action)
-                .map(|a| lang.pick(a.label_zh(), a.label_en()).to_string())
-                .unwrap_or_else(|| match h.action.as_str() {
-                    "create" => lang.pick("创建申请", "Created").to_string(),
-                    other => other.to_string(),
-                });
-            let role = Role::parse(&h.actor_role)
-                .map(|r| lang.pick(r.label_zh(), r.label_en()))
-                .unwrap_or("");
-            let status_label = Status::parse(&h.status)
-                .map(|s| lang.pick(s.label_zh(), s.label_en()))
-                .unwrap_or("");
-            context! { action => action, role => role, status_label => status_label, ..super::v(h) }
-        })
-        .collect();
+    let history = super::timeline(lang, &r.history);
     let notice = match q(&query, "done").as_str() {
         "created" => lang.pick(
             "申请已保存为草稿。请核对下面的内容，无误后点击“确认提交”。",
