@@ -1145,7 +1145,8 @@ pub async fn upload_material(
     let file_name = headers
         .get("x-file-name")
         .and_then(|v| v.to_str().ok())
-        .map(percent_decode)
+        // encodeURIComponent never writes `+`, so decoding it as a space changes nothing.
+        .map(crate::web::percent_decode)
         .map(|v| {
             v.chars()
                 .filter(|c| !c.is_control())
@@ -1216,28 +1217,6 @@ fn material_out(r: &RequestRecord, m: &MaterialRecord) -> MaterialOut {
         uploaded_at: Some(rfc3339(m.uploaded_at)),
         fitted: None,
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(v) = u8::from_str_radix(
-                std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                16,
-            )
-        {
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The current file of one item (staged or committed). Downloads are audited.

@@ -651,6 +651,14 @@ mod tests {
     }
 
     #[test]
+    fn percent_decoding_reads_what_browsers_write() {
+        assert_eq!(percent_decode("%E8%90%A5%E4%B8%9A.jpg"), "营业.jpg");
+        assert_eq!(percent_decode("a%20b+c%2B"), "a b c+");
+        assert_eq!(percent_decode("100%"), "100%", "a stray % stays");
+        assert_eq!(percent_decode(&encode("/portal?x=1&y=中")), "/portal?x=1&y=中");
+    }
+
+    #[test]
     fn text_is_escaped_in_every_template() {
         let html = message_html(Lang::Zh, "<b>x</b>", "<script>alert(1)</script>", None);
         assert!(!html.contains("<script>alert") && html.contains("&lt;script&gt;"));
