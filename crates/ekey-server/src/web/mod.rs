@@ -655,7 +655,10 @@ mod tests {
         assert_eq!(percent_decode("%E8%90%A5%E4%B8%9A.jpg"), "营业.jpg");
         assert_eq!(percent_decode("a%20b+c%2B"), "a b c+");
         assert_eq!(percent_decode("100%"), "100%", "a stray % stays");
-        assert_eq!(percent_decode(&encode("/portal?x=1&y=中")), "/portal?x=1&y=中");
+        assert_eq!(
+            percent_decode(&encode("/portal?x=1&y=中")),
+            "/portal?x=1&y=中"
+        );
     }
 
     #[test]
