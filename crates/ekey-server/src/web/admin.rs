@@ -58,7 +58,20 @@ pub async fn home(State(state): State<AppState>, page: Page, query: Q) -> Respon
             this_year_covered => years.contains(&now_year),
             next_year_covered => years.contains(&(now_year + 1)),
             agencies => v(&agencies),
-            users => v(&users),
+            users => users
+                .iter()
+                .map(|u| {
+                    let role = ekey_domain::request::Role::parse(&u.role)
+                        .map(|r| lang.pick(r.label_zh(), r.label_en()))
+                        .unwrap_or("");
+                    let province = u
+                        .province
+                        .as_deref()
+                        .and_then(ekey_domain::province::by_code)
+                        .map(|p| lang.pick(p.name_zh, p.name_en));
+                    context! { role_label => role, province_name => province, ..v(u) }
+                })
+                .collect::<Vec<_>>(),
             provinces => provinces,
             notice => notice,
             error => q(&query, "error"),

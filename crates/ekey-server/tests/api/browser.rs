@@ -442,6 +442,26 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
     assert!(msg.contains("1 MB"), "the limit is named: {msg}");
     b.shot_at("12-oversize-offer", "li[data-item='business_licence']")
         .await;
+    // The refused photo took nothing away: the five others are still there, and 确认上传
+    // still waits for the missing item.
+    let present = b
+        .client
+        .execute(
+            "return document.querySelectorAll('li[data-present=\"yes\"]').length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(present, json!(5), "a failed upload keeps the others");
+    assert_eq!(
+        b.css("#confirm-upload")
+            .await
+            .prop("disabled")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
     b.css("li[data-item='business_licence'] [data-fit]")
         .await
         .click()
@@ -843,6 +863,29 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
         "one review, on time: {text}"
     );
     b.shot("37-dashboard").await;
+    log_out(&b).await;
+
+    // The administrator loads next year's holiday arrangement from a file on the page.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("2027.json");
+    std::fs::write(
+        &file,
+        r#"{"year": 2027, "papers": [], "days": [
+            {"name": "元旦", "date": "2027-01-01", "isOffDay": true},
+            {"name": "春节", "date": "2027-02-06", "isOffDay": false}]}"#,
+    )
+    .unwrap();
+    log_in(&b, &s, "admin", PASSWORD).await;
+    b.wait_text("h1", "系统管理").await;
+    b.css("[data-holiday-upload]")
+        .await
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    b.wait_text(".notice", "节假日数据已载入").await;
+    assert!(b.body().await.contains("2027"), "2027 listed as covered");
+    assert!(s.data_dir.join("holidays/2027.json").exists());
+    b.shot("38-admin-holidays").await;
 
     b.close().await;
     s.stop().await;
