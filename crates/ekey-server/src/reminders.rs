@@ -50,7 +50,8 @@ pub async fn run_once(state: &AppState) -> Result<usize, ekey_store::StoreError>
     let local = now.with_timezone(&shanghai());
     let working = state.with_calendar(|c| c.is_working_day(local.date_naive()));
     if working && local.hour() >= 8 {
-        for clerk in state.store.accounts_with_role("agency").await? {
+        let clerks = state.store.accounts_of_role("agency").await?;
+        for clerk in clerks.into_iter().filter(|a| a.active) {
             let Some(province) = &clerk.province else {
                 continue;
             };

@@ -274,8 +274,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Account>;
     /// Every account of a role (active or not), by login.
     async fn accounts_of_role(&self, role: &str) -> Result<Vec<Account>>;
-    /// Active staff accounts of a role.
-    async fn accounts_with_role(&self, role: &str) -> Result<Vec<Account>>;
     /// Counts of outbox messages by state.
     async fn outbox_counts(&self) -> Result<OutboxCounts>;
     /// Messages given up after too many failures, newest first, with their last error.

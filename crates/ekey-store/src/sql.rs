@@ -1666,16 +1666,6 @@ impl Store for SqlStore {
         rows.iter().map(account_from_row).collect()
     }
 
-    async fn accounts_with_role(&self, role: &str) -> Result<Vec<Account>> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {ACCOUNT_COLS} FROM accounts WHERE role = $1 AND active = 1 ORDER BY login"
-        )))
-        .bind(role)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(account_from_row).collect()
-    }
-
     async fn search_certificates(&self, query: &str, limit: i64) -> Result<Vec<CertificateRecord>> {
         let q = query.trim();
         let rows = sqlx::query(AssertSqlSafe(format!(

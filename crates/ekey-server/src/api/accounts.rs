@@ -195,17 +195,6 @@ pub struct RegistrationOut {
     pub account_id: String,
 }
 
-fn required(value: &str, field: &'static str, max: usize) -> Result<String, DomainError> {
-    let v = value.trim();
-    if v.is_empty() {
-        return Err(DomainError::Required { field });
-    }
-    if v.chars().count() > max {
-        return Err(DomainError::TooLong { field, max });
-    }
-    Ok(v.to_string())
-}
-
 pub(crate) fn check_password(p: &str) -> Result<(), ApiError> {
     let ok = p.chars().count() >= 8
         && p.chars().count() <= 128
@@ -232,13 +221,13 @@ pub async fn register(
     ClientAddr(address): ClientAddr,
     ApiJson(body): ApiJson<RegistrationBody>,
 ) -> ApiResult<(StatusCode, Json<RegistrationOut>)> {
-    let name = required(&body.enterprise_name, "enterprise_name", 100)?;
+    let name = super::required_text(&body.enterprise_name, "enterprise_name", 100)?;
     let credit_code = CreditCode::parse(&body.credit_code).map_err(DomainError::from)?;
     let province = province::by_code(body.province.trim())
         .ok_or_else(|| DomainError::UnknownProvince(body.province.trim().to_string()))?;
-    let address_text = required(&body.address, "address", 200)?;
-    let legal = required(&body.legal_representative, "legal_representative", 50)?;
-    let contact_name = required(&body.contact.name, "contact.name", 50)?;
+    let address_text = super::required_text(&body.address, "address", 200)?;
+    let legal = super::required_text(&body.legal_representative, "legal_representative", 50)?;
+    let contact_name = super::required_text(&body.contact.name, "contact.name", 50)?;
     IdNumber::parse(&body.contact.id_number).map_err(DomainError::from)?;
     let mobile = Mobile::parse(&body.contact.mobile).map_err(DomainError::from)?;
     let email = Email::parse(&body.contact.email).map_err(DomainError::from)?;

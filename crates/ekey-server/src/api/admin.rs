@@ -120,14 +120,7 @@ pub struct AgencyBody {
 }
 
 fn text(v: &str, field: &'static str) -> ApiResult<String> {
-    let t = v.trim();
-    if t.is_empty() {
-        return Err(ekey_domain::error::DomainError::Required { field }.into());
-    }
-    if t.chars().count() > 200 {
-        return Err(ekey_domain::error::DomainError::TooLong { field, max: 200 }.into());
-    }
-    Ok(t.to_string())
+    Ok(super::required_text(v, field, 200)?)
 }
 
 /// Change an agency's collection address, window, hours and hotline (administrator).

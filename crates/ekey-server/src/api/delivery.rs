@@ -73,17 +73,6 @@ pub struct NewShipmentBody {
     pub request_ids: Vec<String>,
 }
 
-fn required(v: &str, field: &'static str) -> Result<String, DomainError> {
-    let t = v.trim();
-    if t.is_empty() {
-        return Err(DomainError::Required { field });
-    }
-    if t.chars().count() > 100 {
-        return Err(DomainError::TooLong { field, max: 100 });
-    }
-    Ok(t.to_string())
-}
-
 fn view(r: &RequestRecord) -> RequestView<'_> {
     RequestView {
         kind: r.kind,
@@ -253,8 +242,8 @@ pub async fn create_shipment(
     ApiJson(body): ApiJson<NewShipmentBody>,
 ) -> ApiResult<(StatusCode, Json<ShipmentOut>)> {
     auth.require(&[Role::Provider])?;
-    let courier = required(&body.courier, "courier")?;
-    let tracking = required(&body.tracking_number, "tracking_number")?;
+    let courier = super::required_text(&body.courier, "courier", 100)?;
+    let tracking = super::required_text(&body.tracking_number, "tracking_number", 100)?;
     if body.request_ids.is_empty() {
         return Err(DomainError::Required {
             field: "request_ids",

@@ -29,6 +29,23 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, LANG};
 use crate::state::AppState;
 
+/// A required text field: trimmed, not empty, at most `max` characters.
+pub(crate) fn required_text(
+    value: &str,
+    field: &'static str,
+    max: usize,
+) -> Result<String, ekey_domain::error::DomainError> {
+    use ekey_domain::error::DomainError;
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(DomainError::Required { field });
+    }
+    if v.chars().count() > max {
+        return Err(DomainError::TooLong { field, max });
+    }
+    Ok(v.to_string())
+}
+
 /// Chinese words for the framework's (English) description of a malformed input; the
 /// English message keeps the detail.
 fn malformed(detail: &str) -> ApiError {

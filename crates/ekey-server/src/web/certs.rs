@@ -6,7 +6,7 @@ use ekey_domain::request::Role;
 use minijinja::context;
 
 use super::portal::{Q, q};
-use super::{Form, Page, error_page, see_other, v};
+use super::{Form, Page, error_page, v};
 use crate::api::certificates::{self, RevokeBody, SearchQuery};
 use crate::api::{ApiJson, ApiQuery};
 use crate::state::AppState;
@@ -82,7 +82,7 @@ pub async fn revoke(
         return r;
     }
     let back = format!("/console/certificates?q={}", super::encode(form.get("q")));
-    match certificates::revoke(
+    let result = certificates::revoke(
         State(state.clone()),
         auth,
         Path(serial),
@@ -90,12 +90,6 @@ pub async fn revoke(
             reason: form.get("reason").into(),
         }),
     )
-    .await
-    {
-        Ok(_) => see_other(&format!("{back}&done=revoked")),
-        Err(e) => see_other(&format!(
-            "{back}&error={}",
-            super::encode(page.lang.pick(&e.zh, &e.en))
-        )),
-    }
+    .await;
+    super::after(page.lang, result, &format!("{back}&done=revoked"), &back)
 }

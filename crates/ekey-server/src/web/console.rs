@@ -372,20 +372,19 @@ pub async fn decide(
         "refuse" => "refused",
         _ => "returned",
     };
-    match requests::decision(
+    let result = requests::decision(
         State(state.clone()),
         auth,
         Path(id.clone()),
         crate::api::ApiJson(body),
     )
-    .await
-    {
-        Ok(_) => see_other(&format!("/console/requests/{id}?done={done}")),
-        Err(e) => see_other(&format!(
-            "/console/requests/{id}?error={}",
-            super::encode(page.lang.pick(&e.zh, &e.en))
-        )),
-    }
+    .await;
+    super::after(
+        page.lang,
+        result,
+        &format!("/console/requests/{id}?done={done}"),
+        &format!("/console/requests/{id}"),
+    )
 }
 
 /// Personalise the key (provider).
@@ -399,13 +398,14 @@ pub async fn produce(
         Ok(a) => a,
         Err(r) => return r,
     };
-    match crate::api::production::produce(State(state.clone()), auth, Path(id.clone())).await {
-        Ok(_) => see_other(&format!("/console/requests/{id}?done=produced")),
-        Err(e) => see_other(&format!(
-            "/console/requests/{id}?error={}",
-            super::encode(page.lang.pick(&e.zh, &e.en))
-        )),
-    }
+    let result =
+        crate::api::production::produce(State(state.clone()), auth, Path(id.clone())).await;
+    super::after(
+        page.lang,
+        result,
+        &format!("/console/requests/{id}?done=produced"),
+        &format!("/console/requests/{id}"),
+    )
 }
 
 /// `/console`: where each role starts.
@@ -437,18 +437,17 @@ pub async fn receive(
         key_received: form.get("key_received") == "on",
         loss_statement_received: form.get("loss_statement_received") == "on",
     };
-    match requests::receive(
+    let result = requests::receive(
         State(state.clone()),
         auth,
         Path(id.clone()),
         crate::api::ApiJson(body),
     )
-    .await
-    {
-        Ok(_) => see_other(&format!("/console/requests/{id}?done=received")),
-        Err(e) => see_other(&format!(
-            "/console/requests/{id}?error={}",
-            super::encode(page.lang.pick(&e.zh, &e.en))
-        )),
-    }
+    .await;
+    super::after(
+        page.lang,
+        result,
+        &format!("/console/requests/{id}?done=received"),
+        &format!("/console/requests/{id}"),
+    )
 }

@@ -869,18 +869,13 @@ pub async fn collection(
         mobile: form.get("mobile").into(),
         id_number: form.get("id_number").into(),
     };
-    match selfservice::choose_collection(
-        State(state.clone()),
-        auth,
-        Path(id.clone()),
-        ApiJson(body),
+    let result =
+        selfservice::choose_collection(State(state.clone()), auth, Path(id.clone()), ApiJson(body))
+            .await;
+    super::after(
+        page.lang,
+        result,
+        &format!("/portal/requests/{id}?done=collection#collection"),
+        &format!("/portal/requests/{id}#collection"),
     )
-    .await
-    {
-        Ok(_) => see_other(&format!("/portal/requests/{id}?done=collection#collection")),
-        Err(e) => see_other(&format!(
-            "/portal/requests/{id}?error={}#collection",
-            super::encode(page.lang.pick(&e.zh, &e.en))
-        )),
-    }
 }
