@@ -127,6 +127,10 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element {selector}: {e}"))
     }
 
+    async fn click(&self, selector: &str) {
+        self.css(selector).await.click().await.unwrap();
+    }
+
     async fn fill(&self, name: &str, value: &str) {
         let el = self.css(&format!("[name=\"{name}\"]")).await;
         el.clear().await.unwrap();
@@ -261,11 +265,7 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
     b.fill("email", email).await;
     b.fill("password", "Secret-2026").await;
     b.fill("password2", "Secret-2026").await;
-    b.css("form[data-validate] button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[data-validate] button[type=submit]").await;
     let err = b.wait_text(".has-error .err", "校验").await;
     assert!(err.contains("校验位"), "the reason in words: {err}");
     b.shot_at("02-register-error", "#f-credit_code").await;
@@ -276,11 +276,7 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
     b.fill("credit_code", &code).await;
     b.fill("password", "Secret-2026").await;
     b.fill("password2", "Secret-2026").await;
-    b.css("form[data-validate] button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[data-validate] button[type=submit]").await;
     b.wait_text("h1", "请查收激活邮件").await;
     b.shot("03-registered").await;
 
@@ -290,69 +286,37 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
     b.wait_text("body", "调用商务部统一用户管理平台激活企业账户")
         .await;
     b.shot("04-mailbox").await;
-    b.css("a[href*='/api/v1/activations/']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("a[href*='/api/v1/activations/']").await;
     b.wait_text("h1", "账户已激活").await;
     b.shot("05-activated").await;
 
     // Log in (the login is filled in by the activation page's link).
-    b.css("a[href^='/login']").await.click().await.unwrap();
+    b.click("a[href^='/login']").await;
     b.fill("password", "Secret-2026").await;
-    b.css("form.card button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form.card button[type=submit]").await;
     b.wait_text("h1", "南京浏览器测试贸易有限公司").await;
     assert_eq!(b.path().await, "/portal");
     b.shot("06-home-empty").await;
 
     // Apply for the first key: licence boxes, 获取登录名, the authorised user's ID.
-    b.css("a[href='/portal/apply']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("a[href='/portal/apply']").await;
     b.wait_text("h1", "您要办理什么业务").await;
     b.shot("07-apply").await;
-    b.css("a[href='/portal/requests/new?kind=first']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("a[href='/portal/requests/new?kind=first']").await;
     b.wait_text("h1", "首次申领").await;
     // Submitting with nothing ticked: the server explains next to the boxes.
-    b.css("form[data-validate] button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[data-validate] button[type=submit]").await;
     b.wait_text("#f-licence_types .err", "许可证业务").await;
     b.shot_at("08-form-errors", "#f-licence_types").await;
-    b.css("input[value='import_licence']")
-        .await
-        .click()
-        .await
-        .unwrap();
-    b.css("input[value='auto_import_mechanical']")
-        .await
-        .click()
-        .await
-        .unwrap();
-    b.css("[data-get-login-name]").await.click().await.unwrap();
+    b.click("input[value='import_licence']").await;
+    b.click("input[value='auto_import_mechanical']").await;
+    b.click("[data-get-login-name]").await;
     let allocated = b.wait_text("#allocated", "已为您保留").await;
     let login_name = allocated.rsplit('：').next().unwrap().trim().to_string();
     assert!(!login_name.is_empty(), "{allocated}");
     b.fill("au_id_number", "11010519491231002X").await;
     b.shot("09-form-filled").await;
-    b.css("form[data-validate] button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[data-validate] button[type=submit]").await;
     b.wait_text(".notice", "已保存为草稿").await;
     let request_path = b.path().await;
     let id = request_path.rsplit('/').next().unwrap().to_string();
@@ -363,11 +327,7 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
     );
 
     // 确认提交: the documents appear; both PDFs download with the request's data.
-    b.css("form[action$='/submit'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action$='/submit'] button").await;
     b.wait_text(".notice", "已确认提交").await;
     b.shot("11-submitted").await;
     let number = b.text("h1 .number").await;
@@ -462,11 +422,7 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
             .as_deref(),
         Some("true")
     );
-    b.css("li[data-item='business_licence'] [data-fit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("li[data-item='business_licence'] [data-fit]").await;
     let done = b
         .wait_text("li[data-item='business_licence'] [data-msg]", "已自动压缩")
         .await;
@@ -554,7 +510,7 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
     upload("id_card", small("id_card-clear.png", 99)).await;
     b.wait_text("li[data-item='id_card'] [data-msg]", "上传成功")
         .await;
-    b.css("#confirm-upload").await.click().await.unwrap();
+    b.click("#confirm-upload").await;
     b.wait_text(".notice", "已确认上传").await;
     b.shot("16-resubmitted").await;
     let (_, r) = s.get(&format!("/api/v1/requests/{id}"), Some(&token)).await;
@@ -583,28 +539,16 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
     b.shot("17-home").await;
 
     // The public result query, logged out.
-    b.css("form[action='/logout'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action='/logout'] button").await;
     b.wait_text(".notice", "已退出").await;
     b.goto(&s.url("/result")).await;
     b.fill("number", &number).await;
     b.fill("credit_code", &code.to_lowercase()).await;
-    b.css("form[action='/result'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action='/result'] button").await;
     b.wait_text(".result", "验核").await;
     b.shot("18-result").await;
     b.fill("credit_code", &wrong).await;
-    b.css("form[action='/result'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action='/result'] button").await;
     b.wait_text(".alert", "").await;
     b.shot("19-result-no-match").await;
 
@@ -613,11 +557,7 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
     b.goto(&s.url("/login")).await;
     b.fill("login", email).await;
     b.fill("password", "Secret-2026").await;
-    b.css("form.card button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form.card button[type=submit]").await;
     b.wait_text("h1", "南京浏览器测试贸易有限公司").await;
     b.shot("20-home-phone").await;
     b.goto(&s.url(&request_path)).await;
@@ -644,19 +584,11 @@ async fn log_in(b: &Browser, s: &TestServer, login: &str, password: &str) {
     b.goto(&s.url("/login")).await;
     b.fill("login", login).await;
     b.fill("password", password).await;
-    b.css("form.card button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form.card button[type=submit]").await;
 }
 
 async fn log_out(b: &Browser) {
-    b.css("form[action='/logout'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action='/logout'] button").await;
     b.wait_text(".notice", "已退出").await;
 }
 
@@ -680,13 +612,9 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
     b.shot("30-agency-queue").await;
     // Search by the enterprise's credit code finds it too.
     b.fill("q", "91320106MA1XYW0A10").await;
-    b.css("form.search button").await.click().await.unwrap();
+    b.click("form.search button").await;
     b.wait_text("table.queue", &number).await;
-    b.css(&format!("a[href='/console/requests/{id}']"))
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click(&format!("a[href='/console/requests/{id}']")).await;
     b.wait_text("h1", "首次申领").await;
     let images = b
         .client
@@ -698,11 +626,8 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
         .unwrap();
     assert_eq!(images, json!(6), "every scan shown inline");
     b.shot("31-agency-detail").await;
-    b.css("form[action$='/decision'] button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action$='/decision'] button[type=submit]")
+        .await;
     b.wait_text(".notice", "已通过").await;
     b.shot("32-agency-approved").await;
     log_out(&b).await;
@@ -711,7 +636,7 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
     log_in(&b, &s, "agency-110000", PASSWORD).await;
     b.wait_text("h1", "工作台").await;
     b.fill("q", &number).await;
-    b.css("form.search button").await.click().await.unwrap();
+    b.click("form.search button").await;
     b.wait_text("main", "0").await;
     assert!(!b.body().await.contains(&format!("/console/requests/{id}")));
     b.goto(&s.url(&format!("/console/requests/{id}"))).await;
@@ -722,23 +647,12 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
     // The provider: 复核 with a template remark would return it; approve, then produce.
     log_in(&b, &s, "provider", PASSWORD).await;
     b.wait_text("table.queue", &number).await;
-    b.css(&format!("a[href='/console/requests/{id}']"))
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click(&format!("a[href='/console/requests/{id}']")).await;
     b.wait_text("h1", "首次申领").await;
-    b.css("form[action$='/decision'] button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action$='/decision'] button[type=submit]")
+        .await;
     b.wait_text(".notice", "已通过").await;
-    b.css("form[action$='/produce'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action$='/produce'] button").await;
     b.wait_text(".notice", "电子钥匙已制作").await;
     b.shot("33-provider-produced").await;
     let (_, keys) = s
@@ -749,19 +663,13 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
 
     // The provider packs it into a shipment to Jiangsu.
     b.goto(&s.url("/console/shipments")).await;
-    b.css(&format!("input[name='request_ids'][value='{id}']"))
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click(&format!("input[name='request_ids'][value='{id}']"))
+        .await;
     b.fill("courier", "中国邮政EMS").await;
     b.fill("tracking_number", "EA123456789CN").await;
     b.shot("34-provider-pack").await;
-    b.css("form[action='/console/shipments'] button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action='/console/shipments'] button[type=submit]")
+        .await;
     b.wait_text(".notice", "发货单已创建").await;
     // The packing list prints the key with its serial and the receipt boxes.
     let href = b
@@ -790,22 +698,10 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
     log_in(&b, &s, "agency-320000", PASSWORD).await;
     b.wait_text("h1", "工作台").await;
     b.goto(&s.url("/console/shipments")).await;
-    b.css("table.list a[href^='/console/shipments/']")
-        .await
-        .click()
-        .await
-        .unwrap();
-    b.css("form[action$='/receive'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("table.list a[href^='/console/shipments/']").await;
+    b.click("form[action$='/receive'] button").await;
     b.wait_text(".notice", "已签收整批钥匙").await;
-    b.css("form[action$='/notify'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action$='/notify'] button").await;
     b.wait_text(".notice", "已通知本批全部企业").await;
     b.shot("35-agency-shipment").await;
     s.wait_message("13912345678", &number).await;
@@ -820,25 +716,13 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
     b.fill("collector_name", "李明").await;
     b.fill("collector_id_number", "11010519491231002X").await;
     // Without the introduction letter the handover is refused, with the reason.
-    b.css("form[action$='/handover'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action$='/handover'] button").await;
     b.wait_text(".alert", "介绍信").await;
     b.fill("collector_name", "李明").await;
     b.fill("collector_id_number", "11010519491231002X").await;
-    b.css("input[name='introduction_letter']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("input[name='introduction_letter']").await;
     b.shot("36-agency-handover").await;
-    b.css("form[action$='/handover'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action$='/handover'] button").await;
     b.wait_text(".notice", "已记录交付").await;
     let (_, keys) = s
         .get("/api/v1/keys", Some(&s.login("demo@ekey.example").await))
@@ -958,11 +842,8 @@ async fn unlock_approval_and_cancellation_from_the_consoles_in_a_browser() {
     b.goto(&s.url(&format!("/console/requests/{unlock}"))).await;
     b.wait_text("main", &challenge[..16]).await;
     b.shot("40-provider-unlock").await;
-    b.css("form[action$='/decision'] button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action$='/decision'] button[type=submit]")
+        .await;
     b.wait_text(".notice", "已通过").await;
     let code = s.wait_message("unlock@example.com", "解锁码：").await["body"]
         .as_str()
@@ -979,38 +860,16 @@ async fn unlock_approval_and_cancellation_from_the_consoles_in_a_browser() {
     // The clerk receives the cancellation papers and the key, and forwards it.
     log_in(&b, &s, "agency-320000", PASSWORD).await;
     b.wait_text("h1", "工作台").await;
-    b.css("a[href='/console/queue?tab=handover']")
-        .await
-        .click()
-        .await
-        .unwrap();
-    b.css(&format!("a[href='/console/requests/{cancel}']"))
-        .await
-        .click()
-        .await
-        .unwrap();
-    b.css("input[name='form_received']")
-        .await
-        .click()
-        .await
-        .unwrap();
-    b.css("input[name='key_received']")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("a[href='/console/queue?tab=handover']").await;
+    b.click(&format!("a[href='/console/requests/{cancel}']"))
+        .await;
+    b.click("input[name='form_received']").await;
+    b.click("input[name='key_received']").await;
     b.shot("41-agency-cancellation-intake").await;
-    b.css("form[action$='/receive'] button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action$='/receive'] button").await;
     b.wait_text(".notice", "已受理注销材料").await;
-    b.css("form[action$='/decision'] button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action$='/decision'] button[type=submit]")
+        .await;
     b.wait_text(".notice", "已通过").await;
     log_out(&b).await;
 
@@ -1018,11 +877,8 @@ async fn unlock_approval_and_cancellation_from_the_consoles_in_a_browser() {
     log_in(&b, &s, "provider", PASSWORD).await;
     b.wait_text("h1", "工作台").await;
     b.goto(&s.url(&format!("/console/requests/{cancel}"))).await;
-    b.css("form[action$='/decision'] button[type=submit]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action$='/decision'] button[type=submit]")
+        .await;
     b.wait_text(".notice", "已通过").await;
     b.wait_text(".badge", "已办结").await;
     b.shot("42-provider-cancellation-done").await;
