@@ -52,6 +52,29 @@ const CA_BACKDATE: Duration = Duration::minutes(5);
 /// The OCSP responder certificate is renewed when it has less than this left.
 pub const OCSP_CERT_RENEW_BEFORE: Duration = Duration::days(30);
 
+/// A certificate of this CA as presented back by a key ([`Authority::check_issued`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PresentedCertificate {
+    /// Serial, lower-case hex without leading zero octets (as the records keep it).
+    pub serial_hex: String,
+    /// The subject public key (SubjectPublicKeyInfo DER).
+    pub spki_der: Vec<u8>,
+    /// Its algorithm.
+    pub algorithm: KeyAlgorithm,
+    /// Validity start.
+    pub not_before: DateTime<Utc>,
+    /// Validity end.
+    pub not_after: DateTime<Utc>,
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    let bytes = match bytes.iter().position(|b| *b != 0) {
+        Some(i) => &bytes[i..],
+        None => bytes,
+    };
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Settings of the CA.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaConfig {
@@ -581,6 +604,42 @@ impl Authority {
         )?;
         *self = refreshed;
         Ok(true)
+    }
+
+    /// Checks that `cert_der` is a certificate this issuing CA signed (issuer name and
+    /// signature) and returns what a relying party needs from it: certificate login and
+    /// renewal use it on what a key presents. Validity against the clock and revocation
+    /// are for the caller, who has the clock and the records.
+    pub fn check_issued(&self, cert_der: &[u8]) -> Result<PresentedCertificate> {
+        let (rest, cert) = parse_cert(cert_der, "presented")?;
+        if !rest.is_empty() {
+            return Err(CaError::ca_cert("trailing bytes after the certificate"));
+        }
+        let (_, issuing) = parse_cert(&self.issuing_der, "issuing")?;
+        if cert.issuer().as_raw() != issuing.subject().as_raw() {
+            return Err(CaError::ca_cert("not issued by this CA"));
+        }
+        cert.verify_signature(Some(issuing.public_key()))
+            .map_err(|_| CaError::ca_cert("signature does not verify"))?;
+        let spki_der = cert.public_key().raw.to_vec();
+        let algorithm = inspect_spki(&spki_der)
+            .map_err(|r| CaError::PublicKey {
+                detail: match r {
+                    KeyRefusal::Malformed(d) | KeyRefusal::Unsupported(d) => d,
+                },
+            })?
+            .algorithm;
+        let time = |t: i64| {
+            DateTime::<Utc>::from_timestamp(t, 0)
+                .ok_or_else(|| CaError::ca_cert("validity out of range"))
+        };
+        Ok(PresentedCertificate {
+            serial_hex: hex_lower(cert.raw_serial()),
+            spki_der,
+            algorithm,
+            not_before: time(cert.validity().not_before.timestamp())?,
+            not_after: time(cert.validity().not_after.timestamp())?,
+        })
     }
 
     /// Issues an enterprise certificate: build → lint → sign → verify.

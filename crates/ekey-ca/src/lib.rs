@@ -57,7 +57,7 @@ mod signer;
 
 pub use authority::{
     Authority, CaConfig, CaImport, IssueRequest, Issued, OCSP_CERT_RENEW_BEFORE,
-    OCSP_RESPONSE_VALIDITY, files,
+    OCSP_RESPONSE_VALIDITY, PresentedCertificate, files,
 };
 pub use crl::RevokedEntry;
 pub use csr::{Csr, MAX_CSR_LEN, parse_csr};

@@ -5,6 +5,7 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use ekey_domain::Lang;
@@ -40,6 +41,22 @@ pub enum KeyCommand {
         /// The unlock code.
         #[arg(long)]
         code: String,
+    },
+    /// Carry out the approved certificate renewal of the key ("CA证书更新"): new key pair
+    /// on the key, new certificate, confirmation. Resumes an interrupted renewal.
+    Renew {
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The eKey server (e.g. https://ekey.example.gov.cn).
+        #[arg(long)]
+        server: String,
+        /// The portal's public URL bound into the login signature, when it differs from
+        /// --server (e.g. the server reached at an internal address).
+        #[arg(long)]
+        origin: Option<String>,
+        /// The renewal request (id or number), when the key has several approved ones.
+        #[arg(long)]
+        request: Option<String>,
     },
 }
 
@@ -90,7 +107,7 @@ fn report(e: TokenError) -> anyhow::Error {
 }
 
 /// Runs a key command.
-pub fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
     let mut pins = PinReader::new();
     match cmd {
         KeyCommand::Status(args) => {
@@ -142,6 +159,27 @@ pub fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
             anyhow::ensure!(new == again, "the two new PINs differ; nothing changed");
             t.apply_unlock(&code, &new).map_err(report)?;
             println!("Key unlocked; the new PIN is set and the retry counter reset.");
+        }
+        KeyCommand::Renew {
+            token,
+            server,
+            origin,
+            request,
+        } => {
+            let t: Arc<dyn Token> = Arc::from(open(&token)?);
+            let pin = pins.read("PIN")?;
+            let params = ekey_agent::RenewParams {
+                origin: origin.unwrap_or_else(|| server.clone()),
+                server,
+                request_id: request,
+                lang: lang(),
+            };
+            let out = ekey_agent::renew(t, &pin, &params)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.report(lang())))?;
+            println!("Renewal confirmed.");
+            println!("old certificate: {}", out.old_serial);
+            println!("new certificate: {}", out.new_serial);
         }
     }
     Ok(ExitCode::SUCCESS)

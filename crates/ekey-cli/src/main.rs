@@ -47,7 +47,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Key (token) commands for holders and operators: status, PIN change, unlock.
+    /// The local agent on 127.0.0.1 that lets the portal's pages use the keys inserted here.
+    Agent(AgentArgs),
+    /// Key (token) commands for holders and operators: status, PIN change, unlock, renewal.
     Key {
         #[command(subcommand)]
         command: key::KeyCommand,
@@ -62,6 +64,71 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+/// `ekey agent`.
+#[derive(Args)]
+struct AgentArgs {
+    /// Address to listen on: the loopback interface only.
+    #[arg(long, default_value = ekey_agent::DEFAULT_LISTEN)]
+    listen: String,
+    /// The portal's origin: the only web origin answered.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    origin: String,
+    /// The eKey server for renewals (default: the origin).
+    #[arg(long)]
+    server: Option<String>,
+    /// A software token file (repeatable).
+    #[arg(long = "token")]
+    tokens: Vec<PathBuf>,
+    /// A directory of software tokens: every *.token file in it, looked at on each call.
+    #[arg(long)]
+    token_dir: Option<PathBuf>,
+    /// A PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so) …
+    #[arg(long, requires = "labels")]
+    module: Option<PathBuf>,
+    /// … and the label or serial of a token in it (repeatable).
+    #[arg(long = "label", requires = "module")]
+    labels: Vec<String>,
+    /// Where pairings are kept (default: $XDG_CONFIG_HOME/ekey-agent or ~/.config/ekey-agent).
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+impl AgentArgs {
+    fn config(self) -> anyhow::Result<ekey_agent::Config> {
+        let mut sources: Vec<ekey_agent::TokenSource> = self
+            .tokens
+            .into_iter()
+            .map(ekey_agent::TokenSource::File)
+            .collect();
+        sources.extend(self.token_dir.map(ekey_agent::TokenSource::Dir));
+        if let Some(module) = self.module {
+            sources.extend(
+                self.labels
+                    .into_iter()
+                    .map(|label| ekey_agent::TokenSource::Pkcs11 {
+                        module: module.clone(),
+                        label,
+                    }),
+            );
+        }
+        anyhow::ensure!(
+            !sources.is_empty(),
+            "name the keys: --token FILE, --token-dir DIR, or --module LIB --label LABEL"
+        );
+        let state_dir = match self.state {
+            Some(dir) => dir,
+            None => ekey_agent::default_state_dir()
+                .context("no --state, and neither XDG_CONFIG_HOME nor HOME is set")?,
+        };
+        Ok(ekey_agent::Config {
+            server: self.server.unwrap_or_else(|| self.origin.clone()),
+            origin: self.origin,
+            sources,
+            state_dir,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -222,7 +289,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("migrations applied ({:?})", store.backend());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Key { command } => key::run(command),
+        Command::Agent(args) => {
+            let listen = args.listen.clone();
+            let config = args.config()?;
+            ekey_agent::run(config, &listen, shutdown_signal())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Key { command } => key::run(command).await,
         Command::Ca { command } => ca::run(command, target_config).await,
         Command::Audit {
             command: AuditCommand::Verify(target),

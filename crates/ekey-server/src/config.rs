@@ -68,6 +68,15 @@ pub struct Config {
     /// Font for the printable documents (a CJK TTF/OTF/TTC); default: the system's Noto Sans
     /// CJK SC or WenQuanYi, else the subset bundled in the binary. `EKEY_FONT` overrides it.
     pub font: Option<PathBuf>,
+    /// Where the portal's pages find the local agent (`ekey agent`) on the user's machine;
+    /// allowed in the pages' `connect-src`. `EKEY_AGENT_URL` overrides it.
+    pub agent_url: String,
+    /// When the old certificate of a renewed key is revoked as `superseded`: `confirm` (as
+    /// soon as the key confirms the new one is active) or `expiry` (when the renewal record
+    /// expires). Either way it is revoked at the latest at the record's expiry.
+    pub renewal_supersede: String,
+    /// Days an approved renewal can be run with the key before its record expires.
+    pub renewal_ttl_days: i64,
 }
 
 impl Default for Config {
@@ -94,6 +103,9 @@ impl Default for Config {
             ca_pkcs11_module: None,
             ca_pkcs11_token: None,
             token_transport_so_pin: "12345678".into(),
+            agent_url: "http://127.0.0.1:17480".into(),
+            renewal_supersede: "confirm".into(),
+            renewal_ttl_days: 30,
         }
     }
 }
@@ -159,6 +171,18 @@ impl Config {
                     anyhow::bail!("EKEY_MAIL_TRANSPORT must be dev, log or smtp, not {other:?}")
                 }
             };
+        }
+        if let Some(v) = get("EKEY_AGENT_URL") {
+            self.agent_url = v;
+        }
+        if let Some(v) = get("EKEY_RENEWAL_SUPERSEDE") {
+            self.renewal_supersede = v;
+        }
+        if !matches!(self.renewal_supersede.as_str(), "confirm" | "expiry") {
+            anyhow::bail!(
+                "renewal_supersede must be \"confirm\" or \"expiry\", not {:?}",
+                self.renewal_supersede
+            );
         }
         if let Some(v) = get("EKEY_SMTP_URL") {
             self.smtp_url = Some(v);

@@ -114,12 +114,16 @@ pub async fn run_once(state: &AppState) -> Result<usize, ekey_store::StoreError>
     Ok(added)
 }
 
-/// Runs the reminders every `interval` until the process ends.
+/// Runs the reminders (and the renewal expiry) every `interval` until the process ends.
 pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             if let Err(e) = run_once(&state).await {
                 tracing::warn!(error = %e, at = %Utc::now(), "reminders");
+            }
+            // Renewals past their expiry supersede the old certificate at the latest then.
+            if let Err(e) = crate::api::keyauth::expire_renewals(&state).await {
+                tracing::warn!(error = %e, at = %Utc::now(), "renewal expiry");
             }
             tokio::time::sleep(interval).await;
         }

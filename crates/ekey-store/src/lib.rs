@@ -91,6 +91,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn account_by_login(&self, login: &str) -> Result<Option<Account>>;
     /// An account by id.
     async fn account(&self, id: &str) -> Result<Option<Account>>;
+    /// The enterprise's own user account (the one that registered it).
+    async fn enterprise_account(&self, enterprise_id: &str) -> Result<Option<Account>>;
     /// An enterprise by id.
     async fn enterprise(&self, id: &str) -> Result<Option<Enterprise>>;
     /// Uses a single-use activation token: marks it used and the account active.
@@ -118,6 +120,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<Account>>;
     /// Ends a session.
     async fn revoke_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<()>;
+    /// The key a live session was opened with (certificate login), if any.
+    async fn session_key(&self, token_hash: &str) -> Result<Option<String>>;
+    /// Stores a certificate-login challenge.
+    async fn create_login_challenge(&self, c: LoginChallenge) -> Result<()>;
+    /// A certificate-login challenge, used or not.
+    async fn login_challenge(&self, id: &str) -> Result<Option<LoginChallenge>>;
+    /// Uses a challenge: true only for the one caller that marked it used while it was
+    /// unused and unexpired.
+    async fn use_login_challenge(&self, id: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// Creates the renewal record of an approved renewal request, or returns the existing
+    /// one (the first one stays).
+    async fn start_renewal(&self, r: RenewalRecord) -> Result<RenewalRecord>;
+    /// A renewal record.
+    async fn renewal(&self, request_id: &str) -> Result<Option<RenewalRecord>>;
+    /// The renewal that issued certificate `serial`.
+    async fn renewal_by_new_serial(&self, serial: &str) -> Result<Option<RenewalRecord>>;
+    /// Renewal records whose expiry has passed and that still need something: not yet
+    /// confirmed (nor expired), or confirmed with the old certificate not yet revoked.
+    async fn renewals_due_to_expire(&self, now: DateTime<Utc>) -> Result<Vec<RenewalRecord>>;
     /// Starts a password reset: earlier unused links of the account stop working, the new
     /// link is stored (hashed) and its mail queued, in one transaction.
     async fn begin_password_reset(&self, reset: NewPasswordReset) -> Result<()>;
@@ -183,6 +204,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn key_by_request(&self, request_id: &str) -> Result<Option<KeyRecord>>;
     /// Keys bound to a login name, newest first.
     async fn keys_by_login_name(&self, login_name: &str) -> Result<Vec<KeyRecord>>;
+    /// The key whose current certificate is `serial` (lower-case hex).
+    async fn key_by_certificate(&self, serial: &str) -> Result<Option<KeyRecord>>;
     /// An enterprise's keys, newest first.
     async fn keys_of_enterprise(&self, enterprise_id: &str) -> Result<Vec<KeyRecord>>;
     /// Keys travelling in a shipment.

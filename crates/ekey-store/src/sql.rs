@@ -25,6 +25,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
     ),
     (3, include_str!("../migrations/sqlite/0003_eseals.sql")),
     (4, include_str!("../migrations/sqlite/0004_portal.sql")),
+    (5, include_str!("../migrations/sqlite/0005_agent.sql")),
 ];
 const MIGRATIONS_PG: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -34,6 +35,7 @@ const MIGRATIONS_PG: &[(i64, &str)] = &[
     ),
     (3, include_str!("../migrations/postgres/0003_eseals.sql")),
     (4, include_str!("../migrations/postgres/0004_portal.sql")),
+    (5, include_str!("../migrations/postgres/0005_agent.sql")),
 ];
 
 /// The SQL store on SQLite or PostgreSQL.
@@ -41,6 +43,35 @@ const MIGRATIONS_PG: &[(i64, &str)] = &[
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+}
+
+/// `SELECT <every renewal column> FROM renewals <rest>` as one literal.
+macro_rules! const_format_renewal {
+    ($rest:literal) => {
+        concat!(
+            "SELECT request_id, key_id, old_serial, new_serial, state, created_at, expires_at, \
+             issued_at, confirmed_at, old_revoked_at FROM renewals ",
+            $rest
+        )
+    };
+}
+
+fn renewal_from_row(r: &AnyRow) -> Result<RenewalRecord> {
+    let opt = |c: &str| -> Result<Option<DateTime<Utc>>> {
+        Ok(r.try_get::<Option<i64>, _>(c)?.map(from_ms))
+    };
+    Ok(RenewalRecord {
+        request_id: r.try_get("request_id")?,
+        key_id: r.try_get("key_id")?,
+        old_serial: r.try_get("old_serial")?,
+        new_serial: r.try_get("new_serial")?,
+        state: r.try_get("state")?,
+        created_at: from_ms(r.try_get("created_at")?),
+        expires_at: from_ms(r.try_get("expires_at")?),
+        issued_at: opt("issued_at")?,
+        confirmed_at: opt("confirmed_at")?,
+        old_revoked_at: opt("old_revoked_at")?,
+    })
 }
 
 pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
@@ -588,6 +619,11 @@ impl Store for SqlStore {
         self.by_key(sql_account_by_id(), id, account_from_row).await
     }
 
+    async fn enterprise_account(&self, enterprise_id: &str) -> Result<Option<Account>> {
+        self.by_key(sql_enterprise_account(), enterprise_id, account_from_row)
+            .await
+    }
+
     async fn enterprise(&self, id: &str) -> Result<Option<Enterprise>> {
         self.by_key(sql_enterprise_by_id(), id, enterprise_from_row)
             .await
@@ -656,12 +692,14 @@ impl Store for SqlStore {
     async fn create_session(&self, s: NewSession, audit: NewAudit) -> Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO sessions (token_hash, account_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO sessions (token_hash, account_id, created_at, expires_at, key_id) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&s.token_hash)
         .bind(&s.account_id)
         .bind(ms(s.created_at))
         .bind(ms(s.expires_at))
+        .bind(&s.key_id)
         .execute(&mut *tx)
         .await?;
         append_audit_tx(&mut tx, &audit).await?;
@@ -687,6 +725,110 @@ impl Store for SqlStore {
         .as_ref()
         .map(account_from_row)
         .transpose()
+    }
+
+    async fn session_key(&self, token_hash: &str) -> Result<Option<String>> {
+        Ok(self
+            .by_key(
+                "SELECT key_id FROM sessions WHERE token_hash = $1",
+                token_hash,
+                |r| Ok(r.try_get::<Option<String>, _>("key_id")?),
+            )
+            .await?
+            .flatten())
+    }
+
+    async fn create_login_challenge(&self, c: LoginChallenge) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO key_login_challenges (id, challenge, seed_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&c.id)
+        .bind(&c.challenge)
+        .bind(&c.seed_hash)
+        .bind(ms(c.created_at))
+        .bind(ms(c.expires_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn login_challenge(&self, id: &str) -> Result<Option<LoginChallenge>> {
+        self.by_key(
+            "SELECT id, challenge, seed_hash, created_at, expires_at, used_at \
+             FROM key_login_challenges WHERE id = $1",
+            id,
+            |r| {
+                Ok(LoginChallenge {
+                    id: r.try_get("id")?,
+                    challenge: r.try_get("challenge")?,
+                    seed_hash: r.try_get("seed_hash")?,
+                    created_at: from_ms(r.try_get("created_at")?),
+                    expires_at: from_ms(r.try_get("expires_at")?),
+                    used_at: r.try_get::<Option<i64>, _>("used_at")?.map(from_ms),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn use_login_challenge(&self, id: &str, now: DateTime<Utc>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE key_login_challenges SET used_at = $1 \
+             WHERE id = $2 AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(ms(now))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn start_renewal(&self, r: RenewalRecord) -> Result<RenewalRecord> {
+        sqlx::query(
+            "INSERT INTO renewals (request_id, key_id, old_serial, new_serial, state, created_at, \
+             expires_at) VALUES ($1, $2, $3, NULL, $4, $5, $6) ON CONFLICT (request_id) DO NOTHING",
+        )
+        .bind(&r.request_id)
+        .bind(&r.key_id)
+        .bind(&r.old_serial)
+        .bind(&r.state)
+        .bind(ms(r.created_at))
+        .bind(ms(r.expires_at))
+        .execute(&self.pool)
+        .await?;
+        self.renewal(&r.request_id)
+            .await?
+            .ok_or(StoreError::NotFound)
+    }
+
+    async fn renewal(&self, request_id: &str) -> Result<Option<RenewalRecord>> {
+        self.by_key(
+            const_format_renewal!("WHERE request_id = $1"),
+            request_id,
+            renewal_from_row,
+        )
+        .await
+    }
+
+    async fn renewal_by_new_serial(&self, serial: &str) -> Result<Option<RenewalRecord>> {
+        self.by_key(
+            const_format_renewal!("WHERE new_serial = $1"),
+            serial,
+            renewal_from_row,
+        )
+        .await
+    }
+
+    async fn renewals_due_to_expire(&self, now: DateTime<Utc>) -> Result<Vec<RenewalRecord>> {
+        let rows = sqlx::query(const_format_renewal!(
+            "WHERE expires_at <= $1 AND (state IN ('approved', 'issued') \
+             OR (state = 'confirmed' AND old_revoked_at IS NULL)) ORDER BY expires_at"
+        ))
+        .bind(ms(now))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(renewal_from_row).collect()
     }
 
     async fn revoke_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<()> {
@@ -1097,6 +1239,11 @@ impl Store for SqlStore {
             .await
     }
 
+    async fn key_by_certificate(&self, serial: &str) -> Result<Option<KeyRecord>> {
+        self.by_key(sql_key_by_certificate(), serial, key_from_row)
+            .await
+    }
+
     async fn keys_by_login_name(&self, login_name: &str) -> Result<Vec<KeyRecord>> {
         self.all_by_key(sql_keys_by_login_name(), login_name, key_from_row)
             .await
@@ -1262,13 +1409,16 @@ impl Store for SqlStore {
         for k in &batch.key_changes {
             let done = sqlx::query(
                 "UPDATE keys SET status = $1, version = version + 1, updated_at = $2, \
-                 shipment_id = COALESCE($3, shipment_id) WHERE id = $4 AND version = $5",
+                 shipment_id = COALESCE($3, shipment_id), \
+                 certificate_serial = COALESCE($6, certificate_serial) \
+                 WHERE id = $4 AND version = $5",
             )
             .bind(k.to.as_str())
             .bind(ms(Utc::now()))
             .bind(&k.shipment_id)
             .bind(&k.key_id)
             .bind(k.expected_version)
+            .bind(&k.certificate_serial)
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
@@ -1289,6 +1439,28 @@ impl Store for SqlStore {
         }
         for r in &batch.revocations {
             revoke_tx(&mut tx, r).await?;
+        }
+        if let Some(rc) = &batch.renewal {
+            let at = ms(rc.at);
+            let done = sqlx::query(
+                "UPDATE renewals SET state = $1, new_serial = COALESCE($2, new_serial), \
+                 issued_at = CASE WHEN $3 = 'issued' THEN $4 ELSE issued_at END, \
+                 confirmed_at = CASE WHEN $3 = 'confirmed' THEN $4 ELSE confirmed_at END, \
+                 old_revoked_at = CASE WHEN $5 = 1 THEN $4 ELSE old_revoked_at END \
+                 WHERE request_id = $6 AND state = $7",
+            )
+            .bind(&rc.to_state)
+            .bind(&rc.new_serial)
+            .bind(&rc.to_state)
+            .bind(at)
+            .bind(i64::from(rc.old_revoked))
+            .bind(&rc.request_id)
+            .bind(&rc.from_state)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict);
+            }
         }
         for a in &batch.audits {
             append_audit_tx(&mut tx, a).await?;
@@ -2054,6 +2226,18 @@ static_sql!(
     "SELECT ",
     KEY_COLS,
     " FROM keys WHERE id = $1"
+);
+static_sql!(
+    sql_enterprise_account,
+    "SELECT ",
+    ACCOUNT_COLS,
+    " FROM accounts WHERE enterprise_id = $1 AND role = 'enterprise' ORDER BY created_at LIMIT 1"
+);
+static_sql!(
+    sql_key_by_certificate,
+    "SELECT ",
+    KEY_COLS,
+    " FROM keys WHERE certificate_serial = $1"
 );
 static_sql!(
     sql_key_by_request,

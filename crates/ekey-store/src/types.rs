@@ -161,6 +161,70 @@ pub struct NewSession {
     pub created_at: DateTime<Utc>,
     /// Expiry.
     pub expires_at: DateTime<Utc>,
+    /// The key the session was opened with (certificate login), if any.
+    pub key_id: Option<String>,
+}
+
+/// A one-time certificate-login challenge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginChallenge {
+    /// Id.
+    pub id: String,
+    /// The challenge text the key signs (base64url of random bytes).
+    pub challenge: String,
+    /// SHA-256 of the browser's anonymous seed cookie; empty when not bound to a browser.
+    pub seed_hash: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Unusable from then on.
+    pub expires_at: DateTime<Utc>,
+    /// When it was used (it works once).
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+/// The server's record of one approved renewal (SPEC §3.4): at most one new certificate,
+/// installed on the key and confirmed, the old one superseded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RenewalRecord {
+    /// The renewal request (one record per approval).
+    pub request_id: String,
+    /// The key being renewed.
+    pub key_id: String,
+    /// Its certificate when the renewal started.
+    pub old_serial: String,
+    /// The one certificate issued for this renewal.
+    pub new_serial: Option<String>,
+    /// `approved` → `issued` → `confirmed` (or `expired`).
+    pub state: String,
+    /// Created (the first time the key asked).
+    pub created_at: DateTime<Utc>,
+    /// After this the renewal can no longer run, and an issued-but-unconfirmed renewal
+    /// supersedes the old certificate anyway.
+    pub expires_at: DateTime<Utc>,
+    /// When the new certificate was issued.
+    pub issued_at: Option<DateTime<Utc>>,
+    /// When the token confirmed the new certificate active.
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// When the old certificate was revoked as superseded.
+    pub old_revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A renewal record's change inside a [`Batch`], applied only if its state is still
+/// `from_state` (else the whole batch fails with `Conflict`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenewalChange {
+    /// Renewal (request id).
+    pub request_id: String,
+    /// State read before deciding.
+    pub from_state: String,
+    /// New state.
+    pub to_state: String,
+    /// Set the new certificate's serial (issuance).
+    pub new_serial: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The old certificate was revoked in this batch.
+    pub old_revoked: bool,
 }
 
 /// A request as stored.
@@ -625,6 +689,8 @@ pub struct KeyChange {
     pub to: ekey_domain::key::KeyState,
     /// Put it into this shipment.
     pub shipment_id: Option<String>,
+    /// Give it this certificate (serial, lower-case hex): a renewal.
+    pub certificate_serial: Option<String>,
 }
 
 /// A shipment of keys from the provider to one agency.
@@ -683,6 +749,8 @@ pub struct Batch {
     pub revocations: Vec<Revocation>,
     /// Extra audit records (one per changed object not covered by a transition).
     pub audits: Vec<NewAudit>,
+    /// A renewal record's change.
+    pub renewal: Option<RenewalChange>,
 }
 
 /// How the enterprise will receive its key.

@@ -956,6 +956,7 @@ async fn sessions_live_until_revoked_or_expired(db: &TestDb) -> Result<()> {
         account_id: a.account_id.clone(),
         created_at: t0(),
         expires_at: t0() + Duration::hours(8),
+        key_id: None,
     };
     let login = NewAudit {
         actor_id: a.account_id.clone(),
@@ -2118,6 +2119,7 @@ async fn audit_chain_detects_tampering_and_deletion(db: &TestDb) -> Result<()> {
             account_id: a.account_id.clone(),
             created_at: t0() + mins(2),
             expires_at: t0() + Duration::hours(8),
+            key_id: None,
         },
         audit(t0() + mins(2), "session.create", &a.account_id, "session"),
     )
@@ -2894,6 +2896,7 @@ async fn a_batch_is_all_or_nothing(db: &TestDb) -> Result<()> {
             expected_version: 1,
             to: ekey_domain::key::KeyState::Shipped,
             shipment_id: None,
+            certificate_serial: None,
         }],
         ..Batch::default()
     };
@@ -2967,6 +2970,7 @@ async fn password_reset_works_once_and_ends_every_session(db: &TestDb) -> Result
         account_id: a.account_id.clone(),
         created_at: at,
         expires_at: at + Duration::hours(8),
+        key_id: None,
     };
     s.create_session(
         session("s-1", t0()),

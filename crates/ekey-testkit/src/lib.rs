@@ -16,5 +16,6 @@
 //! one.
 
 mod pg;
+pub mod scenario;
 
 pub use pg::{PgCluster, free_port};

@@ -52,6 +52,10 @@ pub enum TokenError {
     /// The certificate's public key is not the key pair in the container.
     #[error("certificate does not match the container's key")]
     CertificateMismatch,
+    /// The named container holds a key pair but no certificate yet (e.g. a renewal key
+    /// that cannot be promoted before its certificate is written).
+    #[error("container {0:?} holds no certificate")]
+    CertificateMissing(String),
     /// No key (token file or PKCS#11 token) matches the given path, label or serial.
     #[error("token not found: {0}")]
     NotFound(String),
@@ -103,6 +107,7 @@ impl TokenError {
             ContainerExists(_) => "ekey.token.container_exists",
             CertificateInvalid => "ekey.token.certificate_invalid",
             CertificateMismatch => "ekey.token.certificate_mismatch",
+            CertificateMissing(_) => "ekey.token.certificate_missing",
             NotFound(_) => "ekey.token.not_found",
             Ambiguous(_) => "ekey.token.ambiguous",
             AlreadyExists(_) => "ekey.token.already_exists",
@@ -197,6 +202,13 @@ impl TokenError {
                     "The certificate does not match the key pair on the key",
                 )
                 .into(),
+            CertificateMissing(name) => {
+                if zh {
+                    format!("电子钥匙中名为“{name}”的容器还没有证书")
+                } else {
+                    format!("The container \"{name}\" on the key holds no certificate yet")
+                }
+            }
             NotFound(_) => lang
                 .pick(
                     "未找到电子钥匙，请确认已插入",

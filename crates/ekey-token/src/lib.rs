@@ -26,6 +26,29 @@
 //! who talks to the module directly can rewrite the public counter object). Real tokens
 //! also count by themselves, and `CKR_PIN_LOCKED` / `CKF_USER_PIN_LOCKED` are honoured.
 //!
+//! # Promotion
+//! A renewal generates the new key pair in its own container (`renew-<id>`), writes its
+//! certificate there, and then [`Token::promote`]s it to the active container (`sign`):
+//! afterwards `sign` holds the new key pair and certificate, the old ones are destroyed
+//! and `renew-<id>` is gone. The PIN is checked (and counted) as for every other
+//! operation. A crash at any moment leaves the state before or the state after:
+//! - **software token**: the promotion is one change of the file, written by one rename
+//!   (the private key is re-encrypted for its new container name in the same write);
+//! - **PKCS#11**: several objects must be destroyed and relabelled, which no single call
+//!   does. A public journal object `ekey-promotion` (`{pending, active, key id}`) is
+//!   written first; then the objects labelled `active` with another `CKA_ID` are
+//!   destroyed, the pending ones relabelled, and the journal deleted. Every step is
+//!   idempotent, and every operation of the token (also [`Token::status`]) first replays
+//!   a journal it finds — without a PIN only for the public objects, keeping the journal
+//!   until the next operation with a PIN, which moves the private key too. So an
+//!   interrupted promotion always ends **forward**, at the token's next use.
+//!
+//! [`Token::put_certificate`] replacing a certificate is crash-safe the same way (file:
+//! one rename; PKCS#11: the new certificate is created under a temporary label before
+//! the old one is destroyed, and finished at the next use). The crash points
+//! `token.promote.mid` and `token.put_certificate.mid` ([`fault::point`]) stop the
+//! process in the middle of these writes for the fault tests.
+//!
 //! # Admin unlock
 //! Constraints: the code must be short enough to type from a mail (≤ 40 characters),
 //! valid once, for one token and one challenge; the token must hold nothing that lets
@@ -113,6 +136,20 @@ pub mod fault {
     pub(crate) fn stops_after_so_pin_change() -> bool {
         STOP_AFTER_SO_PIN_CHANGE.load(Ordering::SeqCst)
     }
+
+    /// A named crash point. When the environment variable `EKEY_FAULT` names this point
+    /// (read once per process), the process aborts here at once — no destructors, no
+    /// flushing — as a `kill -9` at exactly this step would. The fault tests of the renewal
+    /// run the agent, the CLI or the server with it; production never sets it.
+    pub fn point(name: &str) {
+        static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        let armed =
+            ARMED.get_or_init(|| std::env::var("EKEY_FAULT").ok().filter(|v| !v.is_empty()));
+        if armed.as_deref() == Some(name) {
+            eprintln!("EKEY_FAULT: stopping at {name}");
+            std::process::abort();
+        }
+    }
 }
 
 /// Consecutive wrong PINs that lock a key.
@@ -177,6 +214,15 @@ pub trait Token: Send + Sync {
     /// Deletes a container: its key pair and its certificate (e.g. the old key after a
     /// renewal).
     fn delete_container(&self, pin: &str, container: &str) -> Result<()>;
+
+    /// Makes the container `pending` (key pair and certificate) the container `active`, as
+    /// one atomic step: afterwards `active` holds the former `pending` key pair and
+    /// certificate, the former `active` key pair and certificate are deleted, and `pending`
+    /// no longer exists. A crash at any moment leaves either the state before or the state
+    /// after (a PKCS#11 token finishes an interrupted promotion at its next use). `pending`
+    /// must hold a key pair and a certificate (`ekey.token.container_not_found` /
+    /// `ekey.token.certificate_missing` otherwise). Used by the renewal.
+    fn promote(&self, pin: &str, pending: &str, active: &str) -> Result<()>;
 
     /// Changes the user PIN; `old` counts as a PIN attempt.
     fn change_pin(&self, old: &str, new: &str) -> Result<()>;
@@ -261,6 +307,10 @@ mod tests {
         assert!(e.message(Lang::Zh).contains('3'));
         assert!(e.message(Lang::En).contains("3 tries"));
         assert!(TokenError::Locked.message(Lang::Zh).contains("锁定"));
+        let missing = TokenError::CertificateMissing("renew-1".into());
+        assert_eq!(missing.code(), "ekey.token.certificate_missing");
+        assert!(missing.message(Lang::Zh).contains("证书"));
+        assert!(missing.message(Lang::En).contains("no certificate"));
         assert!(validate_container_name("renew-1").is_ok());
         assert!(validate_container_name("a/b").is_err());
     }

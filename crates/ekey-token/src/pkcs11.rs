@@ -5,7 +5,11 @@
 //! - `ekey-pin-counter` (`CKO_DATA`, public): one byte, wrong PINs left;
 //! - `ekey-unlock-seal` (`CKO_DATA`, public, JSON): the recovery public key, the seal
 //!   point and check value, and a pending next seal while the SO PIN is being rotated;
-//! - `ekey-unlock-challenge` (`CKO_DATA`, public, JSON): the outstanding challenge.
+//! - `ekey-unlock-challenge` (`CKO_DATA`, public, JSON): the outstanding challenge;
+//! - `ekey-promotion` (`CKO_DATA`, public, JSON), only while a promotion is under way:
+//!   the journal `{pending, active, id}` (see below);
+//! - a certificate labelled `ekey-new-certificate:<container>`, only while
+//!   `put_certificate` replaces a certificate (see below).
 //!
 //! Each data object's `CKA_VALUE` is an 8-byte big-endian generation followed by the
 //! payload: data object values cannot be modified in place, so they are replaced by a
@@ -16,6 +20,22 @@
 //! per-module mutex (login state is per process in PKCS#11) and a per-module lock file in
 //! the temp directory: two processes on one host cannot interleave counter updates, and
 //! SoftHSM2 does not fail a reader while another process writes its token files.
+//!
+//! Writes that touch several objects are made restartable, and every operation (also
+//! `status`, without a PIN) first finishes one that a crash interrupted (`recover`):
+//! - `put_certificate` creates the new certificate under the temporary label
+//!   `ekey-new-certificate:<container>` (not a valid container name), then destroys the
+//!   container's earlier certificates, then relabels the new one. A temporary certificate
+//!   found later is finished the same way: the container ends with the new certificate.
+//! - `promote` checks `pending` (one private key, one public key, one certificate, all
+//!   for the same key), writes the journal `ekey-promotion` = `{pending, active, id}`
+//!   (`id` = the pending key's `CKA_ID`), then (a) destroys every key and certificate
+//!   labelled `active` whose `CKA_ID` is not `id`, (b) relabels the objects labelled
+//!   `pending` with `CKA_ID` = `id` to `active`, (c) deletes the journal. Each step is
+//!   idempotent, so a journal found later is simply replayed. Private keys are only
+//!   visible after `C_Login`: without a PIN (`status`, `unlock_challenge`, …) the replay
+//!   covers public keys and certificates and keeps the journal; the next operation with a
+//!   PIN finishes the private key and deletes the journal.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -42,6 +62,10 @@ use crate::{ContainerInfo, MAX_PIN_TRIES, Token, TokenStatus, admin};
 const COUNTER_LABEL: &str = "ekey-pin-counter";
 const SEAL_LABEL: &str = "ekey-unlock-seal";
 const CHALLENGE_LABEL: &str = "ekey-unlock-challenge";
+const PROMOTION_LABEL: &str = "ekey-promotion";
+/// Label of a certificate being written, before its container's label (`:` is not
+/// allowed in container names, so it never names a container).
+const NEW_CERTIFICATE_PREFIX: &str = "ekey-new-certificate:";
 const APPLICATION: &str = "ekey";
 /// DER OID prime256v1 (1.2.840.10045.3.1.7), the `CKA_EC_PARAMS` of P-256 keys.
 const P256_PARAMS: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
@@ -66,6 +90,16 @@ struct PendingSeal {
     nonce: Vec<u8>,
     #[serde(with = "b64")]
     secret: Vec<u8>,
+}
+
+/// The promotion journal (`ekey-promotion`): what an interrupted promotion still has to do.
+#[derive(Serialize, Deserialize)]
+struct Promotion {
+    pending: String,
+    active: String,
+    /// `CKA_ID` of the key pair being promoted.
+    #[serde(with = "b64")]
+    id: Vec<u8>,
 }
 
 /// One loaded and initialised PKCS#11 module, shared by every token of this process.
@@ -302,20 +336,23 @@ impl Pkcs11Token {
         Err(TokenError::NotFound(self.serial.clone()))
     }
 
-    /// Runs `f` in a read-write session with both locks held.
+    /// Runs `f` in a read-write session with both locks held, after finishing what an
+    /// interrupted write left (as far as a session without login can, see `recover`).
     fn with_session<R>(&self, f: impl FnOnce(&Session, Slot) -> Result<R>) -> Result<R> {
         let _guard = self.module.exclusive()?;
         let slot = self.slot()?;
         let session = self.module.ctx.open_rw_session(slot)?;
+        recover(&session, false)?;
         f(&session, slot)
     }
 
-    /// Runs `f` logged in as the user, after the counted PIN check.
+    /// Runs `f` logged in as the user, after the counted PIN check and after finishing an
+    /// interrupted promotion completely.
     fn with_user<R>(&self, pin: &str, f: impl FnOnce(&Session) -> Result<R>) -> Result<R> {
         crate::validate_pin(pin)?;
         self.with_session(|session, slot| {
             self.login_user(session, slot, pin)?;
-            let result = f(session);
+            let result = recover(session, true).and_then(|()| f(session));
             let _ = session.logout();
             result
         })
@@ -380,6 +417,9 @@ impl Token for Pkcs11Token {
         let ctx = &self.module.ctx;
         let info = ctx.get_token_info(slot)?;
         let session = ctx.open_ro_session(slot)?;
+        if needs_recovery(&session)? {
+            recover(&ctx.open_rw_session(slot)?, false)?;
+        }
         let mut left = read_counter(&session)?;
         if info.user_pin_locked() {
             left = 0;
@@ -495,22 +535,73 @@ impl Token for Pkcs11Token {
             if public != cert_key {
                 return Err(TokenError::CertificateMismatch);
             }
-            for old in find_by_label(session, ObjectClass::CERTIFICATE, container)? {
-                session.destroy_object(old)?;
-            }
-            session.create_object(&[
+            // New first, under a temporary label; then the old ones go (see the module docs).
+            let new = session.create_object(&[
                 Attribute::Class(ObjectClass::CERTIFICATE),
                 Attribute::CertificateType(CertificateType::X_509),
                 Attribute::Token(true),
                 Attribute::Private(false),
-                Attribute::Label(container.as_bytes().to_vec()),
+                Attribute::Label(format!("{NEW_CERTIFICATE_PREFIX}{container}").into_bytes()),
                 Attribute::Id(key_id(&public)),
                 Attribute::Subject(fields.subject.to_vec()),
                 Attribute::Issuer(fields.issuer.to_vec()),
                 Attribute::SerialNumber(fields.serial.to_vec()),
                 Attribute::Value(cert_der.to_vec()),
             ])?;
-            Ok(())
+            crate::fault::point("token.put_certificate.mid");
+            finish_certificate(session, new, container)
+        })
+    }
+
+    fn promote(&self, pin: &str, pending: &str, active: &str) -> Result<()> {
+        crate::validate_container_name(pending)?;
+        crate::validate_container_name(active)?;
+        if pending == active {
+            return Err(TokenError::ContainerName);
+        }
+        self.with_user(pin, |session| {
+            let private_h = single(
+                find_by_label(session, ObjectClass::PRIVATE_KEY, pending)?,
+                pending,
+            )?;
+            let public_h = single(
+                find_by_label(session, ObjectClass::PUBLIC_KEY, pending)?,
+                pending,
+            )?;
+            let cert_h = match find_by_label(session, ObjectClass::CERTIFICATE, pending)?[..] {
+                [] => return Err(TokenError::CertificateMissing(pending.into())),
+                [h] => h,
+                _ => {
+                    return Err(TokenError::Corrupt(format!(
+                        "several certificates for {pending:?}"
+                    )));
+                }
+            };
+            let public = public_key_of(session, public_h)?;
+            let cert_der = attribute_bytes(session, cert_h, AttributeType::Value)?
+                .ok_or_else(|| TokenError::Corrupt(format!("certificate of {pending:?}")))?;
+            let fields = der::certificate_fields(&cert_der)?;
+            if crypto::public_from_spki(fields.spki) != Some(public) {
+                return Err(TokenError::CertificateMismatch);
+            }
+            // The journal names the pending objects by CKA_ID: make sure all three carry
+            // it (a crash inside generate_key can leave a key pair without one).
+            let id = key_id(&public);
+            for h in [private_h, public_h, cert_h] {
+                if id_of(session, h)?.as_deref() != Some(id.as_slice()) {
+                    session.update_attributes(h, &[Attribute::Id(id.clone())])?;
+                }
+            }
+            let journal = Promotion {
+                pending: pending.into(),
+                active: active.into(),
+                id,
+            };
+            write_json(session, PROMOTION_LABEL, &journal)?;
+            destroy_replaced(session, &journal, true)?;
+            crate::fault::point("token.promote.mid");
+            relabel_promoted(session, &journal, true)?;
+            delete_data(session, PROMOTION_LABEL)
         })
     }
 
@@ -630,6 +721,98 @@ impl Token for Pkcs11Token {
     }
 }
 
+/// Whether a crash left something for [`recover`] to finish.
+fn needs_recovery(session: &Session) -> Result<bool> {
+    Ok(!new_certificates(session)?.is_empty()
+        || !data_objects(session, PROMOTION_LABEL)?.is_empty())
+}
+
+/// Finishes what an interrupted `put_certificate` or `promote` left (see the module docs).
+/// Without a login (`logged_in` false) private keys are invisible: a promotion is then
+/// replayed for the public objects only and its journal kept for the next login.
+fn recover(session: &Session, logged_in: bool) -> Result<()> {
+    for (h, container) in new_certificates(session)? {
+        finish_certificate(session, h, &container)?;
+    }
+    if let Some(journal) = read_json::<Promotion>(session, PROMOTION_LABEL)? {
+        destroy_replaced(session, &journal, logged_in)?;
+        relabel_promoted(session, &journal, logged_in)?;
+        if logged_in {
+            delete_data(session, PROMOTION_LABEL)?;
+        }
+    }
+    Ok(())
+}
+
+/// Certificates written by `put_certificate` under the temporary label, with the container
+/// each is for.
+fn new_certificates(session: &Session) -> Result<Vec<(ObjectHandle, String)>> {
+    let mut out = Vec::new();
+    for h in session.find_objects(&[
+        Attribute::Class(ObjectClass::CERTIFICATE),
+        Attribute::Token(true),
+    ])? {
+        if let Some(label) = label_of(session, h)?
+            && let Some(container) = label.strip_prefix(NEW_CERTIFICATE_PREFIX)
+        {
+            out.push((h, container.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// The second half of `put_certificate`: destroys the container's other certificates and
+/// gives the new one (temporary label) the container's label. Idempotent.
+fn finish_certificate(session: &Session, new: ObjectHandle, container: &str) -> Result<()> {
+    for old in find_by_label(session, ObjectClass::CERTIFICATE, container)? {
+        if old != new {
+            session.destroy_object(old)?;
+        }
+    }
+    session.update_attributes(new, &[Attribute::Label(container.as_bytes().to_vec())])?;
+    Ok(())
+}
+
+/// The classes a promotion moves; private keys only when logged in (else invisible).
+fn promotion_classes(logged_in: bool) -> &'static [ObjectClass] {
+    if logged_in {
+        &[
+            ObjectClass::PRIVATE_KEY,
+            ObjectClass::PUBLIC_KEY,
+            ObjectClass::CERTIFICATE,
+        ]
+    } else {
+        &[ObjectClass::PUBLIC_KEY, ObjectClass::CERTIFICATE]
+    }
+}
+
+/// Promotion step (a): destroys the keys and certificates labelled `active` that are not
+/// the promoted key's (`CKA_ID`). Idempotent.
+fn destroy_replaced(session: &Session, journal: &Promotion, logged_in: bool) -> Result<()> {
+    for class in promotion_classes(logged_in) {
+        for h in find_by_label(session, *class, &journal.active)? {
+            if id_of(session, h)?.as_deref() != Some(journal.id.as_slice()) {
+                session.destroy_object(h)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Promotion step (b): relabels the promoted key's objects from `pending` to `active`.
+/// Idempotent.
+fn relabel_promoted(session: &Session, journal: &Promotion, logged_in: bool) -> Result<()> {
+    let label = Attribute::Label(journal.active.as_bytes().to_vec());
+    for class in promotion_classes(logged_in) {
+        for h in find_by_label(session, *class, &journal.pending)? {
+            if id_of(session, h)?.as_deref() == Some(journal.id.as_slice()) {
+                session.update_attributes(h, std::slice::from_ref(&label))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `C_Login(SO)` with the SO PIN of seal secret `k`; `false` when the PIN is wrong.
 fn so_login(session: &Session, k: &[u8; unlock::SECRET_LEN]) -> Result<bool> {
     let so_pin = unlock::so_pin_from_secret(k);
@@ -711,7 +894,10 @@ fn attribute_bytes(
 ) -> Result<Option<Vec<u8>>> {
     for a in session.get_attributes(h, &[t])? {
         match a {
-            Attribute::Value(v) | Attribute::Label(v) | Attribute::EcPoint(v) => {
+            Attribute::Value(v)
+            | Attribute::Label(v)
+            | Attribute::EcPoint(v)
+            | Attribute::Id(v) => {
                 return Ok(Some(v));
             }
             _ => {}
@@ -724,6 +910,10 @@ fn label_of(session: &Session, h: ObjectHandle) -> Result<Option<String>> {
     Ok(attribute_bytes(session, h, AttributeType::Label)?
         .map(|v| String::from_utf8_lossy(&v).into_owned())
         .filter(|l| !l.is_empty()))
+}
+
+fn id_of(session: &Session, h: ObjectHandle) -> Result<Option<Vec<u8>>> {
+    attribute_bytes(session, h, AttributeType::Id)
 }
 
 /// The P-256 public key of a public key object (`CKA_EC_POINT`, DER OCTET STRING, or a

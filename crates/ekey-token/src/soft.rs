@@ -11,7 +11,10 @@
 //!
 //! Every change takes an exclusive `flock` on `<file>.lock` (a side file, because the
 //! token file itself is replaced by rename) and rewrites the file atomically: temp file,
-//! fsync, rename, fsync of the directory.
+//! fsync, rename, fsync of the directory. A promotion (renaming the `pending` container
+//! to `active`, dropping the old `active`, re-encrypting the private key under its new
+//! name) is one such rewrite. A temp file left by a process that died before its rename
+//! is never read and is removed by the next save.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -186,9 +189,29 @@ impl SoftToken {
     }
 }
 
+/// Where [`Guard::save_with`] stops the process for a crash test (see [`crate::fault`]).
+#[derive(Clone, Copy)]
+enum CrashPoint {
+    None,
+    /// The new state is complete and synced in the temp file, the token file is still the
+    /// old one.
+    BeforeRename(&'static str),
+    /// The token file has just been replaced (the directory is not yet synced).
+    AfterRename(&'static str),
+}
+
 impl Guard {
     /// Writes the state atomically (temp file, fsync, rename, fsync directory).
     fn save(&self) -> Result<()> {
+        self.save_with(CrashPoint::None)
+    }
+
+    /// [`Guard::save`] with a named crash point. The temp file is
+    /// `.<name>.tmp-<pid>`; one left behind by a process that died before its rename is
+    /// never read (only the token file is), is truncated if a later process gets the same
+    /// pid, and is removed by the next successful save (every save holds the lock, so
+    /// any other temp file then present is stale).
+    fn save_with(&self, crash: CrashPoint) -> Result<()> {
         let json = serde_json::to_vec_pretty(&self.state)
             .map_err(|e| TokenError::Corrupt(format!("encoding: {e}")))?;
         let dir = parent_dir(&self.path);
@@ -198,7 +221,8 @@ impl Guard {
             .ok_or_else(|| TokenError::NotFound(self.path.display().to_string()))?
             .to_string_lossy()
             .into_owned();
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let tmp_prefix = format!(".{name}.tmp-");
+        let tmp = dir.join(format!("{tmp_prefix}{}", std::process::id()));
         {
             let mut opts = OpenOptions::new();
             opts.write(true).create(true).truncate(true);
@@ -208,9 +232,16 @@ impl Guard {
             f.write_all(&json)?;
             f.sync_all()?;
         }
+        if let CrashPoint::BeforeRename(point) = crash {
+            crate::fault::point(point);
+        }
         fs::rename(&tmp, &self.path)?;
+        if let CrashPoint::AfterRename(point) = crash {
+            crate::fault::point(point);
+        }
         #[cfg(unix)]
         File::open(&dir)?.sync_all()?;
+        remove_stale_temp_files(&dir, &tmp_prefix);
         Ok(())
     }
 
@@ -347,7 +378,37 @@ impl Token for SoftToken {
             .find(|c| c.name == container)
             .expect("found above");
         c.certificate = Some(cert_der.to_vec());
-        g.save()
+        g.save_with(CrashPoint::BeforeRename("token.put_certificate.mid"))
+    }
+
+    fn promote(&self, pin: &str, pending: &str, active: &str) -> Result<()> {
+        crate::validate_container_name(pending)?;
+        crate::validate_container_name(active)?;
+        if pending == active {
+            return Err(TokenError::ContainerName);
+        }
+        let mut g = self.lock()?;
+        let dk = g.verify_pin(pin)?;
+        let c = g.container(pending)?;
+        if c.certificate.is_none() {
+            return Err(TokenError::CertificateMissing(pending.into()));
+        }
+        // The private key's AAD names its container: re-encrypt it under the new name.
+        let key = g.private_key(&dk, c)?;
+        let (nonce, ciphertext) =
+            crypto::seal(&dk, &key.to_bytes(), &key_aad(&g.state.serial, active))?;
+        g.state.containers.retain(|c| c.name != active);
+        let c = g
+            .state
+            .containers
+            .iter_mut()
+            .find(|c| c.name == pending)
+            .expect("found above");
+        c.name = active.into();
+        c.private_key = Wrapped { nonce, ciphertext };
+        g.state.containers.sort_by(|a, b| a.name.cmp(&b.name));
+        // One state, one rename: the file holds either the state before or the state after.
+        g.save_with(CrashPoint::AfterRename("token.promote.mid"))
     }
 
     fn delete_container(&self, pin: &str, container: &str) -> Result<()> {
@@ -432,6 +493,24 @@ fn lock_file(path: &Path) -> Result<File> {
         .open(lock_path)?;
     f.lock()?;
     Ok(f)
+}
+
+/// Removes temp files `<dir>/<prefix><pid>` left by processes that died before their
+/// rename. Called with the lock held, after our own temp file was renamed. Best effort.
+fn remove_stale_temp_files(dir: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let stale = name.to_str().is_some_and(|n| {
+            n.strip_prefix(prefix)
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if stale {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn parent_dir(path: &Path) -> PathBuf {

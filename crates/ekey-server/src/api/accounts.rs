@@ -125,6 +125,7 @@ pub async fn login(
                 account_id: account.id.clone(),
                 created_at: now,
                 expires_at: expires,
+                key_id: None,
             },
             NewAudit {
                 at: now,

@@ -155,6 +155,7 @@ fn key_change(
         expected_version: k.version,
         to: k.state.apply(event)?,
         shipment_id,
+        certificate_serial: None,
     })
 }
 

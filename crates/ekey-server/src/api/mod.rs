@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod admin;
 pub mod certificates;
 pub mod delivery;
+pub mod keyauth;
 pub mod keys;
 pub mod production;
 pub mod public;
@@ -231,6 +232,12 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(delivery::notify_shipment))
         .routes(routes!(delivery::notify_collection))
         .routes(routes!(delivery::handover))
+        .routes(routes!(keyauth::create_challenge))
+        .routes(routes!(keyauth::key_login))
+        .routes(routes!(keyauth::list_renewals))
+        .routes(routes!(keyauth::renewal_certificate))
+        .routes(routes!(keyauth::confirm_renewal))
+        .routes(routes!(keyauth::unlock_done))
         .routes(routes!(keys::my_keys))
         .routes(routes!(keys::initial_pin))
         .routes(routes!(keys::certificate))

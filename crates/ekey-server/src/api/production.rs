@@ -83,6 +83,7 @@ async fn retire_original(state: &AppState, auth: &Auth, r: &RequestRecord) -> Ap
                 expected_version: k.version,
                 to,
                 shipment_id: None,
+                certificate_serial: None,
             }],
             audits: vec![audit(
                 state,

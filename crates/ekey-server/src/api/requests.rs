@@ -401,6 +401,34 @@ async fn act(
     concerns: Vec<String>,
     form: Option<RequestForm>,
 ) -> ApiResult<RequestRecord> {
+    act_as(
+        state,
+        auth,
+        &auth.actor,
+        r,
+        action,
+        remark,
+        concerns,
+        form,
+        ekey_store::Batch::default(),
+    )
+    .await
+}
+
+/// [`act`] as `actor` (the system, when the key finished an unlock or a renewal for the
+/// caller), with `extra` changes (key, certificate, renewal record) in the same transaction.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn act_as(
+    state: &AppState,
+    auth: &Auth,
+    actor: &ekey_domain::request::Actor,
+    r: RequestRecord,
+    action: Action,
+    remark: Option<&str>,
+    concerns: Vec<String>,
+    form: Option<RequestForm>,
+    extra: ekey_store::Batch,
+) -> ApiResult<RequestRecord> {
     let now = state.clock.now();
     let present: Vec<Material> = if action == Action::ConfirmUpload {
         state
@@ -417,7 +445,7 @@ async fn act(
         transition(
             &view(&r),
             action,
-            &auth.actor,
+            actor,
             &Context {
                 now,
                 calendar,
@@ -454,7 +482,7 @@ async fn act(
         commit_materials: action == Action::ConfirmUpload,
         at: now,
         actor_id: auth.account.id.clone(),
-        actor_role: auth.account.role,
+        actor_role: actor.role,
         remark: outcome.remark.clone(),
         concerns,
         audit: audit(
@@ -471,7 +499,7 @@ async fn act(
     let mut batch = if r.kind == Kind::Cancellation && action == Action::ProviderApprove {
         cancellation_revocation(state, auth, &r).await?
     } else {
-        ekey_store::Batch::default()
+        extra
     };
     let revokes = !batch.revocations.is_empty();
     batch.transitions.insert(0, transition);
@@ -582,6 +610,7 @@ async fn cancellation_revocation(
             expected_version: k.version,
             to,
             shipment_id: None,
+            certificate_serial: None,
         });
         if let Some(serial) = &k.certificate_serial
             && state

@@ -379,45 +379,7 @@ pub fn credit_code(prefix17: &str) -> String {
     format!("{prefix17}{}", CS.as_bytes()[check] as char)
 }
 
-/// A minimal valid PNG (1×1) of exactly `size` bytes (≥ 79; padded with a private chunk).
-pub fn png(size: usize) -> Vec<u8> {
-    fn chunk(t: &[u8], d: &[u8]) -> Vec<u8> {
-        let mut out = (d.len() as u32).to_be_bytes().to_vec();
-        out.extend_from_slice(t);
-        out.extend_from_slice(d);
-        let mut crc_in = t.to_vec();
-        crc_in.extend_from_slice(d);
-        out.extend_from_slice(&crc32(&crc_in).to_be_bytes());
-        out
-    }
-    let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
-    v.extend(chunk(b"IHDR", &[0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]));
-    // What follows the padding: its own chunk overhead, IDAT (12 + 10) and IEND (12).
-    let fixed = v.len() + 12 + 22 + 12;
-    let pad = size.saturating_sub(fixed);
-    v.extend(chunk(b"prVt", &vec![b'a'; pad]));
-    v.extend(chunk(
-        b"IDAT",
-        &[0x78, 0x9c, 0x63, 0x60, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01],
-    ));
-    v.extend(chunk(b"IEND", &[]));
-    v
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
+pub use ekey_testkit::scenario::png;
 
 /// Items of the first-issue checklist.
 pub const SIX: &[&str] = &[

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use ekey_token::{CsrSubject, SoftToken, Token, admin, csr, csr_with_subject};
 
+use crate::promotion;
 use crate::support::{self, MASTER, code, tries_left};
 
 const PIN: &str = "12345678";
@@ -330,4 +331,94 @@ fn two_processes_at_once_count_every_attempt() {
     let st = token.status().unwrap();
     assert_eq!((st.pin_tries_left, st.locked), (0, true));
     assert_eq!(code(token.sign(PIN, "sign", b"m")), "ekey.token.locked");
+}
+
+#[test]
+fn promote_makes_the_renewal_key_the_active_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = new_token(dir.path(), "SN-0007");
+    promotion::promote_works(&token, PIN, dir.path());
+    // The promoted private key was re-encrypted for its new container: it still opens
+    // after the file is read again.
+    let again = SoftToken::open(token.path()).unwrap();
+    again.sign(PIN, "sign", b"m").unwrap();
+    again.sign(PIN, "spare", b"m").unwrap();
+}
+
+/// Environment of [`child_crashing_operation`]: the token file.
+const CRASH_FILE_ENV: &str = "EKEY_CRASH_TOKEN_FILE";
+
+/// Child of the crash tests below: runs one operation under `EKEY_FAULT` and dies in it.
+#[test]
+#[ignore = "child process of the soft token crash tests"]
+fn child_crashing_operation() {
+    let Some(path) = std::env::var_os(CRASH_FILE_ENV) else {
+        return; // only meaningful when started by a crash test
+    };
+    let token = SoftToken::open(path).unwrap();
+    promotion::run_crashing_operation(&token, PIN);
+}
+
+/// Temp files the token's saves left in `dir`.
+fn temp_files(dir: &Path, token_file: &str) -> Vec<std::path::PathBuf> {
+    let prefix = format!(".{token_file}.tmp-");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+#[test]
+fn promote_killed_at_its_crash_point_is_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = new_token(dir.path(), "SN-0008");
+    let p = promotion::prepare_promotion(&token, PIN, dir.path());
+    support::expect_child_aborts_at(
+        "soft::child_crashing_operation",
+        "token.promote.mid",
+        &[
+            (CRASH_FILE_ENV, token.path().as_os_str()),
+            (promotion::OP_ENV, "promote".as_ref()),
+        ],
+    );
+    // The child died right after the rename: the file holds the whole new state.
+    assert!(temp_files(dir.path(), "SN-0008.ekey").is_empty());
+    let token = SoftToken::open(token.path()).unwrap();
+    promotion::assert_promoted(&token, PIN, dir.path(), &p);
+}
+
+#[test]
+fn put_certificate_killed_before_its_rename_keeps_the_old_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = new_token(dir.path(), "SN-0009");
+    let r = promotion::prepare_replacement(&token, PIN, dir.path());
+    let cert_file = dir.path().join("new-cert.der");
+    std::fs::write(&cert_file, &r.new_cert).unwrap();
+    support::expect_child_aborts_at(
+        "soft::child_crashing_operation",
+        "token.put_certificate.mid",
+        &[
+            (CRASH_FILE_ENV, token.path().as_os_str()),
+            (promotion::OP_ENV, "put_certificate".as_ref()),
+            (promotion::CERT_ENV, cert_file.as_os_str()),
+        ],
+    );
+    // The child died with the new state complete in its temp file, not yet renamed.
+    let left = temp_files(dir.path(), "SN-0009.ekey");
+    assert_eq!(left.len(), 1, "{left:?}");
+    use base64::Engine;
+    let new_b64 = base64::engine::general_purpose::STANDARD.encode(&r.new_cert);
+    assert!(
+        std::fs::read_to_string(&left[0])
+            .unwrap()
+            .contains(&new_b64)
+    );
+
+    // The token file was not touched; the stale temp file is ignored, then cleaned up.
+    let token = SoftToken::open(token.path()).unwrap();
+    let found = promotion::assert_certificate_whole(&token, PIN, dir.path(), &r);
+    assert_eq!(found, r.old_cert);
+    assert!(temp_files(dir.path(), "SN-0009.ekey").is_empty());
 }

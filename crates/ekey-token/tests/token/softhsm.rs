@@ -14,6 +14,7 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use ekey_token::{Pkcs11Token, Token, TokenError, admin, csr};
 
+use crate::promotion;
 use crate::support::{self, MASTER, code, tries_left};
 
 const PIN: &str = "24681357";
@@ -487,4 +488,215 @@ fn two_processes_at_once_on_pkcs11() {
         assert!(token.status().unwrap().locked);
         assert_eq!(code(token.sign(PIN, "sign", b"m")), "ekey.token.locked");
     });
+}
+
+/// Sorted labels of the token objects of `class` (private keys only after `C_Login`, which
+/// this does with [`PIN`]), as the module itself shows them.
+fn labels(module: &Path, serial: &str, class: ObjectClass) -> Vec<String> {
+    let session = raw_session(module, serial);
+    session
+        .login(UserType::User, Some(&AuthPin::from(PIN)))
+        .unwrap();
+    let mut labels: Vec<String> = session
+        .find_objects(&[Attribute::Class(class), Attribute::Token(true)])
+        .unwrap()
+        .into_iter()
+        .map(
+            |h| match session.get_attributes(h, &[AttributeType::Label]).unwrap()[..] {
+                [Attribute::Label(ref l)] => String::from_utf8_lossy(l).into_owned(),
+                ref other => panic!("label: {other:?}"),
+            },
+        )
+        .collect();
+    session.logout().unwrap();
+    labels.sort();
+    labels
+}
+
+/// Private keys, public keys and certificates by label; and whether the promotion journal
+/// object exists.
+fn objects(module: &Path, serial: &str) -> ([Vec<String>; 3], bool) {
+    let journal = !raw_session(module, serial)
+        .find_objects(&[
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Label(b"ekey-promotion".to_vec()),
+        ])
+        .unwrap()
+        .is_empty();
+    (
+        [
+            labels(module, serial, ObjectClass::PRIVATE_KEY),
+            labels(module, serial, ObjectClass::PUBLIC_KEY),
+            labels(module, serial, ObjectClass::CERTIFICATE),
+        ],
+        journal,
+    )
+}
+
+/// One private key, public key and certificate per container, nothing else, no journal.
+fn assert_tidy(module: &Path, serial: &str, containers: &[&str]) {
+    let names: Vec<String> = containers.iter().map(|c| c.to_string()).collect();
+    assert_eq!(
+        objects(module, serial),
+        ([names.clone(), names.clone(), names], false)
+    );
+}
+
+#[test]
+fn promote_makes_the_renewal_key_the_active_one() {
+    in_softhsm(
+        "softhsm::promote_makes_the_renewal_key_the_active_one",
+        |module| {
+            let dir = tempfile::tempdir().unwrap();
+            let token =
+                Pkcs11Token::init(module, "ekey-promote", TRANSPORT_SO_PIN, PIN, MASTER).unwrap();
+            promotion::promote_works(&token, PIN, dir.path());
+            let serial = token.serial();
+            assert_tidy(module, &serial, &["sign", "spare"]);
+
+            // A key pair whose CKA_ID is not the one eKey sets (as a crash inside
+            // generate_key can leave it) is given the right one first, then promoted.
+            let (spki, cert) = promotion::key_with_certificate(&token, PIN, dir.path(), "renew-3");
+            let session = raw_session(module, &serial);
+            session
+                .login(UserType::User, Some(&AuthPin::from(PIN)))
+                .unwrap();
+            for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+                let h = session
+                    .find_objects(&[
+                        Attribute::Class(class),
+                        Attribute::Label(b"renew-3".to_vec()),
+                    ])
+                    .unwrap();
+                session
+                    .update_attributes(h[0], &[Attribute::Id(b"foreign".to_vec())])
+                    .unwrap();
+            }
+            session.logout().unwrap();
+            drop(session);
+            token.promote(PIN, "renew-3", "sign").unwrap();
+            let st = token.status().unwrap();
+            assert_eq!(st.containers[0].name, "sign");
+            assert_eq!(
+                st.containers[0].public_key_spki.as_deref(),
+                Some(spki.as_slice())
+            );
+            assert_eq!(
+                st.containers[0].certificate_der.as_deref(),
+                Some(cert.as_slice())
+            );
+            let sig = token.sign(PIN, "sign", b"m").unwrap();
+            support::verify_signature(dir.path(), &spki, b"m", &sig);
+            assert_tidy(module, &serial, &["sign", "spare"]);
+        },
+    );
+}
+
+/// Environment of [`child_crashing_operation`]: the token label.
+const CRASH_LABEL_ENV: &str = "EKEY_CRASH_TOKEN_LABEL";
+
+/// Child of the crash tests below: runs one operation under `EKEY_FAULT` and dies in it.
+/// Inherits `SOFTHSM2_CONF` from the test that starts it.
+#[test]
+#[ignore = "child process of the PKCS#11 crash tests"]
+fn child_crashing_operation() {
+    let Ok(label) = std::env::var(CRASH_LABEL_ENV) else {
+        return; // only meaningful when started by a crash test
+    };
+    let token = Pkcs11Token::open(support::softhsm_module(), &label).unwrap();
+    promotion::run_crashing_operation(&token, PIN);
+}
+
+#[test]
+fn promote_killed_at_the_worst_moment_is_finished_at_the_next_use() {
+    in_softhsm(
+        "softhsm::promote_killed_at_the_worst_moment_is_finished_at_the_next_use",
+        |module| {
+            let dir = tempfile::tempdir().unwrap();
+            let token =
+                Pkcs11Token::init(module, "ekey-pcrash", TRANSPORT_SO_PIN, PIN, MASTER).unwrap();
+            let serial = token.serial();
+            let p = promotion::prepare_promotion(&token, PIN, dir.path());
+            drop(token);
+            support::expect_child_aborts_at(
+                "softhsm::child_crashing_operation",
+                "token.promote.mid",
+                &[
+                    (CRASH_LABEL_ENV, "ekey-pcrash".as_ref()),
+                    (promotion::OP_ENV, "promote".as_ref()),
+                ],
+            );
+            // The worst moment: the old key pair and certificate are destroyed, the new
+            // ones still carry the pending label, the journal says what is left to do.
+            let renew = vec![String::from("renew-1")];
+            assert_eq!(
+                objects(module, &serial),
+                ([renew.clone(), renew.clone(), renew.clone()], true)
+            );
+
+            // A new process. status() (no PIN) already finishes the public objects; the
+            // private key is invisible without a login, so the journal stays for it.
+            let token = Pkcs11Token::open(module, "ekey-pcrash").unwrap();
+            let st = token.status().unwrap();
+            assert_eq!(
+                promotion::summary(&st),
+                vec![(
+                    "sign".into(),
+                    Some(p.new_spki.clone()),
+                    Some(p.new_cert.clone())
+                )]
+            );
+            let sign = vec![String::from("sign")];
+            assert_eq!(
+                objects(module, &serial),
+                ([renew, sign.clone(), sign], true)
+            );
+
+            // The first operation with a PIN finishes the rest: the new key signs.
+            promotion::assert_promoted(&token, PIN, dir.path(), &p);
+            assert_tidy(module, &serial, &["sign"]);
+        },
+    );
+}
+
+#[test]
+fn put_certificate_killed_halfway_is_finished_at_the_next_use() {
+    in_softhsm(
+        "softhsm::put_certificate_killed_halfway_is_finished_at_the_next_use",
+        |module| {
+            let dir = tempfile::tempdir().unwrap();
+            let token =
+                Pkcs11Token::init(module, "ekey-ccrash", TRANSPORT_SO_PIN, PIN, MASTER).unwrap();
+            let serial = token.serial();
+            let r = promotion::prepare_replacement(&token, PIN, dir.path());
+            let cert_file = dir.path().join("new-cert.der");
+            std::fs::write(&cert_file, &r.new_cert).unwrap();
+            drop(token);
+            support::expect_child_aborts_at(
+                "softhsm::child_crashing_operation",
+                "token.put_certificate.mid",
+                &[
+                    (CRASH_LABEL_ENV, "ekey-ccrash".as_ref()),
+                    (promotion::OP_ENV, "put_certificate".as_ref()),
+                    (promotion::CERT_ENV, cert_file.as_os_str()),
+                ],
+            );
+            // Halfway: the new certificate exists under its temporary label, the old one
+            // is still there.
+            let (by_class, journal) = objects(module, &serial);
+            assert!(!journal);
+            assert_eq!(
+                by_class[2],
+                vec![
+                    String::from("ekey-new-certificate:sign"),
+                    String::from("sign")
+                ]
+            );
+
+            let token = Pkcs11Token::open(module, "ekey-ccrash").unwrap();
+            let found = promotion::assert_certificate_whole(&token, PIN, dir.path(), &r);
+            assert_eq!(found, r.new_cert, "finished forward");
+            assert_tidy(module, &serial, &["sign"]);
+        },
+    );
 }

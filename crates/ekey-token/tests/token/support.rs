@@ -44,6 +44,45 @@ pub fn expect_child_passed(test: &str, out: Output) -> String {
     stdout
 }
 
+/// Runs one `#[ignore]`d helper test of this binary in a new process with
+/// `EKEY_FAULT=point` (and [`CHILD_ENV`] and `envs` set), waits, and insists that the child
+/// started its test and then died by `abort` at exactly that crash point — not by
+/// finishing, failing or panicking.
+pub fn expect_child_aborts_at(test: &str, point: &str, envs: &[(&str, &std::ffi::OsStr)]) {
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary path"));
+    cmd.args([
+        test,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, "1")
+    .env("EKEY_FAULT", point);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report = format!(
+        "child {test} at {point} ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    assert!(!out.status.success(), "{report}");
+    assert!(stdout.contains("running 1 test"), "{report}");
+    assert!(!stdout.contains("test result:"), "{report}");
+    assert!(
+        stderr.contains(&format!("EKEY_FAULT: stopping at {point}")),
+        "{report}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(6), "SIGABRT expected; {report}");
+    }
+}
+
 /// The SoftHSM2 module: `EKEY_SOFTHSM_MODULE` or the Debian path. Fails — never skips —
 /// when it is missing.
 pub fn softhsm_module() -> PathBuf {
@@ -117,6 +156,14 @@ pub fn verify_signature(dir: &Path, spki: &[u8], message: &[u8], signature: &[u8
         ],
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Verified OK"));
+}
+
+/// Whether a DER ECDSA P-256/SHA-256 signature verifies with a SubjectPublicKeyInfo (in
+/// process only; for the negative checks).
+pub fn verifies(spki: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    let key = p256::ecdsa::VerifyingKey::from_public_key_der(spki).expect("SPKI");
+    let sig = p256::ecdsa::Signature::from_der(signature).expect("DER signature");
+    key.verify(message, &sig).is_ok()
 }
 
 /// Checks a DER CSR with `openssl req -verify` and returns its subject line.
