@@ -284,7 +284,8 @@ pub async fn approved_renewal(p: &Portal, key: &ActiveKey) -> Result<(String, St
     let id = p
         .request_under_review(
             &ent,
-            json!({"kind": "renewal", "login_name": {"mode": "original", "value": key.login_name},
+            json!({"kind": "renewal", "licence_types": ["import_licence"],
+                   "login_name": {"mode": "original", "value": key.login_name},
                    "authorised_user": person("liming@example.com")}),
             RENEWAL_ITEMS,
         )

@@ -1,7 +1,6 @@
-//! The agent as the portal's pages use it (router without a socket), and the renewal
-//! client against a stand-in for the eKey server's renewal API.
+//! The agent as the portal's pages use it (router without a socket). The renewal client
+//! runs against the real server in ekey-server's API suite (`agent.rs`) and, with a crash
+//! at every step, in ekey-cli's `renewal_faults.rs`.
 
 mod api;
-mod mock_server;
-mod renewal;
 mod support;

@@ -102,7 +102,7 @@ pub fn serial_of(cert_der: &[u8]) -> String {
 
 /// A test directory with a CA and one token, and an agent serving it.
 pub struct Setup {
-    pub dir: tempfile::TempDir,
+    pub _dir: tempfile::TempDir,
     pub ca: TestCa,
     pub token: SoftToken,
     pub token_dir: PathBuf,
@@ -124,7 +124,7 @@ impl Setup {
         let state_dir = dir.path().join("state");
         let agent = agent(&token_dir, &state_dir, server);
         Setup {
-            dir,
+            _dir: dir,
             ca,
             token,
             token_dir,

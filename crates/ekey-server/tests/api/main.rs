@@ -24,6 +24,8 @@ macro_rules! on_both_databases {
 
 mod support;
 
+mod agent;
+
 mod bad_input;
 mod browser;
 mod deadlines;
