@@ -15,6 +15,7 @@ pub mod certs;
 pub mod console;
 pub mod dashboard;
 pub mod delivery;
+pub mod keypages;
 pub mod portal;
 pub mod public;
 
@@ -60,6 +61,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/request_form.html"),
     ),
     ("request.html", include_str!("templates/request.html")),
+    ("renewal.html", include_str!("templates/renewal.html")),
     (
         "console_queue.html",
         include_str!("templates/console_queue.html"),
@@ -153,6 +155,8 @@ pub struct Page {
     new_seed: Option<String>,
     /// Path and query of this page (for the language switch and "log in, then come back").
     pub path: String,
+    /// Origin of the local agent the page's scripts may call (`connect-src`).
+    pub agent_origin: String,
 }
 
 impl FromRequestParts<AppState> for Page {
@@ -191,6 +195,7 @@ impl FromRequestParts<AppState> for Page {
                 .path_and_query()
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_else(|| "/".into()),
+            agent_origin: agent_origin(&state.config.agent_url),
         })
     }
 }
@@ -291,6 +296,7 @@ impl Page {
             demo => state.config.demo,
             footer_agency => v(footer),
             provider_hotline => state.config.provider_hotline.clone(),
+            agent_url => self.agent_origin.clone(),
         };
         let merged = minijinja::context! { ..ctx, ..base };
         let body = match env().get_template(template).and_then(|t| t.render(merged)) {
@@ -319,13 +325,16 @@ impl Page {
         }
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        res.headers_mut().insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; \
-                 frame-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-            ),
+        // The local agent (`ekey agent`) is the only other place scripts may talk to.
+        let csp = format!(
+            "default-src 'self'; connect-src 'self' {}; img-src 'self' blob: data:; \
+             object-src 'none'; frame-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; \
+             form-action 'self'",
+            self.agent_origin
         );
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        }
     }
 }
 
@@ -495,11 +504,34 @@ pub fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
 }
 
+/// `scheme://host:port` of the agent URL (no path), as CSP and CORS compare it; a
+/// malformed setting falls back to the default agent address.
+fn agent_origin(url: &str) -> String {
+    let ok = |u: &str| {
+        (u.starts_with("http://") || u.starts_with("https://"))
+            && u.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
+    };
+    let url = url.trim().trim_end_matches('/');
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or_default();
+    let origin_len = url.len() - rest.len() + rest.find('/').unwrap_or(rest.len());
+    let origin = &url[..origin_len];
+    if ok(origin) && !rest.is_empty() {
+        origin.to_string()
+    } else {
+        "http://127.0.0.1:17480".into()
+    }
+}
+
 async fn static_file(Path(name): Path<String>) -> Response {
     let (body, ty): (&'static str, &str) = match name.as_str() {
         "app.css" => (include_str!("static/app.css"), "text/css; charset=utf-8"),
         "app.js" => (
             include_str!("static/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "agent.js" => (
+            include_str!("static/agent.js"),
             "text/javascript; charset=utf-8",
         ),
         _ => return (StatusCode::NOT_FOUND, "not found").into_response(),
@@ -573,6 +605,8 @@ pub fn router() -> Router<AppState> {
         .route("/static/{name}", get(static_file))
         .route("/lang/{lang}", get(switch_lang))
         .route("/login", get(public::login_page).post(public::login))
+        .route("/login/key", post(keypages::key_login))
+        .route("/portal/renewal", get(keypages::renewal))
         .route("/logout", post(public::logout))
         .route(
             "/register",

@@ -211,6 +211,9 @@ pub async fn home(State(state): State<AppState>, page: Page) -> Response {
         Ok(axum::Json(l)) => l,
         Err(e) => return error_page(lang, e),
     };
+    let renewal_ready = list
+        .iter()
+        .any(|r| r.kind == Kind::Renewal.as_str() && r.status == Status::Approved.as_str());
     let rows: Vec<_> = list
         .into_iter()
         .map(|r| {
@@ -227,7 +230,7 @@ pub async fn home(State(state): State<AppState>, page: Page) -> Response {
     page.render(
         &state,
         "home.html",
-        context! { me => super::v(me), keys => super::v(keys), requests => rows },
+        context! { me => super::v(me), keys => super::v(keys), requests => rows, renewal_ready => renewal_ready },
     )
     .await
 }
@@ -624,6 +627,22 @@ pub async fn show(
         })
         .collect();
     let error = q(&query, "error");
+    // An approved unlock is finished with the locked key: the page's script needs its serial.
+    let unlock_serial = if kind == Kind::Unlock && status == Status::Approved {
+        match state
+            .store
+            .keys_by_login_name(r.login_name.as_deref().unwrap_or_default())
+            .await
+        {
+            Ok(keys) => keys
+                .into_iter()
+                .find(|k| Some(&k.enterprise_id) == auth.account.enterprise_id.as_ref())
+                .and_then(|k| k.token_serial),
+            Err(e) => return error_page(lang, e.into()),
+        }
+    } else {
+        None
+    };
     page.render(
         &state,
         "request.html",
@@ -648,6 +667,7 @@ pub async fn show(
             can_withdraw => r.actions.iter().any(|a| a == "withdraw"),
             collection_open => collection_open,
             registered_address => enterprise.map(|e| e.address),
+            unlock_serial => unlock_serial,
         },
     )
     .await

@@ -18,40 +18,75 @@ use crate::support::*;
 pub struct RunningAgent {
     pub base: String,
     pub origin: String,
+    pub agent: Agent,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
     secret: String,
     client: reqwest::Client,
-    _state: tempfile::TempDir,
+    _state: Option<tempfile::TempDir>,
+}
+
+/// A listener for an agent, bound before the server starts (the pages must know where
+/// the agent is).
+pub async fn agent_listener() -> (tokio::net::TcpListener, String) {
+    let listener = ekey_agent::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    (listener, base)
 }
 
 impl RunningAgent {
+    /// On a port of its own, paired through the API.
     pub async fn start(s: &TestServer) -> RunningAgent {
+        let (listener, _) = agent_listener().await;
         let state = tempfile::tempdir().unwrap();
+        let mut a = Self::start_on(listener, s, &s.base, state.path()).await;
+        a._state = Some(state);
+        a.pair().await;
+        a
+    }
+
+    /// On `listener`, talking to the server at `server` (the portal's origin stays the
+    /// test server's), with pairings kept in `state`; not paired yet.
+    pub async fn start_on(
+        listener: tokio::net::TcpListener,
+        s: &TestServer,
+        server: &str,
+        state: &std::path::Path,
+    ) -> RunningAgent {
         let agent = Agent::new(AgentConfig {
             origin: s.base.clone(),
-            server: s.base.clone(),
+            server: server.to_string(),
             sources: vec![TokenSource::Dir(s.data_dir.join("tokens"))],
-            state_dir: state.path().to_path_buf(),
+            state_dir: state.to_path_buf(),
         })
         .unwrap();
-        let listener = ekey_agent::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(ekey_agent::serve(
+        let task = tokio::spawn(ekey_agent::serve(
             agent.clone(),
             listener,
             std::future::pending(),
         ));
-        let client = reqwest::Client::new();
-        let mut a = RunningAgent {
+        RunningAgent {
             base,
             origin: s.base.clone(),
+            agent,
+            task,
             secret: String::new(),
-            client,
-            _state: state,
-        };
+            client: reqwest::Client::new(),
+            _state: None,
+        }
+    }
+
+    /// Stops it as if its process died: the listener closes, nothing more is answered.
+    pub fn kill(self) -> std::net::SocketAddr {
+        self.task.abort();
+        self.base.trim_start_matches("http://").parse().unwrap()
+    }
+
+    async fn pair(&mut self) {
         // Pairing: the page asks, the user types the code shown into the agent's terminal.
-        let (status, p) = a.call("POST", "/pairings", None).await;
+        let (status, p) = self.call("POST", "/pairings", None).await;
         assert_eq!(status, StatusCode::CREATED, "{p}");
-        let (status, _) = a
+        let (status, _) = self
             .call(
                 "GET",
                 &format!("/pairings/{}", p["id"].as_str().unwrap()),
@@ -60,10 +95,10 @@ impl RunningAgent {
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "pending until confirmed");
         assert_eq!(
-            agent.confirm_pairing(p["code"].as_str().unwrap()),
+            self.agent.confirm_pairing(p["code"].as_str().unwrap()),
             ekey_agent::Confirmation::Confirmed
         );
-        let (status, v) = a
+        let (status, v) = self
             .call(
                 "GET",
                 &format!("/pairings/{}", p["id"].as_str().unwrap()),
@@ -71,8 +106,7 @@ impl RunningAgent {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{v}");
-        a.secret = v["secret"].as_str().unwrap().to_string();
-        a
+        self.secret = v["secret"].as_str().unwrap().to_string();
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -95,7 +129,7 @@ impl RunningAgent {
     }
 }
 
-fn soft_token(s: &TestServer, serial: &str) -> Arc<dyn Token> {
+pub fn soft_token(s: &TestServer, serial: &str) -> Arc<dyn Token> {
     Arc::new(
         ekey_token::SoftToken::open(s.data_dir.join("tokens").join(format!("{serial}.token")))
             .unwrap(),
@@ -131,7 +165,7 @@ async fn key_login(
     .await
 }
 
-async fn certificates(s: &TestServer, provider: &str, q: &str) -> Vec<Value> {
+pub async fn certificates(s: &TestServer, provider: &str, q: &str) -> Vec<Value> {
     let (status, v) = s
         .get(&format!("/api/v1/certificates?q={q}"), Some(provider))
         .await;

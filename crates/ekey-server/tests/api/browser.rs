@@ -137,6 +137,12 @@ impl Browser {
         el.send_keys(value).await.unwrap();
     }
 
+    async fn fill_css(&self, selector: &str, value: &str) {
+        let el = self.css(selector).await;
+        el.clear().await.unwrap();
+        el.send_keys(value).await.unwrap();
+    }
+
     async fn text(&self, selector: &str) -> String {
         self.css(selector).await.text().await.unwrap()
     }
@@ -892,6 +898,243 @@ async fn unlock_approval_and_cancellation_from_the_consoles_in_a_browser() {
         Some("cessationOfOperation")
     );
 
+    b.close().await;
+    s.stop().await;
+}
+
+/// A reverse proxy in front of the server for the agent: it forwards everything, but the
+/// first renewal certificate request is cut after the server answered (the certificate is
+/// issued, the agent never gets it) — as a connection lost mid-renewal. Sends on `cut`.
+async fn cutting_proxy(target: String) -> (String, tokio::sync::mpsc::Receiver<()>) {
+    use axum::body::Bytes;
+    use axum::http::{Method, StatusCode as S, Uri};
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let cut_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: axum::http::HeaderMap, body: Bytes| {
+            let (client, target, tx, cut_done) =
+                (client.clone(), target.clone(), tx.clone(), cut_done.clone());
+            async move {
+                let mut req = client.request(
+                    reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap(),
+                    format!("{target}{uri}"),
+                );
+                for name in ["authorization", "content-type", "accept-language"] {
+                    if let Some(v) = headers.get(name) {
+                        req = req.header(name, v.to_str().unwrap());
+                    }
+                }
+                let res = req.body(body).send().await.unwrap();
+                let status = res.status().as_u16();
+                let text = res.text().await.unwrap();
+                if uri.path().ends_with("/certificate")
+                    && !cut_done.swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    let _ = tx.send(()).await;
+                    return (S::BAD_GATEWAY, "connection lost".to_string());
+                }
+                (S::from_u16(status).unwrap(), text)
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_logs_in_renews_after_an_interruption_and_is_unlocked_in_a_browser() {
+    use crate::agent::{RunningAgent, agent_listener, certificates, soft_token};
+    use ekey_testkit::scenario::{self, Portal};
+
+    let (listener, agent_url) = agent_listener().await;
+    let s = TestServer::start_with(Db::Sqlite, default_start(), |c| {
+        c.agent_url = agent_url.clone();
+    })
+    .await;
+    let p = Portal::new(&s.base);
+    let key = scenario::active_key(&p).await.unwrap();
+    let (renewal_id, _) = scenario::approved_renewal(&p, &key).await.unwrap();
+    let provider = s.login("provider").await;
+    let issued_before = certificates(&s, &provider, &key.login_name).await.len();
+    let (proxy, mut cut) = cutting_proxy(s.base.clone()).await;
+    let state = tempfile::tempdir().unwrap();
+    let agent = RunningAgent::start_on(listener, &s, &proxy, state.path()).await;
+    let b = Browser::start().await;
+
+    // ---- certificate login: pair once, then PIN ----
+    b.goto(&s.url("/login")).await;
+    b.wait_text("[data-key-login] [data-agent-box]", "配对")
+        .await;
+    b.shot_at("50-key-login-pairing", "[data-key-login]").await;
+    b.click("[data-key-login] [data-agent-box] button").await;
+    let code = b
+        .css("[data-pair-code]")
+        .await
+        .attr("data-pair-code")
+        .await
+        .unwrap()
+        .unwrap();
+    b.shot_at("51-key-login-pair-code", "[data-key-login]")
+        .await;
+    assert_eq!(
+        agent.agent.confirm_pairing(&code),
+        ekey_agent::Confirmation::Confirmed
+    );
+    b.wait_text("[data-key-login] [data-agent-box]", "已连接")
+        .await;
+    let option = b.text("[data-key-select] option").await;
+    assert!(option.contains(&key.token_serial), "{option}");
+    b.fill_css("[data-key-pin]", "000000").await;
+    b.click("[data-key-go]").await;
+    b.wait_text("[data-key-err]", "还可").await;
+    b.shot_at("52-key-login-wrong-pin", "[data-key-login]")
+        .await;
+    b.fill_css("[data-key-pin]", &key.pin).await;
+    b.click("[data-key-go]").await;
+    b.wait_text(".renewal-ready", "CA证书更新").await;
+    assert_eq!(b.path().await, "/portal");
+    b.shot("53-home-renewal-offered").await;
+
+    // ---- renewal: the connection is lost after issuance ----
+    b.click(".renewal-ready a").await;
+    b.wait_text("[data-renewal] [data-agent-box]", "已连接")
+        .await;
+    b.fill_css("[data-renew-pin]", &key.pin).await;
+    b.click("[data-renew-go]").await;
+    tokio::time::timeout(Duration::from_secs(30), cut.recv())
+        .await
+        .expect("the certificate request reached the proxy");
+    let failed = b.wait_text("[data-renew-failed]", "继续更新").await;
+    assert!(failed.contains("原证书仍可正常使用"), "{failed}");
+    b.shot_at("54-renewal-interrupted", "[data-renewal]").await;
+    // The key still works with its old certificate; the new key waits in its container.
+    let token = soft_token(&s, &key.token_serial);
+    let st = token.status().unwrap();
+    let names: Vec<_> = st.containers.iter().map(|c| c.name.clone()).collect();
+    assert_eq!(names, ["renew-".to_string() + &renewal_id, "sign".into()]);
+    token.sign(&key.pin, "sign", b"still usable").unwrap();
+
+    // ---- the agent dies and is started again; the page continues ----
+    let addr = agent.kill();
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(l) = ekey_agent::bind(&addr.to_string()).await {
+            again = Some(l);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let agent =
+        RunningAgent::start_on(again.expect("port free again"), &s, &s.base, state.path()).await;
+    b.fill_css("[data-renew-pin]", &key.pin).await;
+    b.click("[data-renew-go]").await;
+    let done = b.wait_text("[data-renew-done]", "证书更新完成").await;
+    b.shot_at("55-renewal-done", "[data-renewal]").await;
+    let certs = certificates(&s, &provider, &key.login_name).await;
+    assert_eq!(
+        certs.len(),
+        issued_before + 1,
+        "exactly one new certificate"
+    );
+    let st = token.status().unwrap();
+    assert_eq!(st.containers.len(), 1);
+    let new_serial = done.rsplit('：').next().unwrap().trim().to_string();
+    assert!(
+        certs
+            .iter()
+            .any(|c| c["serial"] == new_serial.as_str() && c["revoked_at"].is_null()),
+        "{new_serial} in {certs:?}"
+    );
+
+    // ---- six wrong PINs lock the key; the login page says so and links to the unlock ----
+    log_out(&b).await;
+    for _ in 0..6 {
+        let _ = token.sign("999999", "sign", b"x");
+    }
+    b.goto(&s.url("/login")).await;
+    b.wait_text("[data-key-login] [data-agent-box]", "已连接")
+        .await;
+    b.fill_css("[data-key-pin]", &key.pin).await;
+    b.click("[data-key-go]").await;
+    b.wait_text("[data-key-err]", "已锁定").await;
+    b.shot_at("56-key-locked", "[data-key-login]").await;
+    assert_eq!(
+        b.css("[data-key-err] a")
+            .await
+            .attr("href")
+            .await
+            .unwrap()
+            .unwrap(),
+        "/portal/requests/new?kind=unlock"
+    );
+
+    // The unlock form reads the challenge from the locked key.
+    log_in(&b, &s, "demo@ekey.example", PASSWORD).await;
+    b.goto(&s.url(&format!(
+        "/portal/requests/new?kind=unlock&login_name={}",
+        key.login_name
+    )))
+    .await;
+    b.click("[data-read-challenge]").await;
+    b.wait_text("[data-read-challenge] + [data-agent-box]", "已从钥匙")
+        .await;
+    let challenge = b
+        .css("[name='unlock_challenge']")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        challenge.len() > 100 && challenge.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{challenge}"
+    );
+    b.shot_at("57-unlock-challenge-read", "[name='unlock_challenge']")
+        .await;
+    let ent = s.login("demo@ekey.example").await;
+    let unlock_id = p
+        .request_under_review(
+            &ent,
+            json!({"kind": "unlock", "login_name": {"mode": "original", "value": key.login_name},
+                   "authorised_user": scenario::person("unlock@example.com"), "unlock_challenge": challenge}),
+            &["unlock_form", "business_licence"],
+        )
+        .await
+        .unwrap();
+    p.approve(&provider, &unlock_id).await.unwrap();
+    s.wait_message("unlock@example.com", "解锁码：").await;
+    let mail = s
+        .mailbox()
+        .await
+        .into_iter()
+        .find(|m| m["to"] == "unlock@example.com" && m["subject"] == "电子钥匙密码重置")
+        .unwrap();
+    let code = mail["body"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("解锁码："))
+        .unwrap()
+        .trim()
+        .to_string();
+
+    // The request page applies the mailed code with a new PIN through the agent.
+    b.goto(&s.url(&format!("/portal/requests/{unlock_id}")))
+        .await;
+    b.wait_text("[data-unlock-apply] [data-agent-box]", "已连接")
+        .await;
+    b.fill_css("[data-unlock-code]", &code).await;
+    b.fill_css("[data-unlock-pin]", "New-pin-2026").await;
+    b.fill_css("[data-unlock-pin2]", "New-pin-2026").await;
+    b.shot_at("58-unlock-code", "[data-unlock-apply]").await;
+    b.click("[data-unlock-go]").await;
+    b.wait_text(".page-head", "已办结").await;
+    b.shot("59-unlocked").await;
+    token.sign("New-pin-2026", "sign", b"unlocked").unwrap();
+    drop(agent);
     b.close().await;
     s.stop().await;
 }
