@@ -267,6 +267,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("    {login:<20} {what}");
             }
             println!();
+            println!(
+                "  keys made here are software tokens in {}/tokens; to log in with one,",
+                data.display()
+            );
+            println!("  renew or unlock it from the pages, run the key agent in another terminal:");
+            println!(
+                "    ekey agent --origin http://{addr} --token-dir {}/tokens",
+                data.display()
+            );
+            println!();
             println!("  Ctrl-C to stop.");
             ekey_server::serve(state, listener, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
