@@ -20,11 +20,11 @@ use ekey_domain::request::{
 };
 use ekey_store::audit::{AuditFields, chain_hash};
 use ekey_store::{
-    Backend, Batch, CertificateReservation, Channel, CollectionChoice, KeyChange, LoginNameClaim,
-    MaterialRecord, MaterialState, NewAccount, NewAudit, NewEnterprise, NewKey, NewMaterial,
-    NewMessage, NewPasswordReset, NewRegistration, NewRequest, NewSession, NewToken, OutboxCounts,
-    OutboxMessage, RequestFilter, RequestRecord, Revocation, SqlStore, Store, StoreError,
-    Transition,
+    Backend, Batch, CertificateReservation, Channel, CollectionChoice, KeyChange, LoginChallenge,
+    LoginNameClaim, MaterialRecord, MaterialState, NewAccount, NewAudit, NewEnterprise, NewKey,
+    NewMaterial, NewMessage, NewPasswordReset, NewRegistration, NewRequest, NewSession, NewToken,
+    OutboxCounts, OutboxMessage, RenewalChange, RenewalRecord, RequestFilter, RequestRecord,
+    Revocation, SqlStore, Store, StoreError, Transition,
 };
 use ekey_testkit::PgCluster;
 use sha2::{Digest, Sha256};
@@ -64,6 +64,7 @@ macro_rules! contract_suite {
             a_produced_key_is_counted_once,
             password_reset_works_once_and_ends_every_session,
             collection_choice_is_recorded_and_replaced,
+            key_login_challenges_work_once_and_a_renewal_advances_once,
         );
     };
     (@tests $open:ident, $backend:expr; $($test:ident),+ $(,)?) => {
@@ -3092,6 +3093,171 @@ async fn collection_choice_is_recorded_and_replaced(db: &TestDb) -> Result<()> {
         before.delta(&after),
         grew(&[("audit_log", 1)]),
         "replaced, not added"
+    );
+    Ok(())
+}
+
+async fn key_login_challenges_work_once_and_a_renewal_advances_once(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let ent = enterprise(db, 93, "320000").await?;
+    // A challenge is used once, and never after its expiry.
+    let challenge = |id: &str, at: DateTime<Utc>| LoginChallenge {
+        id: id.into(),
+        challenge: format!("c-{id}"),
+        seed_hash: String::new(),
+        created_at: at,
+        expires_at: at + mins(5),
+        used_at: None,
+    };
+    s.create_login_challenge(challenge("ch-1", t0())).await?;
+    s.create_login_challenge(challenge("ch-2", t0())).await?;
+    assert!(s.use_login_challenge("ch-1", t0() + mins(1)).await?);
+    assert!(
+        !s.use_login_challenge("ch-1", t0() + mins(1)).await?,
+        "twice"
+    );
+    assert!(s.login_challenge("ch-1").await?.unwrap().used_at.is_some());
+    assert!(
+        !s.use_login_challenge("ch-2", t0() + mins(6)).await?,
+        "expired"
+    );
+    assert!(!s.use_login_challenge("ch-none", t0()).await?, "unknown");
+
+    // A session opened with a key remembers it.
+    let req = s.create_request(first(&ent, t0())).await?;
+    let key = s
+        .create_key(
+            NewKey {
+                id: new_id("key"),
+                enterprise_id: ent.id.clone(),
+                request_id: req.id.clone(),
+                login_name: req.login_name.clone().unwrap(),
+                token_serial: "SOFT-0093".into(),
+                token_kind: "soft".into(),
+                certificate_serial: "0b93".into(),
+                eseal_id: "ES0B93".into(),
+                eseal_name: "测试企业电子签章".into(),
+                at: t0(),
+            },
+            audit(t0(), "key.personalise", &req.id, ""),
+        )
+        .await?;
+    s.create_session(
+        NewSession {
+            token_hash: token_hash("key-session"),
+            account_id: ent.account_id.clone(),
+            created_at: t0(),
+            expires_at: t0() + Duration::hours(8),
+            key_id: Some(key.id.clone()),
+        },
+        audit(t0(), "session.create_with_key", &key.id, ""),
+    )
+    .await?;
+    assert_eq!(
+        s.session_key(&token_hash("key-session")).await?,
+        Some(key.id.clone())
+    );
+    assert_eq!(s.key_by_certificate("0b93").await?.unwrap().id, key.id);
+    assert_eq!(
+        s.enterprise_account(&ent.id).await?.unwrap().id,
+        ent.account_id
+    );
+
+    // One renewal record per request; the first one stays.
+    let record = RenewalRecord {
+        request_id: req.id.clone(),
+        key_id: key.id.clone(),
+        old_serial: "0b93".into(),
+        new_serial: None,
+        state: "approved".into(),
+        created_at: t0(),
+        expires_at: t0() + Duration::days(30),
+        issued_at: None,
+        confirmed_at: None,
+        old_revoked_at: None,
+    };
+    s.start_renewal(record.clone()).await?;
+    let again = s
+        .start_renewal(RenewalRecord {
+            old_serial: "ffff".into(),
+            ..record.clone()
+        })
+        .await?;
+    assert_eq!(again.old_serial, "0b93");
+    // Issued once: a second change from `approved` conflicts and changes nothing.
+    let issue = |serial: &str| Batch {
+        renewal: Some(RenewalChange {
+            request_id: req.id.clone(),
+            from_state: "approved".into(),
+            to_state: "issued".into(),
+            new_serial: Some(serial.into()),
+            at: t0() + mins(1),
+            old_revoked: false,
+        }),
+        audits: vec![audit(t0(), "renewal.issue", &req.id, "")],
+        ..Batch::default()
+    };
+    s.apply_batch(issue("0c01")).await?;
+    let before = snapshot(db).await?;
+    refused(s.apply_batch(issue("0c02")).await, "a second issuance")?;
+    assert_eq!(
+        before,
+        snapshot(db).await?,
+        "a refused batch changes nothing"
+    );
+    let r = s.renewal(&req.id).await?.unwrap();
+    assert_eq!(
+        (r.state.as_str(), r.new_serial.as_deref()),
+        ("issued", Some("0c01"))
+    );
+    assert_eq!(r.issued_at, Some(t0() + mins(1)));
+    assert_eq!(
+        s.renewal_by_new_serial("0c01").await?.unwrap().request_id,
+        req.id
+    );
+    // Past its expiry it is due; confirmed with the old certificate revoked, it is not.
+    assert!(
+        s.renewals_due_to_expire(t0() + Duration::days(29))
+            .await?
+            .is_empty()
+    );
+    assert_eq!(
+        s.renewals_due_to_expire(t0() + Duration::days(31))
+            .await?
+            .len(),
+        1
+    );
+    s.apply_batch(Batch {
+        renewal: Some(RenewalChange {
+            request_id: req.id.clone(),
+            from_state: "issued".into(),
+            to_state: "confirmed".into(),
+            new_serial: None,
+            at: t0() + mins(2),
+            old_revoked: true,
+        }),
+        key_changes: vec![KeyChange {
+            key_id: key.id.clone(),
+            expected_version: key.version,
+            to: key.state,
+            shipment_id: None,
+            certificate_serial: Some("0c01".into()),
+        }],
+        ..Batch::default()
+    })
+    .await?;
+    let r = s.renewal(&req.id).await?.unwrap();
+    assert_eq!(r.state, "confirmed");
+    assert_eq!(r.old_revoked_at, Some(t0() + mins(2)));
+    assert_eq!(
+        s.key(&key.id).await?.unwrap().certificate_serial.as_deref(),
+        Some("0c01")
+    );
+    assert!(
+        s.renewals_due_to_expire(t0() + Duration::days(31))
+            .await?
+            .is_empty()
     );
     Ok(())
 }
