@@ -466,3 +466,52 @@ pub async fn a_key_renews_its_certificate_through_the_agent(db: Db) {
 }
 
 on_both_databases!(a_key_renews_its_certificate_through_the_agent);
+
+pub async fn with_supersede_at_expiry_the_old_certificate_lives_until_the_record_expires(db: Db) {
+    let s = TestServer::start_with(db, default_start(), |c| {
+        c.renewal_supersede = "expiry".into();
+        c.renewal_ttl_days = 10;
+        c.reminder_poll_ms = 50;
+    })
+    .await;
+    let p = Portal::new(&s.base);
+    let key = scenario::active_key(&p).await.unwrap();
+    let provider = s.login("provider").await;
+    scenario::approved_renewal(&p, &key).await.unwrap();
+    let agent = RunningAgent::start(&s).await;
+    let (status, done) = agent
+        .call(
+            "POST",
+            &format!("/keys/{}/renewal", key.token_serial),
+            Some(json!({"pin": key.pin})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["state"], "confirmed", "{done}");
+    let old = |certs: &[Value]| {
+        certs
+            .iter()
+            .find(|c| c["serial"] == key.certificate_serial.as_str())
+            .cloned()
+            .unwrap()
+    };
+    let certs = certificates(&s, &provider, &key.login_name).await;
+    assert!(
+        old(&certs)["revoked_at"].is_null(),
+        "still valid after the confirmation"
+    );
+    // Past the record's expiry the background worker revokes it as superseded.
+    s.clock.advance(chrono::Duration::days(11));
+    let provider = s.login("provider").await;
+    for _ in 0..100 {
+        let certs = certificates(&s, &provider, &key.login_name).await;
+        if old(&certs)["revocation_reason"] == "superseded" {
+            s.stop().await;
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the old certificate was not superseded at the renewal record's expiry");
+}
+
+on_both_databases!(with_supersede_at_expiry_the_old_certificate_lives_until_the_record_expires);
