@@ -324,21 +324,7 @@ pub async fn a_locked_key_is_unlocked_through_the_agent_with_the_mailed_code(db:
         .await
         .unwrap();
     p.approve(&provider, &id).await.unwrap();
-    s.wait_message("unlock@example.com", "解锁码：").await;
-    let mail = s
-        .mailbox()
-        .await
-        .into_iter()
-        .find(|m| m["to"] == "unlock@example.com" && m["subject"] == "电子钥匙密码重置")
-        .expect("the mail “电子钥匙密码重置”");
-    let code = mail["body"]
-        .as_str()
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("解锁码："))
-        .unwrap()
-        .trim()
-        .to_string();
+    let code = s.unlock_code("unlock@example.com").await;
     let (_, r) = s.get(&format!("/api/v1/requests/{id}"), Some(&ent)).await;
     let number = r["number"].as_str().unwrap().to_string();
 

@@ -1105,21 +1105,7 @@ async fn a_key_logs_in_renews_after_an_interruption_and_is_unlocked_in_a_browser
         .await
         .unwrap();
     p.approve(&provider, &unlock_id).await.unwrap();
-    s.wait_message("unlock@example.com", "解锁码：").await;
-    let mail = s
-        .mailbox()
-        .await
-        .into_iter()
-        .find(|m| m["to"] == "unlock@example.com" && m["subject"] == "电子钥匙密码重置")
-        .unwrap();
-    let code = mail["body"]
-        .as_str()
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("解锁码："))
-        .unwrap()
-        .trim()
-        .to_string();
+    let code = s.unlock_code("unlock@example.com").await;
 
     // The request page applies the mailed code with a new PIN through the agent.
     b.goto(&s.url(&format!("/portal/requests/{unlock_id}")))

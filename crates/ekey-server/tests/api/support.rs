@@ -205,6 +205,25 @@ impl TestServer {
     }
 
     /// Waits (up to 10 s) for a message to `to` whose subject or body contains `needle`.
+    /// The unlock code of the mail “电子钥匙密码重置” to `to`, once it has arrived.
+    pub async fn unlock_code(&self, to: &str) -> String {
+        self.wait_message(to, "解锁码：").await;
+        let mail = self
+            .mailbox()
+            .await
+            .into_iter()
+            .find(|m| m["to"] == to && m["subject"] == "电子钥匙密码重置")
+            .expect("the mail “电子钥匙密码重置”");
+        mail["body"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("解锁码："))
+            .expect("the code in the mail")
+            .trim()
+            .to_string()
+    }
+
     pub async fn wait_message(&self, to: &str, needle: &str) -> Value {
         for _ in 0..200 {
             if let Some(m) = self.mailbox().await.into_iter().find(|m| {
