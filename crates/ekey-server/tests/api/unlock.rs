@@ -131,20 +131,14 @@ pub async fn an_approved_unlock_mails_a_code_that_unlocks_the_key_once(db: Db) {
     assert_eq!(v["status"], "approved");
     // The decision mail says the code comes separately; the code mail has its own subject.
     s.wait_message("unlock@example.com", "另行发送").await;
-    s.wait_message("unlock@example.com", "解锁码：").await;
+    let code = s.unlock_code("unlock@example.com").await;
     let mail = s
         .mailbox()
         .await
         .into_iter()
         .find(|m| m["to"] == "unlock@example.com" && m["subject"] == "电子钥匙密码重置")
-        .expect("the mail “电子钥匙密码重置”");
+        .unwrap();
     let body = mail["body"].as_str().unwrap();
-    let code = body
-        .lines()
-        .find_map(|l| l.strip_prefix("解锁码："))
-        .expect("the code in the mail")
-        .trim()
-        .to_string();
     assert!(
         body.contains(key["token_serial"].as_str().unwrap()),
         "{body}"
