@@ -55,6 +55,9 @@ pub enum AgentError {
     /// No approved renewal for this key.
     #[error("no approved renewal for this key")]
     NoRenewal,
+    /// The unlock request named is not one of the enterprise's (its number or id).
+    #[error("no unlock request {0}")]
+    NoUnlock(String),
     /// Several approved renewals for this key and none was chosen (their numbers).
     #[error("several renewals: {0:?}")]
     RenewalAmbiguous(Vec<String>),
@@ -96,6 +99,7 @@ impl AgentError {
             ServerUnreachable(_) => "ekey.agent.server_unreachable",
             ServerResponse(_) => "ekey.agent.server_response",
             NoRenewal => "ekey.agent.no_renewal",
+            NoUnlock(_) => "ekey.agent.no_unlock",
             RenewalAmbiguous(_) => "ekey.agent.renewal_ambiguous",
             RenewalOtherKey(_) => "ekey.agent.renewal_other_key",
             CertificateMismatch => "ekey.agent.certificate_mismatch",
@@ -120,7 +124,7 @@ impl AgentError {
             Token(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Origin | Host => StatusCode::FORBIDDEN,
             NotPaired => StatusCode::UNAUTHORIZED,
-            PairingUnknown | NotFound | NoRenewal => StatusCode::NOT_FOUND,
+            PairingUnknown | NotFound | NoRenewal | NoUnlock(_) => StatusCode::NOT_FOUND,
             BadRequest(_) => StatusCode::BAD_REQUEST,
             TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             NoCertificate | RenewalAmbiguous(_) | RenewalOtherKey(_) | Busy => StatusCode::CONFLICT,
@@ -185,6 +189,13 @@ impl AgentError {
                 "这把电子钥匙没有已批准的证书更新申请",
                 "There is no approved certificate renewal for this key",
             ),
+            NoUnlock(n) => {
+                if zh {
+                    format!("找不到解锁申请 {n}，请核对申请编号")
+                } else {
+                    format!("No unlock request {n}; check the request number")
+                }
+            }
             RenewalAmbiguous(numbers) => {
                 if zh {
                     format!(

@@ -24,6 +24,7 @@ pub mod http;
 pub mod pairing;
 pub mod renew;
 pub mod tokens;
+pub mod unlock;
 
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -37,6 +38,7 @@ pub use http::{KeyInfo, router};
 pub use pairing::Confirmation;
 pub use renew::{RenewOutcome, RenewParams, renew};
 pub use tokens::TokenSource;
+pub use unlock::report_unlock;
 
 /// The agent's default address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:17480";

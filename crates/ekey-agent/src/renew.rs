@@ -98,7 +98,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Signs `message` with the key in `container` (one PIN use).
-async fn sign(
+pub(crate) async fn sign(
     token: &Arc<dyn Token>,
     pin: &str,
     container: &str,
@@ -108,7 +108,7 @@ async fn sign(
     blocking(move || token.sign(&pin, &container, &message)).await
 }
 
-async fn status(token: &Arc<dyn Token>) -> Result<TokenStatus> {
+pub(crate) async fn status(token: &Arc<dyn Token>) -> Result<TokenStatus> {
     let token = token.clone();
     blocking(move || token.status()).await
 }
@@ -118,7 +118,7 @@ fn container<'a>(s: &'a TokenStatus, name: &str) -> Option<&'a ekey_token::Conta
 }
 
 /// The certificate in the active container (DER).
-fn active_certificate(s: &TokenStatus) -> Result<Vec<u8>> {
+pub(crate) fn active_certificate(s: &TokenStatus) -> Result<Vec<u8>> {
     container(s, ACTIVE)
         .filter(|c| c.has_key)
         .and_then(|c| c.certificate_der.clone())

@@ -41,6 +41,13 @@ pub enum KeyCommand {
         /// The unlock code.
         #[arg(long)]
         code: String,
+        /// Also tell this eKey server the unlock is done (logs in with the key and its new
+        /// PIN; completes the unlock request named by --request).
+        #[arg(long, requires = "request")]
+        server: Option<String>,
+        /// The unlock request's number (from the mail) or id.
+        #[arg(long, requires = "server")]
+        request: Option<String>,
     },
     /// Carry out the approved certificate renewal of the key ("CA证书更新"): new key pair
     /// on the key, new certificate, confirmation. Resumes an interrupted renewal.
@@ -152,13 +159,24 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
             println!("serial:    {}", t.serial());
             println!("challenge: {}", hex::encode(c));
         }
-        KeyCommand::Unlock { token, code } => {
-            let t = open(&token)?;
+        KeyCommand::Unlock {
+            token,
+            code,
+            server,
+            request,
+        } => {
+            let t: Arc<dyn Token> = Arc::from(open(&token)?);
             let new = pins.read("new PIN (6–16 characters)")?;
             let again = pins.read("new PIN again")?;
             anyhow::ensure!(new == again, "the two new PINs differ; nothing changed");
             t.apply_unlock(&code, &new).map_err(report)?;
             println!("Key unlocked; the new PIN is set and the retry counter reset.");
+            if let (Some(server), Some(request)) = (server, request) {
+                let number = ekey_agent::report_unlock(t, &new, &server, &server, &request, lang())
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.report(lang())))?;
+                println!("Unlock request {number} completed on the server.");
+            }
         }
         KeyCommand::Renew {
             token,

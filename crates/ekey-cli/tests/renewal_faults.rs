@@ -2,7 +2,8 @@
 //! renewal protocol"): `ekey key renew` — or the `ekey demo` server — is killed at each
 //! step (`EKEY_FAULT=<point>` aborts the process there, as `kill -9` would) and run again.
 //! Every renewal must end with exactly one new valid certificate on the key, the key
-//! usable, and the server's records consistent.
+//! usable, and the server's records consistent. Also the unlock from the command line
+//! against the same kind of server (`ekey key challenge`, `ekey key unlock --server`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -902,5 +903,118 @@ fn renewal_finishes_after_the_server_is_killed_at_each_step() {
         "server faults: {} renewals in {:.1?}",
         SERVER_POINTS.len(),
         started.elapsed()
+    );
+}
+
+/// The unlock from the command line, end to end: `ekey key challenge` reads the locked
+/// key's challenge, the provider approves, `ekey key unlock --code … --server … --request …`
+/// applies the mailed code with a new PIN and completes the request; the code works once.
+#[test]
+fn a_locked_key_is_unlocked_from_the_command_line_and_the_request_completed() {
+    let rt = runtime();
+    let s = Setup::new();
+    let demo = Demo::start(&s.data, s.port, &s.log, None);
+    let url = demo.url();
+    let p = Portal::new(&url);
+    let key = rt.block_on(scenario::active_key(&p)).unwrap();
+    let token = s.token_path(&key);
+    let t = ekey_token::SoftToken::open(&token).unwrap();
+    for _ in 0..6 {
+        let _ = t.sign("999999", "sign", b"x");
+    }
+    assert!(t.status().unwrap().locked);
+
+    let mut cmd = ekey();
+    cmd.args(["key", "challenge", "--token"]).arg(&token);
+    let out = run_bounded(cmd, "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let challenge = text(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("challenge: "))
+        .expect("the challenge is printed")
+        .trim()
+        .to_string();
+    let (id, number, code) = rt.block_on(async {
+        let ent = p.login("demo@ekey.example").await.unwrap();
+        let provider = p.login("provider").await.unwrap();
+        let id = p
+            .request_under_review(
+                &ent,
+                json!({"kind": "unlock", "login_name": {"mode": "original", "value": key.login_name},
+                       "authorised_user": scenario::person("unlock@example.com"),
+                       "unlock_challenge": challenge}),
+                &["unlock_form", "business_licence"],
+            )
+            .await
+            .unwrap();
+        let v = p.approve(&provider, &id).await.unwrap();
+        let number = v["number"].as_str().unwrap().to_string();
+        let mut code = None;
+        for _ in 0..100 {
+            let mails = p
+                .expect(200, "GET", "/api/v1/dev/mailbox", None, None)
+                .await
+                .unwrap();
+            code = mails.as_array().unwrap().iter().find_map(|m| {
+                (m["subject"] == "电子钥匙密码重置").then(|| {
+                    m["body"]
+                        .as_str()
+                        .unwrap()
+                        .lines()
+                        .find_map(|l| l.strip_prefix("解锁码："))
+                        .unwrap()
+                        .trim()
+                        .to_string()
+                })
+            });
+            if code.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (id, number, code.expect("the mail “电子钥匙密码重置”"))
+    });
+
+    let unlock = || {
+        let mut cmd = ekey();
+        cmd.args(["key", "unlock", "--token"]).arg(&token).args([
+            "--code",
+            &code,
+            "--server",
+            &url,
+            "--request",
+            &number,
+        ]);
+        run_bounded(cmd, "New-pin-2026\nNew-pin-2026\n")
+    };
+    let out = unlock();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains(&number), "{}", text(&out.stdout));
+    t.sign("New-pin-2026", "sign", b"unlocked").unwrap();
+    let status = rt.block_on(async {
+        let ent = p.login("demo@ekey.example").await.unwrap();
+        p.expect(
+            200,
+            "GET",
+            &format!("/api/v1/requests/{id}"),
+            Some(&ent),
+            None,
+        )
+        .await
+        .unwrap()["status"]
+            .clone()
+    });
+    assert_eq!(status, "completed");
+    let again = unlock();
+    assert!(!again.status.success(), "an unlock code works once");
+    assert!(
+        text(&again.stderr).contains("ekey.token.unlock_invalid"),
+        "{}",
+        text(&again.stderr)
     );
 }
