@@ -38,7 +38,7 @@ pub use http::{KeyInfo, router};
 pub use pairing::Confirmation;
 pub use renew::{RenewOutcome, RenewParams, renew};
 pub use tokens::TokenSource;
-pub use unlock::report_unlock;
+pub use unlock::{key_login, report_unlock};
 
 /// The agent's default address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:17480";

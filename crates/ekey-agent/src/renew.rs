@@ -133,7 +133,7 @@ pub(crate) async fn login(
     pin: &str,
     origin: &str,
     certificate: &[u8],
-) -> Result<()> {
+) -> Result<String> {
     let challenge: Challenge = server
         .call(
             Method::POST,
@@ -159,8 +159,8 @@ pub(crate) async fn login(
             })),
         )
         .await?;
-    server.set_bearer(session.token);
-    Ok(())
+    server.set_bearer(session.token.clone());
+    Ok(session.token)
 }
 
 /// Picks the renewal to carry out among those listed for the key whose active

@@ -1,5 +1,6 @@
-//! Telling the server an unlock was carried out, from the command line (`ekey key unlock
-//! --server …`): the portal's page posts the agent's proof itself.
+//! What the command line does with the server besides the renewal: a certificate login
+//! (`ekey key login`), and telling the server an unlock was carried out (`ekey key unlock
+//! --server …`; the portal's page posts the agent's proof itself).
 
 use std::sync::Arc;
 
@@ -13,6 +14,20 @@ use serde::Deserialize;
 use crate::client::Server;
 use crate::error::{AgentError, Result};
 use crate::renew::{ACTIVE, active_certificate, login, sign, status};
+
+/// Logs in with the key (its certificate in `sign`, signed after `pin`): the bearer
+/// token of an enterprise session that remembers the key.
+pub async fn key_login(
+    token: Arc<dyn Token>,
+    pin: &str,
+    server_url: &str,
+    origin: &str,
+    lang: Lang,
+) -> Result<String> {
+    let mut server = Server::new(server_url, lang)?;
+    let certificate = active_certificate(&status(&token).await?)?;
+    login(&mut server, &token, pin, origin, &certificate).await
+}
 
 #[derive(Deserialize)]
 struct Summary {

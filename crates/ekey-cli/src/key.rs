@@ -49,6 +49,15 @@ pub enum KeyCommand {
         #[arg(long, requires = "server")]
         request: Option<String>,
     },
+    /// Log in to an eKey server with the key (certificate login) and print the session's
+    /// bearer token, for scripts calling the API as the key's enterprise.
+    Login {
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The eKey server (e.g. https://ekey.example.gov.cn).
+        #[arg(long)]
+        server: String,
+    },
     /// Carry out the approved certificate renewal of the key ("CA证书更新"): new key pair
     /// on the key, new certificate, confirmation. Resumes an interrupted renewal.
     Renew {
@@ -177,6 +186,14 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!(e.report(lang())))?;
                 println!("Unlock request {number} completed on the server.");
             }
+        }
+        KeyCommand::Login { token, server } => {
+            let t: Arc<dyn Token> = Arc::from(open(&token)?);
+            let pin = pins.read("PIN")?;
+            let bearer = ekey_agent::key_login(t, &pin, &server, &server, lang())
+                .await
+                .map_err(|e| anyhow::anyhow!(e.report(lang())))?;
+            println!("{bearer}");
         }
         KeyCommand::Renew {
             token,

@@ -909,8 +909,9 @@ fn renewal_finishes_after_the_server_is_killed_at_each_step() {
 /// The unlock from the command line, end to end: `ekey key challenge` reads the locked
 /// key's challenge, the provider approves, `ekey key unlock --code … --server … --request …`
 /// applies the mailed code with a new PIN and completes the request; the code works once.
+/// Then `ekey key login` with the new PIN opens a session of the key's enterprise.
 #[test]
-fn a_locked_key_is_unlocked_from_the_command_line_and_the_request_completed() {
+fn a_locked_key_is_unlocked_from_the_command_line_and_then_logs_in() {
     let rt = runtime();
     let s = Setup::new();
     let demo = Demo::start(&s.data, s.port, &s.log, None);
@@ -1016,5 +1017,34 @@ fn a_locked_key_is_unlocked_from_the_command_line_and_the_request_completed() {
         text(&again.stderr).contains("ekey.token.unlock_invalid"),
         "{}",
         text(&again.stderr)
+    );
+
+    // `ekey key login` with the new PIN gives a session of the enterprise that owns the key.
+    let login = |pin: &str| {
+        let mut cmd = ekey();
+        cmd.args(["key", "login", "--token"])
+            .arg(&token)
+            .args(["--server", &url]);
+        run_bounded(cmd, &format!("{pin}\n"))
+    };
+    let wrong = login("000000");
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong.stderr).contains("ekey.token.pin_incorrect"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    let out = login("New-pin-2026");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bearer = text(&out.stdout).trim().to_string();
+    let keys = rt
+        .block_on(p.expect(200, "GET", "/api/v1/keys", Some(&bearer), None))
+        .unwrap();
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["id"] == key.key_id.as_str()),
+        "{keys}"
     );
 }
