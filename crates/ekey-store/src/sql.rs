@@ -45,17 +45,6 @@ pub struct SqlStore {
     backend: Backend,
 }
 
-/// `SELECT <every renewal column> FROM renewals <rest>` as one literal.
-macro_rules! const_format_renewal {
-    ($rest:literal) => {
-        concat!(
-            "SELECT request_id, key_id, old_serial, new_serial, state, created_at, expires_at, \
-             issued_at, confirmed_at, old_revoked_at FROM renewals ",
-            $rest
-        )
-    };
-}
-
 fn renewal_from_row(r: &AnyRow) -> Result<RenewalRecord> {
     let opt = |c: &str| -> Result<Option<DateTime<Utc>>> {
         Ok(r.try_get::<Option<i64>, _>(c)?.map(from_ms))
@@ -803,31 +792,20 @@ impl Store for SqlStore {
     }
 
     async fn renewal(&self, request_id: &str) -> Result<Option<RenewalRecord>> {
-        self.by_key(
-            const_format_renewal!("WHERE request_id = $1"),
-            request_id,
-            renewal_from_row,
-        )
-        .await
+        self.by_key(sql_renewal_by_request(), request_id, renewal_from_row)
+            .await
     }
 
     async fn renewal_by_new_serial(&self, serial: &str) -> Result<Option<RenewalRecord>> {
-        self.by_key(
-            const_format_renewal!("WHERE new_serial = $1"),
-            serial,
-            renewal_from_row,
-        )
-        .await
+        self.by_key(sql_renewal_by_new_serial(), serial, renewal_from_row)
+            .await
     }
 
     async fn renewals_due_to_expire(&self, now: DateTime<Utc>) -> Result<Vec<RenewalRecord>> {
-        let rows = sqlx::query(const_format_renewal!(
-            "WHERE expires_at <= $1 AND (state IN ('approved', 'issued') \
-             OR (state = 'confirmed' AND old_revoked_at IS NULL)) ORDER BY expires_at"
-        ))
-        .bind(ms(now))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(sql_renewals_due())
+            .bind(ms(now))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(renewal_from_row).collect()
     }
 
@@ -2226,6 +2204,27 @@ static_sql!(
     "SELECT ",
     KEY_COLS,
     " FROM keys WHERE id = $1"
+);
+const RENEWAL_COLS: &str = "request_id, key_id, old_serial, new_serial, state, created_at, \
+     expires_at, issued_at, confirmed_at, old_revoked_at";
+static_sql!(
+    sql_renewal_by_request,
+    "SELECT ",
+    RENEWAL_COLS,
+    " FROM renewals WHERE request_id = $1"
+);
+static_sql!(
+    sql_renewal_by_new_serial,
+    "SELECT ",
+    RENEWAL_COLS,
+    " FROM renewals WHERE new_serial = $1"
+);
+static_sql!(
+    sql_renewals_due,
+    "SELECT ",
+    RENEWAL_COLS,
+    " FROM renewals WHERE expires_at <= $1 AND (state IN ('approved', 'issued') \
+     OR (state = 'confirmed' AND old_revoked_at IS NULL)) ORDER BY expires_at"
 );
 static_sql!(
     sql_enterprise_account,

@@ -114,6 +114,35 @@ pub async fn login(
         ));
     }
     state.login_limiter.succeeded(&login);
+    let (token, expires) = open_session(
+        &state,
+        &account,
+        None,
+        NewAudit {
+            address,
+            action: "session.create".into(),
+            object_type: "account".into(),
+            object_id: account.id.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(Json(SessionOut {
+        token,
+        role: account.role.as_str().into(),
+        expires_at: rfc3339(expires),
+    }))
+}
+
+/// Opens a session of `account` (with the key it was opened with, for a certificate
+/// login) and records `audit` (actor and time filled in here); the new bearer token and
+/// when it ends.
+pub(crate) async fn open_session(
+    state: &AppState,
+    account: &ekey_store::Account,
+    key_id: Option<String>,
+    audit: NewAudit,
+) -> ApiResult<(String, chrono::DateTime<chrono::Utc>)> {
     let token = new_token();
     let now = state.clock.now();
     let expires = now + Duration::hours(state.config.session_ttl_hours);
@@ -125,25 +154,17 @@ pub async fn login(
                 account_id: account.id.clone(),
                 created_at: now,
                 expires_at: expires,
-                key_id: None,
+                key_id,
             },
             NewAudit {
                 at: now,
                 actor_id: account.id.clone(),
                 actor_role: account.role.as_str().into(),
-                address,
-                action: "session.create".into(),
-                object_type: "account".into(),
-                object_id: account.id.clone(),
-                ..Default::default()
+                ..audit
             },
         )
         .await?;
-    Ok(Json(SessionOut {
-        token,
-        role: account.role.as_str().into(),
-        expires_at: rfc3339(expires),
-    }))
+    Ok((token, expires))
 }
 
 /// Log out: the token stops working at once.

@@ -9,20 +9,19 @@ use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::Duration;
-use ekey_ca::PresentedCertificate;
 use ekey_domain::key::KeyState;
 use ekey_domain::keyproof;
 use ekey_domain::request::{Action, Actor, Kind, Role, Status};
 use ekey_store::{
-    Batch, CertificateRecord, KeyChange, KeyRecord, LoginChallenge, NewAudit, NewSession,
-    RenewalChange, RenewalRecord, RequestFilter, RequestRecord, Revocation, StoreError,
+    Batch, CertificateRecord, KeyChange, KeyRecord, LoginChallenge, NewAudit, RenewalChange,
+    RenewalRecord, RequestFilter, RequestRecord, Revocation, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::ApiJson;
-use crate::auth::{Auth, ClientAddr, SESSION_COOKIE, cookie, new_token, token_hash};
+use crate::auth::{Auth, ClientAddr, SESSION_COOKIE, cookie};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::messages::rfc3339;
 use crate::state::AppState;
@@ -166,12 +165,12 @@ pub(crate) struct Proven {
 }
 
 /// Checks a certificate a key presents — ours, the very one we issued, not revoked, inside
-/// its validity — and its signature over `message(serial)`; finds its key.
+/// its validity — finds its key, and checks the signature over `message(key)`.
 pub(crate) async fn prove(
     state: &AppState,
     certificate_b64: &str,
     signature_b64: &str,
-    message: impl FnOnce(&PresentedCertificate) -> Vec<u8>,
+    message: impl FnOnce(&KeyRecord) -> Vec<u8>,
 ) -> ApiResult<Proven> {
     let der = b64("certificate", certificate_b64)?;
     let signature = b64("signature", signature_b64)?;
@@ -201,13 +200,6 @@ pub(crate) async fn prove(
             "The certificate on the key is outside its validity (expired)",
         ));
     }
-    ekey_ca::verify_signature(
-        &presented.spki_der,
-        presented.algorithm,
-        &message(&presented),
-        &signature,
-    )
-    .map_err(|_| signature_invalid())?;
     let key = match state.store.key_by_certificate(&record.serial).await? {
         Some(k) => Some(k),
         None => match state.store.renewal_by_new_serial(&record.serial).await? {
@@ -216,6 +208,13 @@ pub(crate) async fn prove(
         },
     }
     .ok_or_else(certificate_unknown)?;
+    ekey_ca::verify_signature(
+        &presented.spki_der,
+        presented.algorithm,
+        &message(&key),
+        &signature,
+    )
+    .map_err(|_| signature_invalid())?;
     Ok(Proven { record, key })
 }
 
@@ -303,31 +302,20 @@ pub(crate) async fn key_login_for(
         .await?
         .filter(|a| a.active)
         .ok_or_else(certificate_unknown)?;
-    let token = new_token();
-    let expires = now + Duration::hours(state.config.session_ttl_hours);
-    state
-        .store
-        .create_session(
-            NewSession {
-                token_hash: token_hash(&token),
-                account_id: account.id.clone(),
-                created_at: now,
-                expires_at: expires,
-                key_id: Some(proven.key.id.clone()),
-            },
-            NewAudit {
-                at: now,
-                actor_id: account.id.clone(),
-                actor_role: account.role.as_str().into(),
-                address,
-                action: "session.create_with_key".into(),
-                object_type: "key".into(),
-                object_id: proven.key.id.clone(),
-                after: proven.record.serial.clone(),
-                ..Default::default()
-            },
-        )
-        .await?;
+    let (token, expires) = super::accounts::open_session(
+        state,
+        &account,
+        Some(proven.key.id.clone()),
+        NewAudit {
+            address,
+            action: "session.create_with_key".into(),
+            object_type: "key".into(),
+            object_id: proven.key.id.clone(),
+            after: proven.record.serial.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
     Ok(KeySessionOut {
         token,
         role: Role::Enterprise.as_str().into(),
@@ -940,22 +928,8 @@ pub async fn unlock_done(
         ));
     }
     let number = r.number.clone();
-    // The message names the token, known once the key is: find it from the certificate.
-    let der = b64("certificate", &body.certificate)?;
-    let serial = state
-        .ca
-        .authority()
-        .check_issued(&der)
-        .map_err(|_| certificate_unknown())?
-        .serial_hex;
-    let key = state
-        .store
-        .key_by_certificate(&serial)
-        .await?
-        .ok_or_else(certificate_unknown)?;
-    let token_serial = key.token_serial.clone().unwrap_or_default();
-    let proven = prove(&state, &body.certificate, &body.signature, |_| {
-        keyproof::unlock_done_message(&number, &token_serial)
+    let proven = prove(&state, &body.certificate, &body.signature, |key| {
+        keyproof::unlock_done_message(&number, key.token_serial.as_deref().unwrap_or_default())
     })
     .await?;
     if proven.key.enterprise_id != r.enterprise_id

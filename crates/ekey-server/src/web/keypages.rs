@@ -3,7 +3,7 @@
 //! agent; these handlers talk to the scripts.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ekey_domain::request::Role;
 use minijinja::context;
@@ -11,7 +11,7 @@ use minijinja::context;
 use super::{Page, error_page};
 use crate::api::ApiJson;
 use crate::api::keyauth::{self, KeyLoginBody};
-use crate::auth::{ClientAddr, SESSION_COOKIE, same};
+use crate::auth::{ClientAddr, same};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -40,18 +40,11 @@ pub async fn key_login(
     let binding = keyauth::browser_binding(&headers);
     match keyauth::key_login_for(&state, address, &binding, body).await {
         Ok(session) => {
-            let secure = if state.config.public_url().starts_with("https://") {
-                "; Secure"
-            } else {
-                ""
-            };
             let mut res = axum::Json(serde_json::json!({"redirect": "/portal"})).into_response();
-            if let Ok(v) = HeaderValue::from_str(&format!(
-                "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax{secure}",
-                session.token
-            )) {
-                res.headers_mut().append(header::SET_COOKIE, v);
-            }
+            super::public::set_cookie(
+                &mut res,
+                super::public::session_cookie(&state, &session.token),
+            );
             res
         }
         Err(e) => e.into_response(),

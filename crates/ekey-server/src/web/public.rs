@@ -105,7 +105,17 @@ fn safe_next(next: &str) -> Option<&str> {
     (next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')).then_some(next)
 }
 
-fn set_cookie(res: &mut Response, value: String) {
+/// The `Set-Cookie` value of a new session (`Secure` when the portal is served over TLS).
+pub(crate) fn session_cookie(state: &AppState, token: &str) -> String {
+    let secure = if state.config.public_url().starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax{secure}")
+}
+
+pub(crate) fn set_cookie(res: &mut Response, value: String) {
     if let Ok(v) = HeaderValue::from_str(&value) {
         res.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -164,19 +174,8 @@ pub async fn login(
                         "/console".into()
                     }
                 });
-            let secure = if state.config.public_url().starts_with("https://") {
-                "; Secure"
-            } else {
-                ""
-            };
             let mut res = see_other(&target);
-            set_cookie(
-                &mut res,
-                format!(
-                    "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax{secure}",
-                    session.token
-                ),
-            );
+            set_cookie(&mut res, session_cookie(&state, &session.token));
             res
         }
         Err(e) => {

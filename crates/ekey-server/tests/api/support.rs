@@ -371,10 +371,6 @@ pub fn registration(name: &str, credit_code: &str, province: &str, email: &str) 
     })
 }
 
-pub fn person(email: &str) -> Value {
-    json!({"name": "李明", "id_number": "11010519491231002X", "mobile": "13912345678", "email": email})
-}
-
 /// A first-issue request body with an allocated login name.
 pub fn first_request(email: &str) -> Value {
     json!({
@@ -398,17 +394,7 @@ pub fn credit_code(prefix17: &str) -> String {
     format!("{prefix17}{}", CS.as_bytes()[check] as char)
 }
 
-pub use ekey_testkit::scenario::png;
-
-/// Items of the first-issue checklist.
-pub const SIX: &[&str] = &[
-    "application_form",
-    "business_licence",
-    "confirmation_letter",
-    "id_card",
-    "power_of_attorney",
-    "user_agreement",
-];
+pub use ekey_testkit::scenario::{SIX, person, png};
 
 /// Uploads a small PNG for every item.
 pub async fn upload_all(s: &TestServer, token: &str, id: &str, items: &[&str]) {
