@@ -17,23 +17,33 @@ use ekey_ca::{
     Authority, CaConfig, CertStatus, IssueRequest, Passphrase, RevocationReason, RevokedEntry,
     Serial,
 };
-use ekey_store::{CertificateRecord, CertificateReservation, NewAudit, Store, StoreError};
+use ekey_store::{
+    CertificateRecord, CertificateReservation, NewAudit, PublishedCrl, Store, StoreError,
+};
 use sha2::Digest;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The published CRL this instance holds in memory.
 struct CrlCache {
-    revocations: i64,
+    number: i64,
     made_at: DateTime<Utc>,
     der: Arc<Vec<u8>>,
 }
 
-/// Signed OCSP responses to requests without a nonce, valid while nothing was revoked.
+/// What `/ocsp` keeps in memory, all of it valid only while the revocation counter stays
+/// where it was when read: signed responses to requests without a nonce, and the status of
+/// the certificates asked about (issued ones only; a serial the database does not know is
+/// looked up again next time, as it may be issued meanwhile).
 #[derive(Default)]
 struct OcspCache {
     revocations: i64,
+    /// When this instance last read the counter (it re-reads at most every
+    /// [`COUNTER_READ_EVERY`]; a revocation through this instance clears the cache at once).
+    counter_read: Option<std::time::Instant>,
     responses: std::collections::HashMap<[u8; 32], CachedResponse>,
+    statuses: std::collections::HashMap<Serial, CertStatus>,
 }
 
 /// When a response was signed, and the response.
@@ -41,8 +51,13 @@ type CachedResponse = (DateTime<Utc>, Arc<Vec<u8>>);
 
 /// How long a cached OCSP response is served (its nextUpdate is an hour).
 const OCSP_CACHE_FOR: i64 = 300;
-/// Most cached OCSP responses.
+/// Most cached OCSP responses, and most cached certificate statuses.
 const OCSP_CACHE_MAX: usize = 10_000;
+const STATUS_CACHE_MAX: usize = 200_000;
+/// How stale this instance's view of the revocation counter may be: a revocation made
+/// through another instance (or `ekey ca revoke`) shows in this one's OCSP answers within
+/// this time, and in its CRL at the next request.
+const COUNTER_READ_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The CA of one deployment.
 pub struct CaService {
@@ -209,20 +224,27 @@ impl CaService {
             .await?)
     }
 
-    /// The current CRL (DER), regenerated after any revocation and at half its lifetime.
+    /// The current CRL (DER), shared by every instance: the newest published CRL when it
+    /// covers the current revocation counter and is less than half its lifetime old, else a
+    /// new one (the next CRL number, signed here and published for the others).
     pub async fn crl(
         &self,
         store: &dyn Store,
         now: DateTime<Utc>,
     ) -> Result<Arc<Vec<u8>>, IssueError> {
-        let (_, revocations) = store.ca_state().await?;
         let refresh_after =
             Duration::hours(i64::from(self.authority.config().crl_next_update_hours)) / 2;
-        if let Some(c) = self.crl.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
-            && c.revocations == revocations
-            && now - c.made_at < refresh_after
+        let (revocations, published) = store.crl_state().await?;
+        if let Some(p) = published
+            && p.revocations == revocations
+            && now - p.made_at < refresh_after
         {
-            return Ok(c.der.clone());
+            if let Some(der) = self.cached_crl(p.number) {
+                return Ok(der);
+            }
+            if let Some(der) = store.published_crl(p.number).await? {
+                return Ok(self.keep_crl(p, der));
+            }
         }
         let mut entries = Vec::new();
         for (serial, at, reason) in store.revoked().await? {
@@ -233,20 +255,45 @@ impl CaService {
             });
         }
         let number = store.next_crl_number().await?;
-        let der = Arc::new(self.authority.crl(
-            &entries,
-            u64::try_from(number).unwrap_or(0),
-            now,
-        )?);
-        *self.crl.lock().unwrap_or_else(|e| e.into_inner()) = Some(CrlCache {
+        let der = self
+            .authority
+            .crl(&entries, u64::try_from(number).unwrap_or(0), now)?;
+        let made = PublishedCrl {
+            number,
             revocations,
             made_at: now,
-            der: der.clone(),
-        });
-        Ok(der)
+        };
+        store.publish_crl(made, &der).await?;
+        // Another instance may have published a newer one meanwhile: serve the newest, so
+        // that a client never sees the CRL number go back from one request to the next.
+        if let (_, Some(newest)) = store.crl_state().await?
+            && newest.number > number
+            && let Some(der) = store.published_crl(newest.number).await?
+        {
+            return Ok(self.keep_crl(newest, der));
+        }
+        Ok(self.keep_crl(made, der))
     }
 
-    /// When this instance made the CRL it serves, if it has one.
+    fn cached_crl(&self, number: i64) -> Option<Arc<Vec<u8>>> {
+        let cache = self.crl.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .as_ref()
+            .filter(|c| c.number == number)
+            .map(|c| c.der.clone())
+    }
+
+    fn keep_crl(&self, crl: PublishedCrl, der: Vec<u8>) -> Arc<Vec<u8>> {
+        let der = Arc::new(der);
+        *self.crl.lock().unwrap_or_else(|e| e.into_inner()) = Some(CrlCache {
+            number: crl.number,
+            made_at: crl.made_at,
+            der: der.clone(),
+        });
+        der
+    }
+
+    /// When the CRL this instance serves was made, if it has one.
     pub fn crl_made_at(&self) -> Option<DateTime<Utc>> {
         self.crl
             .lock()
@@ -255,18 +302,41 @@ impl CaService {
             .map(|c| c.made_at)
     }
 
-    /// Drops the cached CRL (after a revocation by this instance; others see the counter).
+    /// Drops what this instance keeps about revocations (after a revocation through it;
+    /// others see the counter move).
     pub fn forget_crl(&self) {
         *self.crl.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.ocsp_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .responses
-            .clear();
+        let mut cache = self.ocsp_cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.responses.clear();
+        cache.statuses.clear();
+        cache.counter_read = None;
+    }
+
+    /// The revocation counter, read from the database at most every
+    /// [`COUNTER_READ_EVERY`]; when it moved, every cached answer is dropped.
+    async fn revocation_counter(&self, store: &dyn Store) -> Result<i64, StoreError> {
+        {
+            let cache = self.ocsp_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(at) = cache.counter_read
+                && at.elapsed() < COUNTER_READ_EVERY
+            {
+                return Ok(cache.revocations);
+            }
+        }
+        let (_, revocations) = store.ca_state().await?;
+        let mut cache = self.ocsp_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.revocations != revocations {
+            cache.responses.clear();
+            cache.statuses.clear();
+            cache.revocations = revocations;
+        }
+        cache.counter_read = Some(std::time::Instant::now());
+        Ok(revocations)
     }
 
     /// Answers an OCSP request: from the cache for a nonce-less request asked before, unless
-    /// anything was revoked since (the revocation counter moved), else from the database.
+    /// anything was revoked since (the revocation counter moved), else signed afresh with
+    /// the statuses from memory or the database.
     pub async fn ocsp(&self, store: &dyn Store, request_der: &[u8], now: DateTime<Utc>) -> Vec<u8> {
         let Ok(info) = self.authority.ocsp_request_info(request_der) else {
             // Malformed or not ours: the authority answers with the right error status.
@@ -274,8 +344,8 @@ impl CaService {
                 .authority
                 .ocsp_response(request_der, now, &|_| CertStatus::Unknown);
         };
-        let revocations = match store.ca_state().await {
-            Ok((_, r)) => r,
+        let revocations = match self.revocation_counter(store).await {
+            Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "OCSP: reading the CA state");
                 return ekey_ca::ocsp_error_response(ekey_ca::OcspErrorStatus::TryLater);
@@ -283,19 +353,16 @@ impl CaService {
         };
         let key: [u8; 32] = sha2::Sha256::digest(request_der).into();
         if !info.has_nonce {
-            let mut cache = self.ocsp_cache.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.revocations != revocations {
-                cache.responses.clear();
-                cache.revocations = revocations;
-            }
-            if let Some((made, resp)) = cache.responses.get(&key)
+            let cache = self.ocsp_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.revocations == revocations
+                && let Some((made, resp)) = cache.responses.get(&key)
                 && (now - *made).num_seconds() < OCSP_CACHE_FOR
             {
                 return resp.to_vec();
             }
         }
         let response = self
-            .lookup_and_sign(store, request_der, info.serials, now)
+            .lookup_and_sign(store, request_der, info.serials, revocations, now)
             .await;
         if !info.has_nonce {
             let mut cache = self.ocsp_cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -316,10 +383,21 @@ impl CaService {
         store: &dyn Store,
         request_der: &[u8],
         serials: Vec<Serial>,
+        revocations: i64,
         now: DateTime<Utc>,
     ) -> Vec<u8> {
         let mut known = Vec::new();
         for s in serials {
+            let cached = {
+                let cache = self.ocsp_cache.lock().unwrap_or_else(|e| e.into_inner());
+                (cache.revocations == revocations)
+                    .then(|| cache.statuses.get(&s).copied())
+                    .flatten()
+            };
+            if let Some(status) = cached {
+                known.push((s, status));
+                continue;
+            }
             let status = match store.certificate(&s.to_hex()).await {
                 Ok(Some(c)) if c.der.is_some() => match (c.revoked_at, c.revocation_reason) {
                     (Some(at), reason) => CertStatus::Revoked {
@@ -337,6 +415,15 @@ impl CaService {
                     return ekey_ca::ocsp_error_response(ekey_ca::OcspErrorStatus::TryLater);
                 }
             };
+            if status != CertStatus::Unknown {
+                let mut cache = self.ocsp_cache.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.revocations == revocations {
+                    if cache.statuses.len() >= STATUS_CACHE_MAX {
+                        cache.statuses.clear();
+                    }
+                    cache.statuses.insert(s.clone(), status);
+                }
+            }
             known.push((s, status));
         }
         self.authority.ocsp_response(request_der, now, &|serial| {

@@ -77,6 +77,25 @@ pub struct Config {
     pub renewal_supersede: String,
     /// Days an approved renewal can be run with the key before its record expires.
     pub renewal_ttl_days: i64,
+    /// Where uploaded files and generated documents live: absent = the local directory
+    /// `<data_dir>/files`; `s3://bucket[/prefix]` = an S3 bucket (`EKEY_STORAGE_URL`).
+    pub storage_url: Option<String>,
+    /// Endpoint of an S3-compatible service, e.g. `https://minio.internal:9000` or
+    /// `http://127.0.0.1:5000`; AWS when absent. Requests are path-style (`EKEY_S3_ENDPOINT`).
+    pub s3_endpoint: Option<String>,
+    /// S3 region (`EKEY_S3_REGION`).
+    pub s3_region: String,
+    /// Allow a plain-http `s3_endpoint` that is not a loopback address (`EKEY_S3_ALLOW_HTTP`).
+    pub s3_allow_http: bool,
+    /// S3 access key id: from `AWS_ACCESS_KEY_ID` only, never from the file (not a TOML key).
+    #[serde(skip)]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key: from `AWS_SECRET_ACCESS_KEY` only.
+    #[serde(skip)]
+    pub s3_secret_access_key: Option<String>,
+    /// S3 session token of temporary credentials: from `AWS_SESSION_TOKEN` only.
+    #[serde(skip)]
+    pub s3_session_token: Option<String>,
 }
 
 impl Default for Config {
@@ -106,6 +125,13 @@ impl Default for Config {
             agent_url: "http://127.0.0.1:17480".into(),
             renewal_supersede: "confirm".into(),
             renewal_ttl_days: 30,
+            storage_url: None,
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            s3_allow_http: false,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_session_token: None,
         }
     }
 }
@@ -127,7 +153,8 @@ impl Config {
     }
 
     /// Applies `EKEY_DATABASE_URL`, `EKEY_LISTEN`, `EKEY_DATA_DIR`, `EKEY_PUBLIC_URL`,
-    /// `EKEY_DEMO`, `EKEY_MAIL_TRANSPORT`.
+    /// `EKEY_DEMO`, `EKEY_MAIL_TRANSPORT` and the others listed in README.md, and takes the
+    /// S3 credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         if let Some(v) = get("EKEY_DATABASE_URL") {
             self.database_url = v;
@@ -196,7 +223,50 @@ impl Config {
         if let Some(v) = get("EKEY_SMS_SECRET") {
             self.sms_secret = Some(v);
         }
+        if let Some(v) = get("EKEY_STORAGE_URL") {
+            self.storage_url = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = get("EKEY_S3_ENDPOINT") {
+            self.s3_endpoint = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = get("EKEY_S3_REGION") {
+            self.s3_region = v;
+        }
+        if let Some(v) = get("EKEY_S3_ALLOW_HTTP") {
+            self.s3_allow_http = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = get("AWS_ACCESS_KEY_ID") {
+            self.s3_access_key_id = Some(v);
+        }
+        if let Some(v) = get("AWS_SECRET_ACCESS_KEY") {
+            self.s3_secret_access_key = Some(v);
+        }
+        if let Some(v) = get("AWS_SESSION_TOKEN") {
+            self.s3_session_token = Some(v);
+        }
         Ok(())
+    }
+
+    /// Where files live: `None` for the local directory `<data_dir>/files`, else the S3
+    /// bucket of `storage_url` with the endpoint, region and credentials set here.
+    pub fn s3_settings(&self) -> anyhow::Result<Option<ekey_store::blob::S3Settings>> {
+        let Some(url) = &self.storage_url else {
+            return Ok(None);
+        };
+        let base = ekey_store::blob::S3Settings::from_url(url).map_err(|e| {
+            anyhow::anyhow!(
+                "storage_url: {e} (absent for <data_dir>/files, or s3://bucket[/prefix])"
+            )
+        })?;
+        Ok(Some(ekey_store::blob::S3Settings {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            allow_http: self.s3_allow_http,
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: self.s3_secret_access_key.clone(),
+            session_token: self.s3_session_token.clone(),
+            ..base
+        }))
     }
 
     /// Base URL for links in messages.
@@ -225,5 +295,47 @@ mod tests {
         assert_eq!(c.database_url, "postgres://x/y");
         assert!(c.demo);
         assert!(toml::from_str::<Config>("no_such_key = 1").is_err());
+    }
+
+    #[test]
+    fn storage_is_local_unless_an_s3_url_is_given() {
+        let c = Config::default();
+        assert!(c.s3_settings().unwrap().is_none());
+
+        let mut c: Config = toml::from_str(
+            "storage_url = \"s3://ekey-files/prod\"\ns3_endpoint = \"http://127.0.0.1:5000\"",
+        )
+        .unwrap();
+        c.apply_env(|k| match k {
+            "EKEY_S3_REGION" => Some("cn-north-1".into()),
+            "AWS_ACCESS_KEY_ID" => Some("AKID".into()),
+            "AWS_SECRET_ACCESS_KEY" => Some("SECRET".into()),
+            _ => None,
+        })
+        .unwrap();
+        let s = c.s3_settings().unwrap().unwrap();
+        assert_eq!(s.bucket, "ekey-files");
+        assert_eq!(s.prefix.as_deref(), Some("prod"));
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(s.region, "cn-north-1");
+        assert_eq!(s.access_key_id.as_deref(), Some("AKID"));
+        assert_eq!(s.secret_access_key.as_deref(), Some("SECRET"));
+
+        // The environment alone is enough; the region defaults to us-east-1.
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "EKEY_STORAGE_URL").then(|| "s3://bucket-a".to_string()))
+            .unwrap();
+        assert_eq!(c.s3_settings().unwrap().unwrap().region, "us-east-1");
+
+        // Secrets are not configuration-file keys.
+        for secret in [
+            "s3_secret_access_key = \"x\"",
+            "s3_access_key_id = \"x\"",
+            "s3_session_token = \"x\"",
+        ] {
+            assert!(toml::from_str::<Config>(secret).is_err(), "{secret}");
+        }
+        let bad: Config = toml::from_str("storage_url = \"/var/lib/files\"").unwrap();
+        assert!(bad.s3_settings().is_err());
     }
 }

@@ -141,6 +141,16 @@ impl From<StoreError> for ApiError {
                 "链接无效、已使用或已过期，请重新申请发送",
                 "The link is invalid, used or expired; ask for a new one",
             ),
+            StoreError::Blob(detail) => {
+                // The detail (bucket, endpoint, S3's answer) is for the log, not the user.
+                tracing::error!(error = %detail, "file storage failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ekey.storage.unavailable",
+                    "文件存储暂时不可用，请稍后重试；如持续出现请联系客服",
+                    "File storage is unavailable just now; please retry later",
+                )
+            }
             other => ApiError::internal(other),
         }
     }

@@ -4,8 +4,10 @@
 pub mod api;
 pub mod auth;
 pub mod ca;
+pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod documents;
 pub mod error;
 pub mod messages;
 pub mod outbox;
@@ -21,7 +23,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context;
 use ekey_domain::calendar::Calendar;
 use ekey_domain::clock::{Clock, SystemClock};
-use ekey_store::blob::LocalBlobStore;
+use ekey_store::blob::ObjectBlobStore;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -65,13 +67,27 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppS
         .await
         .with_context(|| format!("opening database {}", redact(&config.database_url)))?;
     store.migrate().await.context("migrating the database")?;
-    let blobs = Arc::new(LocalBlobStore::new(config.data_dir.join("files"))?);
+    let blobs = match config.s3_settings()? {
+        None => ObjectBlobStore::local(config.data_dir.join("files")),
+        Some(s3) => ObjectBlobStore::s3(&s3),
+    }
+    .context("opening the file storage")?;
+    // A wrong bucket, endpoint or credentials stop the start, not the first upload.
+    blobs
+        .check()
+        .await
+        .context("checking the file storage (storage_url, s3_endpoint, AWS_* credentials)")?;
+    tracing::info!(storage = blobs.describe(), "file storage");
+    let blobs = Arc::new(blobs);
     let year = chrono::Datelike::year(
         &clock
             .now()
             .with_timezone(&ekey_domain::calendar::shanghai()),
     );
-    let calendar = load_calendar(&config, year)?;
+    let mut calendar = load_calendar(&config, year)?;
+    cluster::apply_stored_holidays(store.as_ref(), &mut calendar)
+        .await
+        .context("reading the stored holiday years")?;
     // Secrets live in files beside the data (or in EKEY_* variables), never in the database.
     let secrets = secrets::Secrets::load(&config.data_dir.join("secrets"), true)?;
     let ca = ca::CaService::open(
@@ -100,6 +116,7 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppS
         config,
         outbox_wake: Notify::new(),
         login_limiter: state::LoginLimiter::new(),
+        instance_id: cluster::new_instance_id(),
         fonts: std::sync::OnceLock::new(),
         transports,
     })))
@@ -136,6 +153,8 @@ pub async fn serve(
         state.clone(),
         std::time::Duration::from_millis(state.config.reminder_poll_ms.max(50)),
     );
+    let calendar_sync =
+        cluster::spawn_calendar_sync(state.clone(), std::time::Duration::from_secs(5));
     let app = api::router(state);
     let result = axum::serve(
         listener,
@@ -146,6 +165,7 @@ pub async fn serve(
     worker.abort();
     crl_refresher.abort();
     reminders.abort();
+    calendar_sync.abort();
     result.context("serving HTTP")
 }
 

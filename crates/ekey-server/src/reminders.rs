@@ -115,15 +115,28 @@ pub async fn run_once(state: &AppState) -> Result<usize, ekey_store::StoreError>
 }
 
 /// Runs the reminders (and the renewal expiry) every `interval` until the process ends.
+/// Every instance ticks; each run is claimed in the database, so with several instances
+/// each run still happens once (and the outbox's dedup keys guard the messages besides).
 pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            if let Err(e) = run_once(&state).await {
-                tracing::warn!(error = %e, at = %Utc::now(), "reminders");
+            let reminders = crate::cluster::run_claimed(&state, "reminders", interval, || async {
+                if let Err(e) = run_once(&state).await {
+                    tracing::warn!(error = %e, at = %Utc::now(), "reminders");
+                }
+            });
+            if let Err(e) = reminders.await {
+                tracing::warn!(error = %e, "claiming the reminders run");
             }
             // Renewals past their expiry supersede the old certificate at the latest then.
-            if let Err(e) = crate::api::keyauth::expire_renewals(&state).await {
-                tracing::warn!(error = %e, at = %Utc::now(), "renewal expiry");
+            let expiry =
+                crate::cluster::run_claimed(&state, "renewal-expiry", interval, || async {
+                    if let Err(e) = crate::api::keyauth::expire_renewals(&state).await {
+                        tracing::warn!(error = %e, at = %Utc::now(), "renewal expiry");
+                    }
+                });
+            if let Err(e) = expiry.await {
+                tracing::warn!(error = %e, "claiming the renewal expiry run");
             }
             tokio::time::sleep(interval).await;
         }

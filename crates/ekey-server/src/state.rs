@@ -39,6 +39,8 @@ pub struct Inner {
     pub ca: crate::ca::CaService,
     /// SMTP and SMS gateway (production transports).
     pub transports: crate::transport::Transports,
+    /// This instance's name in claims shared with other instances (timers).
+    pub instance_id: String,
     /// Fonts of the printable documents, loaded at the first document.
     pub fonts: std::sync::OnceLock<Arc<ekey_docs::Fonts>>,
 }

@@ -44,6 +44,9 @@ pub enum StoreError {
     /// The database or file system failed.
     #[error("backend: {0}")]
     Backend(String),
+    /// The file storage (local directory or S3) failed or could not be reached.
+    #[error("file storage: {0}")]
+    Blob(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -240,6 +243,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn ca_state(&self) -> Result<(i64, i64)>;
     /// Takes the next CRL number.
     async fn next_crl_number(&self) -> Result<i64>;
+    /// The revocation counter and the newest published CRL, in one read.
+    async fn crl_state(&self) -> Result<(i64, Option<PublishedCrl>)>;
+    /// Publishes a CRL to every instance (older ones beyond the last few are pruned).
+    async fn publish_crl(&self, crl: PublishedCrl, der: &[u8]) -> Result<()>;
+    /// The DER of published CRL `number`.
+    async fn published_crl(&self, number: i64) -> Result<Option<Vec<u8>>>;
+    /// Claims periodic job `name` for `owner` until `lease_until` when it is due (or new) and
+    /// nobody else holds a live lease: true on exactly one instance per run.
+    async fn claim_timer(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Ends `owner`'s run of `name`: counted, lease released, next run at `next_run_at`.
+    async fn finish_timer(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        next_run_at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// A periodic job's record.
+    async fn timer(&self, name: &str) -> Result<Option<TimerRecord>>;
+    /// Stores an administrator's holiday year (replacing that year), audited.
+    async fn put_holiday_year(&self, year: HolidayYear, audit: NewAudit) -> Result<()>;
+    /// Every stored holiday year, by year.
+    async fn holiday_years(&self) -> Result<Vec<HolidayYear>>;
+    /// Changes whenever a holiday year is stored: (count, newest loaded_at in ms).
+    async fn holidays_version(&self) -> Result<(i64, i64)>;
     /// Applies several changes in one transaction (see [`Batch`]); returns the requests as
     /// changed, in the order of `batch.transitions`.
     async fn apply_batch(&self, batch: Batch) -> Result<Vec<RequestRecord>>;

@@ -26,6 +26,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_eseals.sql")),
     (4, include_str!("../migrations/sqlite/0004_portal.sql")),
     (5, include_str!("../migrations/sqlite/0005_agent.sql")),
+    (6, include_str!("../migrations/sqlite/0006_scale.sql")),
 ];
 const MIGRATIONS_PG: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -36,6 +37,7 @@ const MIGRATIONS_PG: &[(i64, &str)] = &[
     (3, include_str!("../migrations/postgres/0003_eseals.sql")),
     (4, include_str!("../migrations/postgres/0004_portal.sql")),
     (5, include_str!("../migrations/postgres/0005_agent.sql")),
+    (6, include_str!("../migrations/postgres/0006_scale.sql")),
 ];
 
 /// The SQL store on SQLite or PostgreSQL.
@@ -1348,6 +1350,175 @@ impl Store for SqlStore {
         .try_get("crl_number")?;
         tx.commit().await?;
         Ok(n)
+    }
+
+    async fn crl_state(&self) -> Result<(i64, Option<PublishedCrl>)> {
+        let row = sqlx::query(
+            "SELECT s.revocations AS current, c.number, c.revocations, c.made_at \
+             FROM ca_state s LEFT JOIN crls c ON c.number = (SELECT MAX(number) FROM crls) \
+             WHERE s.id = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let current: i64 = row.try_get("current")?;
+        let number: Option<i64> = row.try_get("number")?;
+        let published = match number {
+            Some(number) => Some(PublishedCrl {
+                number,
+                revocations: row.try_get("revocations")?,
+                made_at: from_ms(row.try_get("made_at")?),
+            }),
+            None => None,
+        };
+        Ok((current, published))
+    }
+
+    async fn publish_crl(&self, crl: PublishedCrl, der: &[u8]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO crls (number, revocations, made_at, der) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (number) DO NOTHING",
+        )
+        .bind(crl.number)
+        .bind(crl.revocations)
+        .bind(ms(crl.made_at))
+        .bind(der)
+        .execute(&mut *tx)
+        .await?;
+        // Keep a few: an instance may be reading the one just superseded.
+        sqlx::query("DELETE FROM crls WHERE number < $1")
+            .bind(crl.number - 4)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn published_crl(&self, number: i64) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT der FROM crls WHERE number = $1")
+            .bind(number)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get::<Vec<u8>, _>("der").map_err(Into::into))
+            .transpose()
+    }
+
+    async fn claim_timer(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO timers (name, next_run_at, runs) VALUES ($1, $2, 0) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        // One conditional UPDATE of one row: under PostgreSQL a second instance waits for
+        // the first's row lock, then re-checks the condition and finds the lease taken.
+        let claimed = sqlx::query(
+            "UPDATE timers SET lease_owner = $1, lease_until = $2 \
+             WHERE name = $3 AND next_run_at <= $4 AND (lease_until IS NULL OR lease_until < $4)",
+        )
+        .bind(owner)
+        .bind(ms(lease_until))
+        .bind(name)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    async fn finish_timer(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        next_run_at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE timers SET lease_owner = NULL, lease_until = NULL, runs = runs + 1, \
+             last_run_at = $1, last_owner = $2, next_run_at = $3 \
+             WHERE name = $4 AND lease_owner = $2",
+        )
+        .bind(ms(now))
+        .bind(owner)
+        .bind(ms(next_run_at))
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn timer(&self, name: &str) -> Result<Option<TimerRecord>> {
+        let row = sqlx::query(
+            "SELECT name, next_run_at, lease_owner, runs, last_run_at, last_owner \
+             FROM timers WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(TimerRecord {
+                name: r.try_get("name")?,
+                next_run_at: from_ms(r.try_get("next_run_at")?),
+                lease_owner: r.try_get("lease_owner")?,
+                runs: r.try_get("runs")?,
+                last_run_at: r.try_get::<Option<i64>, _>("last_run_at")?.map(from_ms),
+                last_owner: r.try_get("last_owner")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_holiday_year(&self, year: HolidayYear, audit: NewAudit) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO holiday_years (year, data, loaded_at, loaded_by) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (year) DO UPDATE SET data = excluded.data, \
+             loaded_at = excluded.loaded_at, loaded_by = excluded.loaded_by",
+        )
+        .bind(i64::from(year.year))
+        .bind(&year.data)
+        .bind(ms(year.loaded_at))
+        .bind(&year.loaded_by)
+        .execute(&mut *tx)
+        .await?;
+        append_audit_tx(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn holiday_years(&self) -> Result<Vec<HolidayYear>> {
+        let rows =
+            sqlx::query("SELECT year, data, loaded_at, loaded_by FROM holiday_years ORDER BY year")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HolidayYear {
+                    year: i32::try_from(r.try_get::<i64, _>("year")?).unwrap_or_default(),
+                    data: r.try_get("data")?,
+                    loaded_at: from_ms(r.try_get("loaded_at")?),
+                    loaded_by: r.try_get("loaded_by")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn holidays_version(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(MAX(loaded_at), 0) AS latest FROM holiday_years",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("latest")?))
     }
 
     async fn apply_batch(&self, batch: Batch) -> Result<Vec<RequestRecord>> {

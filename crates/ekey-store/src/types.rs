@@ -541,6 +541,47 @@ pub struct OutboxMessage {
     pub created_at: DateTime<Utc>,
 }
 
+/// A periodic job shared by all instances (see [`crate::Store::claim_timer`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimerRecord {
+    /// The job's name.
+    pub name: String,
+    /// When it is due next.
+    pub next_run_at: DateTime<Utc>,
+    /// The instance running it now, if any.
+    pub lease_owner: Option<String>,
+    /// How many runs have finished, on any instance.
+    pub runs: i64,
+    /// When the last run finished.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// The instance that ran it last.
+    pub last_owner: Option<String>,
+}
+
+/// A CRL published to every instance (its DER is read separately: it can be large).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishedCrl {
+    /// Its CRL number.
+    pub number: i64,
+    /// The revocation counter it covers.
+    pub revocations: i64,
+    /// When it was made (its thisUpdate).
+    pub made_at: DateTime<Utc>,
+}
+
+/// A holiday year loaded by an administrator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HolidayYear {
+    /// The year.
+    pub year: i32,
+    /// The year's file (holiday-cn JSON).
+    pub data: String,
+    /// When it was loaded.
+    pub loaded_at: DateTime<Utc>,
+    /// Who loaded it (account id).
+    pub loaded_by: String,
+}
+
 /// Outbox counts by state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct OutboxCounts {

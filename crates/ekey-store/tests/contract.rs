@@ -20,11 +20,11 @@ use ekey_domain::request::{
 };
 use ekey_store::audit::{AuditFields, chain_hash};
 use ekey_store::{
-    Backend, Batch, CertificateReservation, Channel, CollectionChoice, KeyChange, LoginChallenge,
-    LoginNameClaim, MaterialRecord, MaterialState, NewAccount, NewAudit, NewEnterprise, NewKey,
-    NewMaterial, NewMessage, NewPasswordReset, NewRegistration, NewRequest, NewSession, NewToken,
-    OutboxCounts, OutboxMessage, RenewalChange, RenewalRecord, RequestFilter, RequestRecord,
-    Revocation, SqlStore, Store, StoreError, Transition,
+    Backend, Batch, CertificateReservation, Channel, CollectionChoice, HolidayYear, KeyChange,
+    LoginChallenge, LoginNameClaim, MaterialRecord, MaterialState, NewAccount, NewAudit,
+    NewEnterprise, NewKey, NewMaterial, NewMessage, NewPasswordReset, NewRegistration, NewRequest,
+    NewSession, NewToken, OutboxCounts, OutboxMessage, PublishedCrl, RenewalChange, RenewalRecord,
+    RequestFilter, RequestRecord, Revocation, SqlStore, Store, StoreError, Transition,
 };
 use ekey_testkit::PgCluster;
 use sha2::{Digest, Sha256};
@@ -65,6 +65,8 @@ macro_rules! contract_suite {
             password_reset_works_once_and_ends_every_session,
             collection_choice_is_recorded_and_replaced,
             key_login_challenges_work_once_and_a_renewal_advances_once,
+            a_timer_runs_once_per_due_time_across_instances,
+            published_crls_and_holiday_years_are_shared,
         );
     };
     (@tests $open:ident, $backend:expr; $($test:ident),+ $(,)?) => {
@@ -3259,5 +3261,142 @@ async fn key_login_challenges_work_once_and_a_renewal_advances_once(db: &TestDb)
             .await?
             .is_empty()
     );
+    Ok(())
+}
+
+async fn a_timer_runs_once_per_due_time_across_instances(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    assert!(s.timer("reminders").await?.is_none());
+    // Eight "instances" race for the same due run: exactly one gets it.
+    let barrier = Arc::new(Barrier::new(8));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = db.shared();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store
+                .claim_timer("reminders", &format!("i{i}"), t0(), t0() + mins(1))
+                .await
+        }));
+    }
+    let mut winners = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        if t.await?? {
+            winners.push(i);
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one instance runs it: {winners:?}"
+    );
+    let owner = format!("i{}", winners[0]);
+    // Nobody else while the lease lives; a stranger cannot finish it.
+    assert!(
+        !s.claim_timer("reminders", "late", t0() + mins(0), t0() + mins(1))
+            .await?
+    );
+    assert!(
+        !s.finish_timer("reminders", "late", t0(), t0() + mins(5))
+            .await?
+    );
+    assert!(
+        s.finish_timer("reminders", &owner, t0(), t0() + mins(5))
+            .await?
+    );
+    let t = s.timer("reminders").await?.context("timer row")?;
+    assert_eq!(
+        (t.runs, t.last_owner.as_deref(), t.lease_owner),
+        (1, Some(owner.as_str()), None)
+    );
+    assert_eq!(t.next_run_at, t0() + mins(5));
+    // Not due yet: nobody; due: one again.
+    assert!(
+        !s.claim_timer("reminders", "i0", t0() + mins(4), t0() + mins(6))
+            .await?
+    );
+    assert!(
+        s.claim_timer("reminders", "i1", t0() + mins(5), t0() + mins(6))
+            .await?
+    );
+    // An instance that died mid-run: its lease runs out and another takes over.
+    assert!(
+        !s.claim_timer("reminders", "i2", t0() + mins(5), t0() + mins(7))
+            .await?
+    );
+    assert!(
+        s.claim_timer("reminders", "i2", t0() + mins(7), t0() + mins(8))
+            .await?
+    );
+    assert!(
+        !s.finish_timer("reminders", "i1", t0() + mins(7), t0() + mins(9))
+            .await?,
+        "the dead run's owner lost its lease"
+    );
+    assert!(
+        s.finish_timer("reminders", "i2", t0() + mins(7), t0() + mins(12))
+            .await?
+    );
+    assert_eq!(s.timer("reminders").await?.context("timer")?.runs, 2);
+    // Timers are independent of one another.
+    assert!(s.claim_timer("digest", "i0", t0(), t0() + mins(1)).await?);
+    Ok(())
+}
+
+async fn published_crls_and_holiday_years_are_shared(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    assert_eq!(s.crl_state().await?, (0, None));
+    for n in 1..=7i64 {
+        let crl = PublishedCrl {
+            number: n,
+            revocations: n / 2,
+            made_at: t0() + mins(n),
+        };
+        s.publish_crl(crl, format!("crl-{n}").as_bytes()).await?;
+        assert_eq!(s.crl_state().await?, (0, Some(crl)), "the newest is {n}");
+    }
+    // Publishing an older number late (a slower instance) does not hide the newest.
+    s.publish_crl(
+        PublishedCrl {
+            number: 6,
+            revocations: 9,
+            made_at: t0(),
+        },
+        b"late",
+    )
+    .await?;
+    let (_, newest) = s.crl_state().await?;
+    assert_eq!(newest.map(|c| c.number), Some(7));
+    assert_eq!(s.published_crl(7).await?.as_deref(), Some(&b"crl-7"[..]));
+    assert_eq!(s.published_crl(6).await?.as_deref(), Some(&b"crl-6"[..]));
+    assert_eq!(s.published_crl(1).await?, None, "old CRLs are pruned");
+
+    assert_eq!(s.holidays_version().await?, (0, 0));
+    let year = |y: i32, data: &str, at| HolidayYear {
+        year: y,
+        data: data.into(),
+        loaded_at: at,
+        loaded_by: "admin-1".into(),
+    };
+    s.put_holiday_year(
+        year(2027, "{\"year\":2027}", t0()),
+        audit(t0(), "holidays.load", "2027", "v1"),
+    )
+    .await?;
+    let v1 = s.holidays_version().await?;
+    s.put_holiday_year(
+        year(2027, "{\"year\":2027,\"v\":2}", t0() + mins(1)),
+        audit(t0() + mins(1), "holidays.load", "2027", "v2"),
+    )
+    .await?;
+    let v2 = s.holidays_version().await?;
+    assert_ne!(v1, v2, "replacing a year changes the version");
+    let years = s.holiday_years().await?;
+    assert_eq!(years.len(), 1);
+    assert_eq!(years[0].data, "{\"year\":2027,\"v\":2}");
+    assert!(s.verify_audit().await?.first_broken.is_none());
     Ok(())
 }

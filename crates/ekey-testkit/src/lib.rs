@@ -14,8 +14,13 @@
 //! Set `EKEY_TEST_PG_URL` (e.g. `postgres://postgres@127.0.0.1:5432/postgres`)
 //! to make [`PgCluster::shared`] use an existing server instead of starting
 //! one.
+//!
+//! [`Moto`] is a local S3 emulator (`moto_server`) for the object-storage tests.
 
+mod moto;
 mod pg;
 pub mod scenario;
+pub mod smtp;
 
+pub use moto::{MOTO_ACCESS_KEY_ID, MOTO_SECRET_ACCESS_KEY, Moto, moto_server_path};
 pub use pg::{PgCluster, free_port};

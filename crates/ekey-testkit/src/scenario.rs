@@ -28,21 +28,41 @@ pub const RENEWAL_ITEMS: &[&str] = &[
     "user_agreement",
 ];
 
-/// A JSON client of one eKey server.
+/// A JSON client of one eKey server, or of several instances called in turn.
 #[derive(Clone, Debug)]
 pub struct Portal {
-    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    /// Base URL, e.g. `http://127.0.0.1:8080` (the first instance's).
     pub base: String,
+    bases: Vec<String>,
+    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     client: reqwest::Client,
 }
 
 impl Portal {
     /// A client of the server at `base`.
     pub fn new(base: &str) -> Portal {
+        Portal::round_robin(&[base])
+    }
+
+    /// A client that sends each call to the next of `bases` in turn (a round-robin load
+    /// balancer in front of several instances).
+    pub fn round_robin(bases: &[&str]) -> Portal {
+        let bases: Vec<String> = bases
+            .iter()
+            .map(|b| b.trim_end_matches('/').to_string())
+            .collect();
         Portal {
-            base: base.trim_end_matches('/').to_string(),
+            base: bases.first().cloned().unwrap_or_default(),
+            bases,
+            next: Default::default(),
             client: reqwest::Client::new(),
         }
+    }
+
+    /// The base URL the next call goes to.
+    pub fn next_base(&self) -> &str {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.bases[i % self.bases.len()]
     }
 
     /// One call; the status and the JSON answer (`null` when there is none).
@@ -54,7 +74,9 @@ impl Portal {
         body: Option<Value>,
     ) -> Result<(u16, Value)> {
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
-        let mut b = self.client.request(method, format!("{}{path}", self.base));
+        let mut b = self
+            .client
+            .request(method, format!("{}{path}", self.next_base()));
         if let Some(t) = token {
             b = b.bearer_auth(t);
         }
@@ -105,7 +127,7 @@ impl Portal {
                 .client
                 .put(format!(
                     "{}/api/v1/requests/{id}/materials/{item}",
-                    self.base
+                    self.next_base()
                 ))
                 .bearer_auth(token)
                 .header("content-type", "image/png")

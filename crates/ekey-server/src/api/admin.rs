@@ -175,10 +175,27 @@ pub struct HolidaysOut {
     pub covered_years: Vec<i32>,
 }
 
+/// The years the working-day calendar of this instance covers.
+#[derive(Serialize, ToSchema)]
+pub struct CalendarOut {
+    /// Every year with holiday data, built in or loaded.
+    pub covered_years: Vec<i32>,
+}
+
+/// The years this instance's calendar covers (administrator). A year loaded on any instance
+/// shows here within seconds.
+#[utoipa::path(get, path = "/api/v1/admin/holidays", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = CalendarOut)))]
+pub async fn holidays(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<CalendarOut>> {
+    auth.require(&[Role::Admin])?;
+    Ok(Json(CalendarOut {
+        covered_years: state.with_calendar(|c| c.covered_years()),
+    }))
+}
+
 /// Load a year's holiday arrangement (administrator): the body is the year's JSON file in
-/// the holiday-cn format. Checked before anything is kept; saved as
-/// `<data_dir>/holidays/<year>.json` (other instances pick it up at their next start) and
-/// used by this instance at once.
+/// the holiday-cn format. Checked before anything is kept; stored in the database (every
+/// other instance reloads its calendar within seconds) and used by this instance at once.
 #[utoipa::path(put, path = "/api/v1/admin/holidays", tag = "admin", security(("bearer" = [])),
     request_body(content = String, content_type = "application/json"),
     responses((status = 200, body = HolidaysOut), (status = 422, body = ErrorBody)))]
@@ -201,24 +218,30 @@ pub async fn upload_holidays(
     let year = trial
         .load_year_json(json)
         .map_err(ekey_domain::error::DomainError::from)?;
-    let dir = state.config.data_dir.join("holidays");
-    std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
-    let tmp = dir.join(format!(".{year}.json.tmp"));
-    std::fs::write(&tmp, json).map_err(ApiError::internal)?;
-    std::fs::rename(&tmp, dir.join(format!("{year}.json"))).map_err(ApiError::internal)?;
     let covered = trial.covered_years();
-    *state.calendar.write().unwrap_or_else(|e| e.into_inner()) = trial;
+    // Stored in the database, so every instance loads it (within seconds) and keeps it
+    // across restarts; the audit record is written in the same transaction.
+    let now = state.clock.now();
     state
         .store
-        .append_audit(auth.audit(
-            state.clock.now(),
-            "calendar.load",
-            "calendar",
-            &year.to_string(),
-            "",
-            &format!("{} bytes", json.len()),
-        ))
+        .put_holiday_year(
+            ekey_store::HolidayYear {
+                year,
+                data: json.to_string(),
+                loaded_at: now,
+                loaded_by: auth.account.id.clone(),
+            },
+            auth.audit(
+                now,
+                "calendar.load",
+                "calendar",
+                &year.to_string(),
+                "",
+                &format!("{} bytes", json.len()),
+            ),
+        )
         .await?;
+    *state.calendar.write().unwrap_or_else(|e| e.into_inner()) = trial;
     Ok(Json(HolidaysOut {
         year,
         covered_years: covered,

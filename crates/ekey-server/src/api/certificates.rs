@@ -1,12 +1,15 @@
-//! The provider's certificate desk: search, revoke, and the CA's status (CRL age, what was
-//! issued and revoked today).
+//! The provider's certificate desk: search, issue from a CSR, revoke, and the CA's status
+//! (CRL age, what was issued and revoked today).
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::Duration;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
 use ekey_ca::{RevocationReason, Serial};
 use ekey_domain::calendar::shanghai;
+use ekey_domain::error::DomainError;
+use ekey_domain::ident::CreditCode;
 use ekey_domain::request::Role;
 use ekey_store::{CertificateRecord, Revocation, StoreError};
 use serde::{Deserialize, Serialize};
@@ -70,6 +73,177 @@ pub async fn search(
     }
     let found = state.store.search_certificates(q, 100).await?;
     Ok(Json(found.into_iter().map(Into::into).collect()))
+}
+
+/// A certificate request to sign (provider).
+#[derive(Deserialize, ToSchema)]
+pub struct IssueBody {
+    /// The PKCS#10 request: PEM (`CERTIFICATE REQUEST`) or the DER in base64. Its
+    /// commonName and serialNumber, when present, must be the enterprise name and credit code.
+    pub csr: String,
+    /// Unified social credit code of the enterprise (18 characters).
+    pub credit_code: String,
+    /// Enterprise name, as it goes into the certificate (O and CN).
+    pub enterprise_name: String,
+    /// The client's idempotency key (1–128 characters): the same order always gives the same
+    /// certificate, never a second one.
+    pub order: String,
+}
+
+/// A certificate issued from a CSR.
+#[derive(Serialize, ToSchema)]
+pub struct IssuedOut {
+    /// Serial (hex).
+    pub serial: String,
+    /// The certificate, PEM.
+    pub certificate: String,
+    /// Valid from (RFC 3339).
+    pub not_before: String,
+    /// Valid until (RFC 3339).
+    pub not_after: String,
+}
+
+/// Longest order key accepted.
+const MAX_ORDER_CHARS: usize = 128;
+
+fn bad_order(zh: &str, en: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "ekey.certificate.order",
+        format!("订单号（order）{zh}"),
+        format!("The order key {en}"),
+    )
+}
+
+/// A refused CSR: 400 with the CA's code (`ekey.ca.csr_malformed`, `…csr_signature`,
+/// `…csr_key_unsupported`) and its message.
+fn bad_csr(e: ekey_ca::CaError) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_REQUEST,
+        ..ApiError::from(e)
+    }
+}
+
+/// The CSR bytes: PEM as given, otherwise base64 of the DER (whitespace ignored).
+fn csr_bytes(text: &str) -> Result<Vec<u8>, ApiError> {
+    let text = text.trim();
+    if text.starts_with("-----BEGIN") {
+        return Ok(text.as_bytes().to_vec());
+    }
+    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|e| {
+            bad_csr(ekey_ca::CaError::CsrMalformed {
+                detail: format!("neither PEM nor base64 DER: {e}"),
+            })
+        })
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Issue a certificate from a CSR (provider): once per `order`, durably (serial reserved in
+/// the database before signing, certificate stored, audited). 201 with the new certificate;
+/// 200 with the same certificate when the order was issued before. Nothing is stored when
+/// the request is refused.
+#[utoipa::path(post, path = "/api/v1/certificates", tag = "ca", security(("bearer" = [])),
+    request_body = IssueBody,
+    responses((status = 201, body = IssuedOut, description = "issued now"),
+              (status = 200, body = IssuedOut, description = "the order was issued before: the same certificate"),
+              (status = 400, body = ErrorBody, description = "the CSR is malformed, its signature does not verify, or its key is not supported"),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "the order was issued for another key or enterprise"),
+              (status = 422, body = ErrorBody, description = "credit code, name or order invalid, or the CSR names another enterprise")))]
+pub async fn issue(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(body): ApiJson<IssueBody>,
+) -> ApiResult<(StatusCode, Json<IssuedOut>)> {
+    auth.require(&[Role::Provider])?;
+    let order = body.order.trim();
+    if order.is_empty() {
+        return Err(bad_order("不能为空", "must not be empty"));
+    }
+    if order.chars().count() > MAX_ORDER_CHARS || order.chars().any(char::is_control) {
+        return Err(bad_order(
+            &format!("最多 {MAX_ORDER_CHARS} 个字符，且不能含控制字符"),
+            &format!("has at most {MAX_ORDER_CHARS} characters and no control characters"),
+        ));
+    }
+    // At most 64 characters (X.520 ub-name) and no control characters: refused here, before
+    // anything is reserved, rather than by the CA after.
+    let name = super::required_text(&body.enterprise_name, "enterprise_name", 64)?;
+    if name.chars().any(char::is_control) {
+        return Err(ekey_ca::CaError::NameInvalid {
+            field: "enterprise_name",
+            detail: "control characters".into(),
+        }
+        .into());
+    }
+    let code = CreditCode::parse(&body.credit_code).map_err(DomainError::from)?;
+    let csr = ekey_ca::parse_csr(&csr_bytes(&body.csr)?).map_err(bad_csr)?;
+    csr.check_subject(&name, code.as_str())?;
+
+    // Whole milliseconds, as the database keeps them: a record reserved by this call carries
+    // exactly this time.
+    let now = state.clock.now();
+    let now = DateTime::<Utc>::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+    let record = state
+        .ca
+        .issue_for_order(
+            state.store.as_ref(),
+            &format!("api:{order}"),
+            csr.spki_der.clone(),
+            &name,
+            code.as_str(),
+            None,
+            now,
+            auth.audit(now, "ca.issue_api", "certificate", "", "", ""),
+        )
+        .await?;
+    let der = record
+        .der
+        .as_deref()
+        .ok_or_else(|| ApiError::internal("certificate not signed"))?;
+    // The order may have been used before, for another key or enterprise: say so rather
+    // than hand over a certificate that is not for this CSR.
+    let issued = state
+        .ca
+        .authority()
+        .check_issued(der)
+        .map_err(|e| ApiError::internal(e.code()))?;
+    if issued.spki_der != csr.spki_der || record.subject != format!("{name} {code}") {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ekey.certificate.order_conflict",
+            format!("订单号 {order} 已用于为其他密钥或企业签发证书，请换用新的订单号"),
+            format!(
+                "Order {order} was already issued for another key or enterprise; use a new order key"
+            ),
+        ));
+    }
+    let created = record.issued_at == now;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(IssuedOut {
+            serial: record.serial.clone(),
+            certificate: pem("CERTIFICATE", der),
+            not_before: rfc3339(issued.not_before),
+            not_after: rfc3339(issued.not_after),
+        }),
+    ))
 }
 
 /// Why to revoke.

@@ -655,25 +655,24 @@ pub async fn packing_list(
             .date_naive(),
         keys,
     };
-    let fonts = state.fonts().await.map_err(|e| {
+    let doc_error = |e: ekey_docs::DocError| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             e.code(),
             e.message(ekey_domain::Lang::Zh),
             e.message(ekey_domain::Lang::En),
         )
-    })?;
-    let pdf = tokio::task::spawn_blocking(move || ekey_docs::packing_list(&fonts, &list))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                e.code(),
-                e.message(ekey_domain::Lang::Zh),
-                e.message(ekey_domain::Lang::En),
-            )
-        })?;
+    };
+    // Made once, then served from the blob store (see crate::documents).
+    let key = crate::documents::packing_list_key(&s.id, &list);
+    let make = async {
+        let fonts = state.fonts().await.map_err(doc_error)?;
+        tokio::task::spawn_blocking(move || ekey_docs::packing_list(&fonts, &list))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(doc_error)
+    };
+    let pdf = crate::documents::kept(state.blobs.as_ref(), &key, make).await?;
     Ok((
         [
             (

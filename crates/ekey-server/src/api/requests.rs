@@ -1308,13 +1308,17 @@ enum DocKind {
 }
 
 impl DocKind {
-    fn file(self) -> &'static str {
+    fn stem(self) -> &'static str {
         match self {
-            DocKind::ApplicationForm => "application-form.pdf",
-            DocKind::ConfirmationLetter => "confirmation-letter.pdf",
-            DocKind::UnlockForm => "unlock-form.pdf",
-            DocKind::CancellationForm => "cancellation-form.pdf",
+            DocKind::ApplicationForm => "application-form",
+            DocKind::ConfirmationLetter => "confirmation-letter",
+            DocKind::UnlockForm => "unlock-form",
+            DocKind::CancellationForm => "cancellation-form",
         }
+    }
+
+    fn file(self) -> String {
+        format!("{}.pdf", self.stem())
     }
 
     fn applies_to(self, kind: Kind) -> bool {
@@ -1414,16 +1418,21 @@ async fn document(state: AppState, auth: Auth, id: String, which: DocKind) -> Ap
         key_lost: r.form.key_lost,
         date: state.clock.now().with_timezone(&shanghai()).date_naive(),
     };
-    let fonts = state.fonts().await.map_err(doc_error)?;
-    let bytes = tokio::task::spawn_blocking(move || match which {
-        DocKind::ApplicationForm => ekey_docs::application_form(&fonts, &doc),
-        DocKind::ConfirmationLetter => ekey_docs::confirmation_letter(&fonts, &doc),
-        DocKind::UnlockForm => ekey_docs::unlock_form(&fonts, &doc),
-        DocKind::CancellationForm => ekey_docs::cancellation_form(&fonts, Some(&doc)),
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(doc_error)?;
+    // Made once, then served from the blob store (see crate::documents).
+    let key = crate::documents::request_doc_key(&r.id, which.stem(), &doc);
+    let make = async {
+        let fonts = state.fonts().await.map_err(doc_error)?;
+        tokio::task::spawn_blocking(move || match which {
+            DocKind::ApplicationForm => ekey_docs::application_form(&fonts, &doc),
+            DocKind::ConfirmationLetter => ekey_docs::confirmation_letter(&fonts, &doc),
+            DocKind::UnlockForm => ekey_docs::unlock_form(&fonts, &doc),
+            DocKind::CancellationForm => ekey_docs::cancellation_form(&fonts, Some(&doc)),
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(doc_error)
+    };
+    let bytes = crate::documents::kept(state.blobs.as_ref(), &key, make).await?;
     // The documents carry personal data (ID number, mobile): downloads are audited.
     state
         .store
@@ -1433,7 +1442,7 @@ async fn document(state: AppState, auth: Auth, id: String, which: DocKind) -> Ap
             "document.download",
             &r,
             "",
-            which.file(),
+            &which.file(),
         ))
         .await?;
     Ok(pdf_response(

@@ -12,6 +12,8 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
+use ekey_store::Store as _;
+
 use crate::support::*;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -774,7 +776,17 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
         .unwrap();
     b.wait_text(".notice", "节假日数据已载入").await;
     assert!(b.body().await.contains("2027"), "2027 listed as covered");
-    assert!(s.data_dir.join("holidays/2027.json").exists());
+    assert_eq!(
+        s.raw()
+            .holiday_years()
+            .await
+            .unwrap()
+            .iter()
+            .map(|y| y.year)
+            .collect::<Vec<_>>(),
+        [2027],
+        "kept in the database for every instance"
+    );
     b.shot("38-admin-holidays").await;
 
     b.close().await;

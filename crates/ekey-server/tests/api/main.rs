@@ -28,6 +28,7 @@ mod agent;
 
 mod bad_input;
 mod browser;
+mod csr_issue;
 mod deadlines;
 mod flow;
 mod lifecycle;
@@ -35,4 +36,5 @@ mod notify;
 mod pages;
 mod reminders;
 mod softhsm;
+mod storage;
 mod unlock;

@@ -3,8 +3,6 @@
 //! server is stopped while messages are queued and started again: every message arrives,
 //! exactly once, with its Chinese subject intact.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,114 +10,11 @@ use ekey_server::config::MailTransport;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use ekey_testkit::smtp::SmtpSink;
+
 use crate::support::*;
 
 const SMS_SECRET: &str = "test-sms-secret-0123456789";
-
-fn tools_python() -> PathBuf {
-    let bin = std::env::var_os("EKEY_TOOLS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-tools/bin"));
-    let python = bin.join("python");
-    let ok = Command::new(&python)
-        .args(["-c", "import aiosmtpd"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{} cannot import aiosmtpd: run scripts/test (it installs pkilint and aiosmtpd into .venv-tools)",
-        python.display()
-    );
-    python
-}
-
-/// aiosmtpd writing every message it accepts into a Maildir.
-struct SmtpSink {
-    port: u16,
-    maildir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl SmtpSink {
-    fn new() -> SmtpSink {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        SmtpSink {
-            port,
-            maildir: tempfile::tempdir().unwrap(),
-            child: None,
-        }
-    }
-
-    async fn start(&mut self) {
-        let child = Command::new(tools_python())
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{}", self.port))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(self.maildir.path().join("mail"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting aiosmtpd");
-        self.child = Some(child);
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("aiosmtpd did not listen on {}", self.port);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Every stored message, decoded by Python's email package: to, subject, message_id, body.
-    fn messages(&self) -> Vec<Value> {
-        let script = r#"
-import json, mailbox, sys
-from email import policy
-from email.parser import BytesParser
-out = []
-try:
-    box = mailbox.Maildir(sys.argv[1], factory=None, create=False)
-    for key in box.keys():
-        m = BytesParser(policy=policy.default).parsebytes(box.get_bytes(key))
-        out.append({"to": str(m["To"]), "from": str(m["From"]), "subject": str(m["Subject"]),
-                    "message_id": str(m["Message-ID"]), "body": m.get_content()})
-except mailbox.NoSuchMailboxError:
-    pass
-print(json.dumps(out))
-"#;
-        let out = Command::new(tools_python())
-            .args(["-c", script])
-            .arg(self.maildir.path().join("mail"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// The requests an SMS gateway received: headers and body.
 type Received = Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
@@ -177,7 +72,7 @@ fn activation_link_in(body: &str) -> String {
 
 pub async fn no_message_is_lost_or_doubled_across_an_smtp_outage(db: Db) {
     let mut smtp = SmtpSink::new();
-    smtp.start().await;
+    smtp.start();
     let sms = SmsReceiver::start().await;
     let (smtp_port, sms_url) = (smtp.port, sms.url.clone());
     let s = TestServer::start_with(db, default_start(), move |c| {
@@ -281,7 +176,7 @@ pub async fn no_message_is_lost_or_doubled_across_an_smtp_outage(db: Db) {
     .await;
 
     // The mail server comes back: every queued mail arrives once.
-    smtp.start().await;
+    smtp.start();
     wait_for("all four mails", || smtp.messages().len() >= 4, &s).await;
     // Give the worker more chances to send anything twice.
     for _ in 0..10 {
@@ -403,7 +298,7 @@ pub async fn an_administrator_retries_a_dead_letter_from_the_console(db: Db) {
         "{}",
         page.body
     );
-    smtp.start().await;
+    smtp.start();
     let csrf = p.csrf("/console/admin").await;
     let id = letter["id"].as_i64().unwrap();
     let a = p

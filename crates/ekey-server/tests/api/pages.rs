@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use ekey_server::web::encode;
+use ekey_store::Store as _;
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -768,7 +769,7 @@ pub async fn the_administrator_edits_an_agency_and_loads_a_new_year(db: Db) {
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        !s.data_dir.join("holidays/2027.json").exists(),
+        s.raw().holiday_years().await.unwrap().is_empty(),
         "nothing kept"
     );
     let res = put(r#"{"year": 2027, "papers": [], "days": [
@@ -785,7 +786,25 @@ pub async fn the_administrator_edits_an_agency_and_loads_a_new_year(db: Db) {
             .unwrap()
             .contains(&json!(2027))
     );
-    assert!(s.data_dir.join("holidays/2027.json").exists());
+    // Kept in the database, where every instance (and the next start) finds it.
+    let stored = s.raw().holiday_years().await.unwrap();
+    assert_eq!(stored.iter().map(|y| y.year).collect::<Vec<_>>(), [2027]);
+    let covered: serde_json::Value = s
+        .client
+        .get(s.url("/api/v1/admin/holidays"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        covered["covered_years"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(2027))
+    );
     let page = admin.get("/console/admin").await;
     assert!(page.body.contains("2027"), "coverage shown");
     s.stop().await;
