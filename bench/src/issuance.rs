@@ -1,5 +1,7 @@
 //! Issuance: `Authority::issue` against raw P-256 signing with the same CA key, against
-//! `openssl speed`, and CSR-to-certificate against `openssl ca -infiles` on the same CSRs.
+//! `openssl speed`, and CSR-to-certificate against `openssl ca -infiles` on the same CSRs;
+//! and through HTTP: eKey's `POST /api/v1/certificates` (stored durably) against `cfssl
+//! serve`'s sign API with and without its SQLite database.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -14,6 +16,8 @@ use rcgen::{
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::Ctx;
+use crate::client::{self, Conn};
+use crate::load::LoadResult;
 use crate::util::{self, Bounded};
 
 /// How long each in-process loop runs.
@@ -342,4 +346,517 @@ pub fn run(ctx: &Ctx, authority: &Authority, csrs: &[CsrItem]) -> anyhow::Result
         verify_ours,
         verify_openssl,
     })
+}
+
+/// Concurrent connections of the HTTP issuance client.
+pub const HTTP_CONCURRENCY: usize = 8;
+/// Warm-up and measured time of each HTTP issuance run.
+pub const HTTP_WARMUP: Duration = Duration::from_secs(1);
+pub const HTTP_DURATION: Duration = Duration::from_secs(5);
+
+/// One HTTP issuance server measured.
+pub struct HttpRow {
+    pub server: String,
+    pub storage: &'static str,
+    pub result: LoadResult,
+    pub server_cpu_s: f64,
+    pub client_cpu_s: f64,
+    /// `openssl verify -x509_strict` of one certificate it returned.
+    pub verify: String,
+    /// Certificates it answered with (warm-up, measured run and the checks) and the rows
+    /// its database holds afterwards.
+    pub stored: Option<(u64, i64)>,
+}
+
+impl HttpRow {
+    pub fn per_cpu_second(&self) -> f64 {
+        if self.server_cpu_s > 0.0 {
+            self.result.ok as f64 / self.server_cpu_s
+        } else {
+            0.0
+        }
+    }
+}
+
+pub struct HttpResults {
+    pub rows: Vec<HttpRow>,
+    /// The same order sent again: what came back.
+    pub replay: String,
+    pub csrs: usize,
+    pub cfssl_version: String,
+    pub cert_len_ekey: usize,
+    pub cert_len_cfssl: usize,
+}
+
+fn ekey_created(status: u16, _body: &[u8]) -> bool {
+    status == 201
+}
+
+fn cfssl_signed(status: u16, body: &[u8]) -> bool {
+    const OK: &[u8] = b"\"success\":true";
+    status == 200 && body.windows(OK.len()).any(|w| w == OK)
+}
+
+/// Text for a table cell: one line, no `|`, at most 160 characters.
+fn cell(text: &str) -> String {
+    let one: String = text
+        .chars()
+        .map(|c| match c {
+            '\n' | '\r' => ' ',
+            '|' => '/',
+            c => c,
+        })
+        .take(160)
+        .collect();
+    one.trim().to_string()
+}
+
+/// Warm-up then the measured run, with the server's and this process's CPU.
+async fn http_measure(
+    ctx: &Ctx,
+    server: &str,
+    storage: &'static str,
+    addr: std::net::SocketAddr,
+    pgid: u32,
+    make: client::MakeRequest,
+    check: client::Check,
+) -> (HttpRow, u64) {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let warm = client::closed_loop(
+        addr,
+        make.clone(),
+        next.clone(),
+        HTTP_CONCURRENCY,
+        HTTP_WARMUP,
+        check,
+    )
+    .await;
+    let s0 = util::group_cpu_seconds(pgid, ctx.ticks);
+    let c0 = util::self_cpu_seconds(ctx.ticks);
+    let result =
+        client::closed_loop(addr, make, next, HTTP_CONCURRENCY, HTTP_DURATION, check).await;
+    let server_cpu_s = util::group_cpu_seconds(pgid, ctx.ticks) - s0;
+    let client_cpu_s = util::self_cpu_seconds(ctx.ticks) - c0;
+    eprintln!(
+        "  {server} ({storage}): {} certificates/s, p50 {:.2} ms, p99 {:.2} ms, {} failed{}",
+        util::num(result.per_second(), 0),
+        result.p_ms(50.0),
+        result.p_ms(99.0),
+        result.failed,
+        result
+            .first_error
+            .as_ref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default()
+    );
+    let answered = warm.ok + result.ok;
+    (
+        HttpRow {
+            server: server.to_string(),
+            storage,
+            result,
+            server_cpu_s,
+            client_cpu_s,
+            verify: String::new(),
+            stored: None,
+        },
+        answered,
+    )
+}
+
+/// Writes the certificate PEM of a JSON answer and has `openssl verify` check it.
+fn verify_answer(ctx: &Ctx, name: &str, body: &[u8]) -> (String, usize) {
+    let text = String::from_utf8_lossy(body);
+    let Some(pem) = client::json_str(&text, "certificate") else {
+        return (format!("FAILED: no certificate in {text}"), 0);
+    };
+    let path = ctx.work.join(format!("{name}.pem"));
+    if let Err(e) = std::fs::write(&path, &pem) {
+        return (format!("FAILED: {e}"), 0);
+    }
+    let len = crate::pem_to_der(&pem).map_or(0, |d| d.len());
+    (verify_cert(ctx, &path), len)
+}
+
+/// Issuance through HTTP, 8 connections each: eKey's `POST /api/v1/certificates` (SQLite,
+/// serial reserved and certificate stored before the answer, audited) against `cfssl serve`
+/// `/api/v1/cfssl/sign` without and with its SQLite certificate database. The same CSRs,
+/// cycled; every eKey request is a new order.
+pub async fn http(ctx: &Ctx, csrs: &[CsrItem]) -> anyhow::Result<HttpResults> {
+    use std::sync::Arc;
+    let mut rows = Vec::new();
+
+    // eKey: a fresh SQLite database with the demo accounts, the same CA.
+    let db_url = format!("sqlite:{}", ctx.work.join("api-issuance.db").display());
+    {
+        let store = ekey_store::open(&db_url).await?;
+        store.migrate().await?;
+        ekey_server::demo::seed(store.as_ref()).await?;
+    }
+    let since = Utc::now() - chrono::Duration::seconds(1);
+    let server = crate::ocsp::EkeyServer::start_on(ctx, &db_url)?;
+    let addr = server.addr;
+    let mut conn = Conn::default();
+    let login = format!(
+        "{{\"login\":\"provider\",\"password\":{}}}",
+        client::json_quote(ekey_server::demo::DEMO_PASSWORD)
+    );
+    let (status, body) = conn
+        .exchange(
+            addr,
+            &client::post(
+                addr,
+                "/api/v1/sessions",
+                "application/json",
+                "",
+                login.as_bytes(),
+            ),
+        )
+        .await?;
+    ensure!(
+        status == 200,
+        "provider login: HTTP {status} {}",
+        String::from_utf8_lossy(&body)
+    );
+    let token = client::json_str(&String::from_utf8_lossy(&body), "token")
+        .context("no token in the login answer")?;
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let prefixes: Arc<Vec<String>> = Arc::new(
+        csrs.iter()
+            .map(|c| {
+                format!(
+                    "{{\"csr\":{},\"credit_code\":{},\"enterprise_name\":{},\"order\":",
+                    client::json_quote(&c.pem),
+                    client::json_quote(&c.code),
+                    client::json_quote(&c.name)
+                )
+            })
+            .collect(),
+    );
+    let make: client::MakeRequest = {
+        let prefixes = prefixes.clone();
+        let auth = auth.clone();
+        Arc::new(move |i: u64| {
+            let body = format!(
+                "{}\"bench-{i}\"}}",
+                prefixes[(i % prefixes.len() as u64) as usize]
+            );
+            client::post(
+                addr,
+                "/api/v1/certificates",
+                "application/json",
+                &auth,
+                body.as_bytes(),
+            )
+        })
+    };
+    let (mut row, answered) = http_measure(
+        ctx,
+        "eKey POST /api/v1/certificates",
+        "SQLite (WAL, synchronous=FULL): serial reserved, certificate stored, audited",
+        addr,
+        server.child.pid(),
+        make,
+        ekey_created,
+    )
+    .await;
+    // One more order, then the same order again: the same certificate.
+    let mut conn = Conn::default();
+    let check = |order: &str| {
+        let body = format!("{}\"{order}\"}}", prefixes[0]);
+        client::post(
+            addr,
+            "/api/v1/certificates",
+            "application/json",
+            &auth,
+            body.as_bytes(),
+        )
+    };
+    let (s1, b1) = conn.exchange(addr, &check("check-1")).await?;
+    let (s2, b2) = conn.exchange(addr, &check("check-1")).await?;
+    let serial = |b: &[u8]| client::json_str(&String::from_utf8_lossy(b), "serial");
+    let replay = if s1 == 201 && s2 == 200 && serial(&b1).is_some() && serial(&b1) == serial(&b2) {
+        format!(
+            "first HTTP 201, again HTTP 200 with the same serial {}",
+            serial(&b1).unwrap_or_default()
+        )
+    } else {
+        format!(
+            "UNEXPECTED: HTTP {s1} then {s2}: {} / {}",
+            String::from_utf8_lossy(&b1),
+            String::from_utf8_lossy(&b2)
+        )
+    };
+    let (verify, cert_len_ekey) = verify_answer(ctx, "api-issued", &b1);
+    row.verify = verify;
+    server.stop();
+    let issued = {
+        let store = ekey_store::open(&db_url).await?;
+        store.certificate_counts(since).await?.0
+    };
+    row.stored = Some((answered + 1, issued));
+    rows.push(row);
+
+    // cfssl serve, without and with its certificate database.
+    let config = ctx.work.join("cfssl-sign.json");
+    std::fs::write(&config, crate::cfssl::sign_config(ctx))?;
+    let bodies: Arc<Vec<String>> = Arc::new(
+        csrs.iter()
+            .map(|c| format!("{{\"certificate_request\":{}}}", client::json_quote(&c.pem)))
+            .collect(),
+    );
+    let mut cert_len_cfssl = 0;
+    for with_db in [false, true] {
+        let db = ctx.work.join("cfssl-sign").join("certdb.db");
+        let db_config = if with_db {
+            std::fs::create_dir_all(db.parent().context("db dir")?)?;
+            Some(crate::cfssl::create_db(&db).await?)
+        } else {
+            None
+        };
+        let server = crate::cfssl::Server::sign(ctx, &config, db_config.as_deref())?;
+        let addr = server.addr;
+        let make: client::MakeRequest = {
+            let bodies = bodies.clone();
+            Arc::new(move |i: u64| {
+                client::post(
+                    addr,
+                    "/api/v1/cfssl/sign",
+                    "application/json",
+                    "",
+                    bodies[(i % bodies.len() as u64) as usize].as_bytes(),
+                )
+            })
+        };
+        let (mut row, answered) = http_measure(
+            ctx,
+            "cfssl serve /api/v1/cfssl/sign",
+            if with_db {
+                "its SQLite certificate database (`-db-config`, cfssl's schema)"
+            } else {
+                "none (certificate only returned)"
+            },
+            addr,
+            server.pid(),
+            make.clone(),
+            cfssl_signed,
+        )
+        .await;
+        let mut conn = Conn::default();
+        let (status, body) = conn.exchange(addr, &make(0)).await?;
+        let (verify, len) = if cfssl_signed(status, &body) {
+            verify_answer(
+                ctx,
+                if with_db {
+                    "cfssl-db-issued"
+                } else {
+                    "cfssl-issued"
+                },
+                &body,
+            )
+        } else {
+            (
+                format!("FAILED: HTTP {status} {}", String::from_utf8_lossy(&body)),
+                0,
+            )
+        };
+        row.verify = verify;
+        cert_len_cfssl = len;
+        drop(server);
+        if with_db {
+            row.stored = Some((answered + 1, crate::cfssl::count_certificates(&db).await?));
+        }
+        rows.push(row);
+    }
+
+    Ok(HttpResults {
+        rows,
+        replay,
+        csrs: csrs.len(),
+        cfssl_version: crate::cfssl::version(),
+        cert_len_ekey,
+        cert_len_cfssl,
+    })
+}
+
+/// The HTTP issuance table of RESULTS.md (section 1).
+pub fn render_http(s: &mut String, h: &HttpResults) {
+    use std::fmt::Write;
+    let num = util::num;
+    let _ = writeln!(
+        s,
+        "### Issuance through HTTP: eKey's API (stored durably) vs `cfssl serve`\n\n\
+         eKey: `POST /api/v1/certificates` as the provider (bearer token), body `{{csr, credit_code, \
+         enterprise_name, order}}`; the server (own process, multi-threaded, a fresh SQLite database \
+         in WAL mode with `synchronous=FULL`) checks the role, the credit code, the CSR's signature \
+         and subject, reserves the serial for the order in the database, signs, verifies, stores the \
+         certificate with its audit record, and answers 201. Every request is a new order. \
+         Peer: `cfssl serve` ({}) `POST /api/v1/cfssl/sign` `{{certificate_request}}` with the same \
+         issuing CA certificate and P-256 key (decrypted for it) and a profile close to eKey's \
+         (730 days; keyUsage digitalSignature + nonRepudiation — \"content committment\" in cfssl \
+         1.2's spelling; extKeyUsage clientAuth + emailProtection; CRL distribution point, OCSP and \
+         caIssuers URLs; the subject is the CSR's), logging at warning level; once without a \
+         database, once with `-db-config` on its SQLite certificate database (cfssl's schema, \
+         SQLite defaults: rollback journal, `synchronous=FULL`), where it inserts each certificate \
+         before answering. The same {} CSRs for all, cycled; the same client: {} kept-alive \
+         connections, closed loop, {} s warm-up then {} s measured. \"Stored\" compares the \
+         certificates answered with the rows in the server's database afterwards.\n",
+        h.cfssl_version,
+        h.csrs,
+        HTTP_CONCURRENCY,
+        HTTP_WARMUP.as_secs(),
+        HTTP_DURATION.as_secs()
+    );
+    let _ = writeln!(
+        s,
+        "| Server | Storage | Certificates/s | p50 ms | p99 ms | Server CPU (cores) | Certificates per server CPU-second | Client CPU (cores) | Failed | Stored (answered / rows) | `openssl verify -x509_strict` |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    );
+    for r in &h.rows {
+        let secs = r.result.elapsed.as_secs_f64();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {}{} | {} | {} |",
+            r.server,
+            r.storage,
+            num(r.result.per_second(), 0),
+            r.result.p_ms(50.0),
+            r.result.p_ms(99.0),
+            r.server_cpu_s / secs,
+            num(r.per_cpu_second(), 0),
+            r.client_cpu_s / secs,
+            r.result.failed,
+            r.result
+                .first_error
+                .as_ref()
+                .map(|e| format!(" ({})", cell(e)))
+                .unwrap_or_default(),
+            r.stored
+                .map(|(a, n)| format!("{} / {}", num(a as f64, 0), num(n as f64, 0)))
+                .unwrap_or_else(|| "— (no database)".into()),
+            cell(&r.verify)
+        );
+    }
+    let find = |db: bool| {
+        h.rows
+            .iter()
+            .find(|r| r.server.starts_with("cfssl") && r.stored.is_some() == db)
+    };
+    if let (Some(e), Some(with_db), Some(no_db)) = (
+        h.rows.iter().find(|r| r.server.starts_with("eKey")),
+        find(true),
+        find(false),
+    ) {
+        let _ = writeln!(
+            s,
+            "\n| Comparison | Measure | eKey | cfssl | eKey / cfssl | Better |\n|---|---|---:|---:|---:|---|"
+        );
+        for (what, peer) in [
+            ("eKey (stored) vs cfssl with its database", with_db),
+            ("eKey (stored) vs cfssl without a database", no_db),
+        ] {
+            let _ = writeln!(
+                s,
+                "| {what} | certificates/s | {} | {} | {} | higher |",
+                num(e.result.per_second(), 0),
+                num(peer.result.per_second(), 0),
+                util::ratio(e.result.per_second(), peer.result.per_second())
+            );
+            let _ = writeln!(
+                s,
+                "| {what} | p99 latency, ms | {:.2} | {:.2} | {} | lower |",
+                e.result.p_ms(99.0),
+                peer.result.p_ms(99.0),
+                util::ratio(e.result.p_ms(99.0), peer.result.p_ms(99.0))
+            );
+            let _ = writeln!(
+                s,
+                "| {what} | certificates per server CPU-second | {} | {} | {} | higher |",
+                num(e.per_cpu_second(), 0),
+                num(peer.per_cpu_second(), 0),
+                util::ratio(e.per_cpu_second(), peer.per_cpu_second())
+            );
+        }
+        let r = if with_db.result.per_second() > 0.0 {
+            e.result.per_second() / with_db.result.per_second()
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            s,
+            "\nGoal (issue 7): durable API issuance ≥ 2× `cfssl serve` with its database: {} ({}).",
+            if r >= 2.0 { "**met**" } else { "**missed**" },
+            util::ratio(e.result.per_second(), with_db.result.per_second())
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nThe same order sent twice: {}. Certificate size: eKey {} bytes, cfssl {} bytes (DER).\n",
+        h.replay, h.cert_len_ekey, h.cert_len_cfssl
+    );
+}
+
+/// `ekey-bench only ca [http|ocsp] [--out F]`: the CA set-up of the suite, then only the
+/// HTTP issuance and/or the OCSP runs, their sections written to F (default `bench-ca.md`).
+pub async fn only_ca(args: &[String]) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let out = args
+        .iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(|| std::path::PathBuf::from("bench-ca.md"), Into::into);
+    let tmp = tempfile::Builder::new().prefix("ekey-bench-").tempdir()?;
+    let work = tmp.path().to_path_buf();
+    let data_dir = work.join("data");
+    let ca_dir = data_dir.join("ca");
+    let ctx_of = |passphrase: String| Ctx {
+        work: work.clone(),
+        data_dir: data_dir.clone(),
+        db_url: format!("sqlite:{}", work.join("ekey.db").display()),
+        public_url: "http://127.0.0.1:8080".into(),
+        ca_dir: ca_dir.clone(),
+        passphrase,
+        passphrase_file: data_dir.join("secrets").join("ca-passphrase"),
+        root_cert: ca_dir.join(ekey_ca::files::ROOT_CERT),
+        issuing_cert: ca_dir.join(ekey_ca::files::ISSUING_CERT),
+        ocsp_cert: ca_dir.join(ekey_ca::files::OCSP_CERT),
+        chain: work.join("chain.pem"),
+        issuing_key: work.join("issuing.key"),
+        ocsp_key: work.join("ocsp.key"),
+        exe: std::env::current_exe().unwrap_or_else(|_| "ekey-bench".into()),
+        ticks: util::clock_ticks(),
+    };
+    let probe = ctx_of(String::new());
+    let state = ekey_server::build(
+        crate::server_config(&probe.data_dir, &probe.db_url, &probe.public_url),
+        Arc::new(ekey_domain::clock::SystemClock),
+    )
+    .await?;
+    let passphrase = std::fs::read_to_string(&probe.passphrase_file)?
+        .trim()
+        .to_string();
+    let ctx = ctx_of(passphrase);
+    crate::export_for_openssl(&ctx)?;
+    let csrs = make_csrs(CSRS)?;
+    let which = args.get(2).map(String::as_str).unwrap_or("both");
+    let mut s = String::new();
+    if matches!(which, "ocsp" | "both") {
+        let (issued, _) = crate::issue_through_store(&state, &csrs).await?;
+        let bodies = crate::ocsp::build_requests(&ctx, &issued)?;
+        let breakdown = crate::ocsp::breakdown(&state, &issued, &bodies).await?;
+        drop(state);
+        eprintln!("OCSP");
+        let ocsp = crate::ocsp::run(&ctx, &issued, &bodies, breakdown).await?;
+        crate::ocsp::render(&mut s, &ocsp);
+    } else {
+        drop(state);
+    }
+    if matches!(which, "http" | "both") {
+        eprintln!("issuance through HTTP");
+        let http = http(&ctx, &csrs).await?;
+        render_http(&mut s, &http);
+    }
+    std::fs::write(&out, s)?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
 }

@@ -7,15 +7,21 @@
 //! ekey-bench run --out bench/RESULTS.md   the whole suite
 //! ekey-bench serve …                      (internal) the eKey server for the OCSP load
 //! ekey-bench crl …                        (internal) one CRL generation, for peak memory
+//! ekey-bench only web|lifecycle [--out F]  just the portal-read / lifecycle sections
+//! ekey-bench only ca [http|ocsp] [--out F] just the HTTP issuance / OCSP peer comparisons
 //! ```
 
+mod cfssl;
+mod client;
 mod crl;
 mod issuance;
+mod lifecycle;
 mod load;
 mod ocsp;
 mod portal;
 mod report;
 mod util;
+mod web;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -108,6 +114,16 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(serve(&args)),
         Some("crl") => crl::child(&args),
+        Some("only") if args.get(1).is_some_and(|a| a == "ca") => {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(issuance::only_ca(&args))
+        }
+        Some("only") => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(lifecycle::only(&args)),
         _ => bail!("usage: ekey-bench run [--out bench/RESULTS.md] (see bench/run)"),
     }
 }
@@ -317,11 +333,17 @@ async fn run_all(out: PathBuf) -> anyhow::Result<()> {
     let breakdown = ocsp::breakdown(&state, &issued, &bodies).await?;
     drop(state);
     let ocsp = ocsp::run(&ctx, &issued, &bodies, breakdown).await?;
+    eprintln!("1b. issuance through HTTP (eKey API, cfssl serve)");
+    let http_issuance = issuance::http(&ctx, &csrs).await?;
 
     eprintln!("3. CRL");
     let crl = crl::run(&ctx)?;
     eprintln!("portal: documents and photo fitting");
     let portal = portal::run(&ctx.work)?;
+    eprintln!("5. portal reads and logins (wrk, nginx)");
+    let web = web::run(&ctx.work, ctx.ticks).await?;
+    eprintln!("6. request lifecycle (SQLite; PostgreSQL with 1 and 3 instances)");
+    let lifecycle = lifecycle::run(&ctx.work, ctx.ticks).await?;
 
     let text = report::render(&report::All {
         machine,
@@ -329,9 +351,12 @@ async fn run_all(out: PathBuf) -> anyhow::Result<()> {
         total: begun.elapsed(),
         issuance,
         store_issuance,
+        http_issuance,
         ocsp,
         crl,
         portal,
+        web,
+        lifecycle,
     });
     std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!(

@@ -1,5 +1,6 @@
-//! OCSP: the eKey server's `/ocsp` against `openssl ocsp` on the same certificates, the
-//! same responder certificate and key, driven by the same closed-loop client.
+//! OCSP: the eKey server's `/ocsp` against `openssl ocsp` and `cfssl ocspserve` on the same
+//! certificates, the same responder certificate and key, driven by the same closed-loop
+//! client; and eKey's latency at half its peak rate, open loop.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -13,9 +14,10 @@ use ring::digest::{SHA1_FOR_LEGACY_USE_ONLY, digest};
 use ring::rand::{SecureRandom, SystemRandom};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::client::{self, OpenResult};
 use crate::load::{self, Target};
 use crate::util::{self, Bounded, tlv};
-use crate::{Ctx, Issued};
+use crate::{Ctx, Issued, cfssl};
 
 /// Concurrent connections of the client.
 pub const CONCURRENCY: usize = 8;
@@ -66,14 +68,38 @@ pub struct Results {
     pub request_len: usize,
     pub response_len: Vec<(String, usize)>,
     pub breakdown: Breakdown,
+    /// Like for like with cfssl: requests without a nonce, so eKey answers from its cache
+    /// of signed responses and cfssl from its pre-signed ones.
+    pub like: Vec<Row>,
+    /// Open loop at half of a measured peak.
+    pub open: Vec<OpenRow>,
+    pub request_len_no_nonce: usize,
+    pub cfssl_version: String,
+    /// Seconds `cfssl ocsprefresh` took to sign the whole set.
+    pub cfssl_presign_s: f64,
 }
 
-/// DER OCSPRequest for one serial: SHA-1 CertID (as most clients send) and a nonce.
+/// One open-loop run: arrivals at `result.rate` = half of `peak`.
+pub struct OpenRow {
+    pub server: String,
+    pub mode: &'static str,
+    pub peak: f64,
+    pub result: OpenResult,
+}
+
+/// Measured duration of an open-loop run.
+pub const OPEN_DURATION: Duration = Duration::from_secs(5);
+/// Kept-alive connections of the open-loop client (more than the closed loop's, so that
+/// one slow answer holds back few others).
+pub const OPEN_CONNECTIONS: usize = 32;
+
+/// DER OCSPRequest for one serial: SHA-1 CertID (as most clients send) and, if given, a
+/// nonce.
 pub fn request(
     issuer_name_hash: &[u8],
     issuer_key_hash: &[u8],
     serial: &[u8],
-    nonce: &[u8],
+    nonce: Option<&[u8]>,
 ) -> Vec<u8> {
     let sha1 = [
         0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00,
@@ -94,6 +120,9 @@ pub fn request(
         .concat(),
     );
     let request_list = tlv(0x30, &tlv(0x30, &cert_id));
+    let Some(nonce) = nonce else {
+        return tlv(0x30, &tlv(0x30, &request_list));
+    };
     let nonce_oid = [
         0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x02,
     ];
@@ -153,19 +182,24 @@ fn write_index(path: &Path, issued: &[Issued]) -> anyhow::Result<()> {
 }
 
 /// The eKey server in a child process (`ekey-bench serve`), stopped by closing its stdin.
-struct EkeyServer {
-    child: Bounded,
-    addr: SocketAddr,
+pub(crate) struct EkeyServer {
+    pub child: Bounded,
+    pub addr: SocketAddr,
 }
 
 impl EkeyServer {
     fn start(ctx: &Ctx) -> anyhow::Result<EkeyServer> {
+        Self::start_on(ctx, &ctx.db_url)
+    }
+
+    /// The server on database `db_url` (the CA and secrets of `ctx.data_dir`).
+    pub(crate) fn start_on(ctx: &Ctx, db_url: &str) -> anyhow::Result<EkeyServer> {
         let mut cmd = Command::new(&ctx.exe);
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&ctx.data_dir)
             .arg("--db")
-            .arg(&ctx.db_url)
+            .arg(db_url)
             .arg("--public-url")
             .arg(&ctx.public_url)
             .stdin(Stdio::piped())
@@ -190,7 +224,7 @@ impl EkeyServer {
         Ok(EkeyServer { child, addr })
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         drop(self.child.child.stdin.take());
         let _ = self.child.wait_limited(Duration::from_secs(5));
     }
@@ -412,6 +446,10 @@ pub async fn breakdown(
 
 /// One DER request per certificate, each with its own nonce.
 pub fn build_requests(ctx: &Ctx, issued: &[Issued]) -> anyhow::Result<Vec<Vec<u8>>> {
+    build(ctx, issued, true)
+}
+
+fn build(ctx: &Ctx, issued: &[Issued], with_nonce: bool) -> anyhow::Result<Vec<Vec<u8>>> {
     let issuing = std::fs::read(&ctx.issuing_cert)?;
     let issuing_der = crate::pem_to_der(&String::from_utf8_lossy(&issuing))?;
     let (_, cert) = X509Certificate::from_der(&issuing_der)?;
@@ -430,7 +468,7 @@ pub fn build_requests(ctx: &Ctx, issued: &[Issued]) -> anyhow::Result<Vec<Vec<u8
             name_hash.as_ref(),
             key_hash.as_ref(),
             serial.as_bytes(),
-            &nonce,
+            with_nonce.then_some(&nonce[..]),
         ));
     }
     Ok(bodies)
@@ -457,6 +495,9 @@ pub async fn run(
     let mut rows = Vec::new();
     let mut samples = Vec::new();
     let mut response_len = Vec::new();
+    let mut like = Vec::new();
+    let mut open = Vec::new();
+    let plain = build(ctx, issued, false)?;
 
     // eKey.
     let server = EkeyServer::start(ctx)?;
@@ -464,6 +505,26 @@ pub async fn run(
     for (keep_alive, mode) in [(true, "keep-alive"), (false, "new connection per request")] {
         let target = Target::new(server.addr, "/ocsp", keep_alive, bodies);
         rows.push(measure(ctx, "eKey /ocsp", mode, pgid, &target).await);
+    }
+    // Like for like with cfssl's pre-signed responses: no nonce, answered from eKey's cache
+    // of signed responses (the warm-up fills it; every answer still checks the revocation
+    // counter in the database).
+    for (keep_alive, mode) in [
+        (true, "keep-alive, no nonce"),
+        (false, "new connection per request, no nonce"),
+    ] {
+        let target = Target::new(server.addr, "/ocsp", keep_alive, &plain);
+        like.push(measure(ctx, "eKey /ocsp", mode, pgid, &target).await);
+    }
+    // Latency at half the peak: open loop at a fixed arrival rate.
+    let peak_nonce = rows[0].result.per_second();
+    let peak_plain = like[0].result.per_second();
+    for (peak, reqs, mode) in [
+        (peak_nonce, bodies, "keep-alive, nonce (signed per request)"),
+        (peak_plain, &plain[..], "keep-alive, no nonce (cached)"),
+    ] {
+        let target = Target::new(server.addr, "/ocsp", true, reqs);
+        open.push(open_row("eKey /ocsp", mode, peak, &target).await);
     }
     let target = Target::new(server.addr, "/ocsp", false, bodies);
     for (i, expected) in [(good, "good"), (revoked, "revoked")] {
@@ -515,6 +576,38 @@ pub async fn run(
         drop(responder);
     }
 
+    // cfssl ocspserve: responses pre-signed by `cfssl ocsprefresh` with the same responder
+    // certificate and key; it looks the serial up in memory and ignores nonces.
+    let ders = certificate_ders(ctx, issued).await?;
+    let started = Instant::now();
+    let responses = cfssl::presign_ocsp(ctx, issued, &ders).await?;
+    let cfssl_presign_s = started.elapsed().as_secs_f64();
+    let name = "cfssl ocspserve";
+    let responder = cfssl::Server::ocsp(ctx, &responses)?;
+    let pgid = responder.pid();
+    for (keep_alive, mode) in [
+        (true, "keep-alive, no nonce"),
+        (false, "new connection per request, no nonce"),
+    ] {
+        let target = Target::new(responder.addr, "/", keep_alive, &plain);
+        like.push(measure(ctx, name, mode, pgid, &target).await);
+    }
+    let peak = like
+        .iter()
+        .find(|r| r.server == name)
+        .map_or(0.0, |r| r.result.per_second());
+    let target = Target::new(responder.addr, "/", true, &plain);
+    open.push(open_row(name, "keep-alive, no nonce (pre-signed)", peak, &target).await);
+    let target = Target::new(responder.addr, "/", false, &plain);
+    for (i, expected) in [(good, "good"), (revoked, "revoked")] {
+        let (s, len) = sample(ctx, name, &target, i, &issued[i].serial_hex, expected).await?;
+        samples.push(s);
+        if expected == "good" {
+            response_len.push((name.to_string(), len));
+        }
+    }
+    drop(responder);
+
     Ok(Results {
         certificates: issued.len(),
         revoked: issued.iter().filter(|c| c.revoked.is_some()).count(),
@@ -523,5 +616,259 @@ pub async fn run(
         request_len: bodies[good].len(),
         response_len,
         breakdown,
+        like,
+        open,
+        request_len_no_nonce: plain[good].len(),
+        cfssl_version: cfssl::version(),
+        cfssl_presign_s,
     })
+}
+
+/// The DER of every certificate of the set, from eKey's database.
+async fn certificate_ders(ctx: &Ctx, issued: &[Issued]) -> anyhow::Result<Vec<Vec<u8>>> {
+    let store = ekey_store::open(&ctx.db_url).await?;
+    let mut ders = Vec::with_capacity(issued.len());
+    for c in issued {
+        let record = store
+            .certificate(&c.serial_hex)
+            .await?
+            .with_context(|| format!("certificate {} not in the database", c.serial_hex))?;
+        ders.push(record.der.context("certificate not signed")?);
+    }
+    Ok(ders)
+}
+
+fn ocsp_ok(status: u16, body: &[u8]) -> bool {
+    status == 200 && successful(body)
+}
+
+/// Open loop against `target` (kept-alive connections) at half of `peak`.
+async fn open_row(server: &str, mode: &'static str, peak: f64, target: &Target) -> OpenRow {
+    let rate = (peak / 2.0).max(1.0);
+    let result = client::open_loop(
+        target.addr,
+        target.requests.clone(),
+        rate,
+        OPEN_CONNECTIONS,
+        OPEN_DURATION,
+        ocsp_ok,
+    )
+    .await;
+    eprintln!(
+        "  {server} ({mode}), open loop at {} /s (half of {}): {} responses/s, p50 {:.2} ms, p99 {:.2} ms, {} behind schedule, {} failed",
+        util::num(rate, 0),
+        util::num(peak, 0),
+        util::num(result.load.per_second(), 0),
+        result.load.p_ms(50.0),
+        result.load.p_ms(99.0),
+        result.behind,
+        result.load.failed
+    );
+    OpenRow {
+        server: server.to_string(),
+        mode,
+        peak,
+        result,
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "**met**" } else { "**missed**" }
+}
+
+/// The cfssl comparison, the open-loop latency and the goals of the OCSP section (after
+/// the openssl tables in RESULTS.md).
+pub fn render(s: &mut String, o: &Results) {
+    use std::fmt::Write;
+    let num = util::num;
+    let _ = writeln!(
+        s,
+        "### Like for like with `cfssl ocspserve`: requests without a nonce\n\n\
+         `cfssl ocspserve` ({}) does not sign anything while it serves: it answers from responses \
+         signed beforehand, looked up by serial in memory, and **ignores nonces** (a request with a \
+         nonce gets the same pre-signed response, without the nonce). Its responses were made the way \
+         a cfssl deployment makes them: the same {} certificates (PEM, status, reason, revocation \
+         time) were written into cfssl's SQLite certificate database (its own schema), `cfssl \
+         ocsprefresh` signed a response for each with **the same delegated responder certificate \
+         and key** ({:.2} s for the set, default 96 h validity) and `cfssl ocspdump` wrote them to \
+         the `-responses` file. So that both sides do the same work, eKey is measured here with the \
+         same requests **without a nonce** ({} bytes): eKey then answers from its cache of signed \
+         responses (filled during the warm-up; each answer still reads the revocation counter in \
+         SQLite, so a revocation is seen at once; cfssl's answers change only when responses are \
+         signed and loaded again). Same client, {} connections, {} s warm-up + {} s each. Go's \
+         HTTP server keeps connections alive, so both are measured kept-alive and with a new \
+         connection per request.\n",
+        o.cfssl_version,
+        o.certificates,
+        o.cfssl_presign_s,
+        o.request_len_no_nonce,
+        CONCURRENCY,
+        WARMUP.as_secs(),
+        DURATION.as_secs(),
+    );
+    let _ = writeln!(
+        s,
+        "| Server | Connections | Responses/s | p50 ms | p99 ms | Server CPU (cores) | Responses per server CPU-second | Client CPU (cores) | Failed |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in &o.like {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {}{} |",
+            r.server,
+            r.mode,
+            num(r.result.per_second(), 0),
+            r.result.p_ms(50.0),
+            r.result.p_ms(99.0),
+            r.server_cores(),
+            num(r.per_cpu_second(), 0),
+            r.client_cores(),
+            r.result.failed,
+            r.result
+                .first_error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    let like = |server: &str, keep: bool| {
+        o.like
+            .iter()
+            .find(|r| r.server == server && r.mode.starts_with("keep-alive") == keep)
+    };
+    let _ = writeln!(
+        s,
+        "\n| Comparison (no nonce) | Measure | eKey | cfssl ocspserve | eKey / cfssl | Better |\n|---|---|---:|---:|---:|---|"
+    );
+    for keep in [true, false] {
+        if let (Some(e), Some(c)) = (like("eKey /ocsp", keep), like("cfssl ocspserve", keep)) {
+            let conn = if keep {
+                "keep-alive"
+            } else {
+                "new connection per request"
+            };
+            for (measure, ours, peer, higher) in [
+                (
+                    "responses/s",
+                    e.result.per_second(),
+                    c.result.per_second(),
+                    true,
+                ),
+                (
+                    "p99 latency, ms",
+                    e.result.p_ms(99.0),
+                    c.result.p_ms(99.0),
+                    false,
+                ),
+                (
+                    "responses per server CPU-second",
+                    e.per_cpu_second(),
+                    c.per_cpu_second(),
+                    true,
+                ),
+            ] {
+                let f = |v: f64| {
+                    if higher { num(v, 0) } else { format!("{v:.2}") }
+                };
+                let _ = writeln!(
+                    s,
+                    "| {conn} | {measure} | {} | {} | {} | {} |",
+                    f(ours),
+                    f(peer),
+                    util::ratio(ours, peer),
+                    if higher { "higher" } else { "lower" }
+                );
+            }
+        }
+    }
+
+    let _ = writeln!(
+        s,
+        "\n### Latency at half of the peak rate (open loop)\n\n\
+         The closed-loop client above sends as fast as answers come, so its latencies are those of \
+         a saturated server. Here requests arrive at a fixed rate, half of the peak the same server \
+         reached kept-alive above: {} kept-alive connections, connection `w` sends its k-th request \
+         at `(w + k·{}) / rate` seconds (a request due within the next millisecond, the client \
+         timer's resolution, leaves at once), a random one of the {} requests, for {} s. A request \
+         that leaves on time is timed from when it was sent; one held back because the previous \
+         answer on its connection had not come yet (\"behind schedule\") is timed from its \
+         scheduled time, so queueing shows in the percentiles (no coordinated omission).\n",
+        OPEN_CONNECTIONS,
+        OPEN_CONNECTIONS,
+        o.certificates,
+        OPEN_DURATION.as_secs()
+    );
+    let _ = writeln!(
+        s,
+        "| Server | Requests | Peak (closed loop), /s | Offered rate, /s | Answered, /s | p50 ms | p99 ms | p99.9 ms | Behind schedule | Failed |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in &o.open {
+        let l = &r.result.load;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {}{} |",
+            r.server,
+            r.mode,
+            num(r.peak, 0),
+            num(r.result.rate, 0),
+            num(l.per_second(), 0),
+            l.p_ms(50.0),
+            l.p_ms(99.0),
+            l.p_ms(99.9),
+            num(r.result.behind as f64, 0),
+            l.failed,
+            l.first_error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+
+    // Goals (issue 7).
+    let rate = |rows: &[Row], server: &str, keep: bool| {
+        rows.iter()
+            .find(|r| r.server == server && r.mode.starts_with("keep-alive") == keep)
+            .map_or(0.0, |r| r.result.per_second())
+    };
+    let e_ka = rate(&o.rows[..], "eKey /ocsp", true);
+    let e_nc = rate(&o.rows[..], "eKey /ocsp", false);
+    let p1 = rate(&o.rows[..], "openssl ocsp", false);
+    let p2 = rate(&o.rows[..], "openssl ocsp -multi 2", false);
+    let l_ka = rate(&o.like[..], "eKey /ocsp", true);
+    let l_nc = rate(&o.like[..], "eKey /ocsp", false);
+    let c_ka = rate(&o.like[..], "cfssl ocspserve", true);
+    let c_nc = rate(&o.like[..], "cfssl ocspserve", false);
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let _ = writeln!(
+        s,
+        "\n### OCSP goals\n\n| Goal | Measured | Verdict |\n|---|---|---|"
+    );
+    let _ = writeln!(
+        s,
+        "| Responses/s ≥ 3× `openssl ocsp` (both sign every response) | eKey kept-alive: {} of `openssl ocsp`, {} of `-multi 2`; eKey with a new connection per request (openssl's only mode): {} and {} | {} |",
+        util::ratio(e_ka, p1),
+        util::ratio(e_ka, p2),
+        util::ratio(e_nc, p1),
+        util::ratio(e_nc, p2),
+        verdict(ratio(e_ka, p1) >= 3.0 && ratio(e_ka, p2) >= 3.0)
+    );
+    let _ = writeln!(
+        s,
+        "| Responses/s ≥ 2× `cfssl ocspserve` (no nonce: eKey's cache vs cfssl's pre-signed responses) | kept-alive {}; new connection per request {} | {} |",
+        util::ratio(l_ka, c_ka),
+        util::ratio(l_nc, c_nc),
+        verdict(ratio(l_ka, c_ka) >= 2.0)
+    );
+    for r in o.open.iter().filter(|r| r.server == "eKey /ocsp") {
+        let p99 = r.result.load.p_ms(99.0);
+        let _ = writeln!(
+            s,
+            "| p99 ≤ 2 ms at half of the peak ({}) | p99 {p99:.2} ms at {} /s | {} |",
+            r.mode,
+            num(r.result.rate, 0),
+            verdict(p99 <= 2.0 && r.result.load.failed == 0)
+        );
+    }
+    s.push('\n');
 }

@@ -85,9 +85,12 @@ pub struct All {
     pub total: Duration,
     pub issuance: issuance::Results,
     pub store_issuance: StoreIssuance,
+    pub http_issuance: issuance::HttpResults,
     pub ocsp: ocsp::Results,
     pub crl: Vec<crl::SizeResult>,
     pub portal: portal::Results,
+    pub web: crate::web::Results,
+    pub lifecycle: crate::lifecycle::Results,
 }
 
 pub fn render(a: &All) -> String {
@@ -116,6 +119,7 @@ pub fn render(a: &All) -> String {
          higher is better, so a ratio above 1× means eKey is ahead; for times, latencies and \
          memory lower is better, so a ratio below 1× means eKey is ahead.\n\
          - The peers are OpenSSL's own tools (`openssl speed`, `openssl ca`, `openssl ocsp`) \
+         and cfssl (`cfssl serve`, `cfssl ocspserve`, Debian `golang-cfssl`) \
          driven with the eKey CA's keys and certificates, so both sides sign with the same \
          P-256 keys and produce comparable objects.\n\
          - Single runs, no repetitions: differences under ~10% are noise on a shared 2-core VM.\n"
@@ -210,6 +214,8 @@ pub fn render(a: &All) -> String {
         num(i.issue_count as f64, 0),
         issuance::LOOP.as_secs()
     );
+
+    issuance::render_http(&mut s, &a.http_issuance);
 
     // 2. OCSP.
     let o = &a.ocsp;
@@ -406,6 +412,7 @@ pub fn render(a: &All) -> String {
         "\nResponse size for a good certificate: {}.\n",
         sizes.join(", ")
     );
+    ocsp::render(&mut s, o);
 
     // 3. CRL.
     let _ = writeln!(
@@ -501,6 +508,8 @@ pub fn render(a: &All) -> String {
 
     s.push('\n');
     portal::render(&mut s, &a.portal);
+    crate::web::render(&mut s, &a.web);
+    crate::lifecycle::render(&mut s, &a.lifecycle);
     let _ = writeln!(
         s,
         "\n## Caveats\n\n\
