@@ -85,13 +85,18 @@ pub struct OpenRow {
     pub mode: &'static str,
     pub peak: f64,
     pub result: OpenResult,
+    pub server_cpu_s: f64,
+    pub client_cpu_s: f64,
 }
 
 /// Measured duration of an open-loop run.
 pub const OPEN_DURATION: Duration = Duration::from_secs(5);
-/// Kept-alive connections of the open-loop client (more than the closed loop's, so that
-/// one slow answer holds back few others).
+/// Fewest kept-alive connections of the open-loop client (more than the closed loop's, so
+/// that one slow answer holds back few others).
 pub const OPEN_CONNECTIONS: usize = 32;
+/// Shortest time between two requests on one open-loop connection: more connections at
+/// higher rates, so the client timer's 1 ms resolution does not make requests late.
+pub const OPEN_MIN_INTERVAL: Duration = Duration::from_millis(4);
 
 /// DER OCSPRequest for one serial: SHA-1 CertID (as most clients send) and, if given, a
 /// nonce.
@@ -524,7 +529,7 @@ pub async fn run(
         (peak_plain, &plain[..], "keep-alive, no nonce (cached)"),
     ] {
         let target = Target::new(server.addr, "/ocsp", true, reqs);
-        open.push(open_row("eKey /ocsp", mode, peak, &target).await);
+        open.push(open_row(ctx, "eKey /ocsp", mode, peak, pgid, &target).await);
     }
     let target = Target::new(server.addr, "/ocsp", false, bodies);
     for (i, expected) in [(good, "good"), (revoked, "revoked")] {
@@ -597,7 +602,17 @@ pub async fn run(
         .find(|r| r.server == name)
         .map_or(0.0, |r| r.result.per_second());
     let target = Target::new(responder.addr, "/", true, &plain);
-    open.push(open_row(name, "keep-alive, no nonce (pre-signed)", peak, &target).await);
+    open.push(
+        open_row(
+            ctx,
+            name,
+            "keep-alive, no nonce (pre-signed)",
+            peak,
+            pgid,
+            &target,
+        )
+        .await,
+    );
     let target = Target::new(responder.addr, "/", false, &plain);
     for (i, expected) in [(good, "good"), (revoked, "revoked")] {
         let (s, len) = sample(ctx, name, &target, i, &issued[i].serial_hex, expected).await?;
@@ -642,20 +657,34 @@ fn ocsp_ok(status: u16, body: &[u8]) -> bool {
     status == 200 && successful(body)
 }
 
-/// Open loop against `target` (kept-alive connections) at half of `peak`.
-async fn open_row(server: &str, mode: &'static str, peak: f64, target: &Target) -> OpenRow {
+/// Open loop against `target` (kept-alive connections) at half of `peak`; `pgid` is the
+/// server's process group (for its CPU).
+async fn open_row(
+    ctx: &Ctx,
+    server: &str,
+    mode: &'static str,
+    peak: f64,
+    pgid: u32,
+    target: &Target,
+) -> OpenRow {
     let rate = (peak / 2.0).max(1.0);
+    let connections =
+        OPEN_CONNECTIONS.max((rate * OPEN_MIN_INTERVAL.as_secs_f64()).ceil() as usize);
+    let s0 = util::group_cpu_seconds(pgid, ctx.ticks);
+    let c0 = util::self_cpu_seconds(ctx.ticks);
     let result = client::open_loop(
         target.addr,
         target.requests.clone(),
         rate,
-        OPEN_CONNECTIONS,
+        connections,
         OPEN_DURATION,
         ocsp_ok,
     )
     .await;
+    let server_cpu_s = util::group_cpu_seconds(pgid, ctx.ticks) - s0;
+    let client_cpu_s = util::self_cpu_seconds(ctx.ticks) - c0;
     eprintln!(
-        "  {server} ({mode}), open loop at {} /s (half of {}): {} responses/s, p50 {:.2} ms, p99 {:.2} ms, {} behind schedule, {} failed",
+        "  {server} ({mode}), open loop at {} /s (half of {}) on {connections} connections: {} responses/s, p50 {:.2} ms, p99 {:.2} ms, {} behind schedule, {} failed",
         util::num(rate, 0),
         util::num(peak, 0),
         util::num(result.load.per_second(), 0),
@@ -669,6 +698,8 @@ async fn open_row(server: &str, mode: &'static str, peak: f64, target: &Target) 
         mode,
         peak,
         result,
+        server_cpu_s,
+        client_cpu_s,
     }
 }
 
@@ -787,36 +818,41 @@ pub fn render(s: &mut String, o: &Results) {
         "\n### Latency at half of the peak rate (open loop)\n\n\
          The closed-loop client above sends as fast as answers come, so its latencies are those of \
          a saturated server. Here requests arrive at a fixed rate, half of the peak the same server \
-         reached kept-alive above: {} kept-alive connections, connection `w` sends its k-th request \
-         at `(w + k·{}) / rate` seconds (a request due within the next millisecond, the client \
+         reached kept-alive above, on C kept-alive connections (at least {}, and enough that each \
+         sends at most one request every {} ms): connection `w` sends its k-th request at \
+         `(w + k·C) / rate` seconds (a request due within the next millisecond, the client \
          timer's resolution, leaves at once), a random one of the {} requests, for {} s. A request \
          that leaves on time is timed from when it was sent; one held back because the previous \
          answer on its connection had not come yet (\"behind schedule\") is timed from its \
          scheduled time, so queueing shows in the percentiles (no coordinated omission).\n",
         OPEN_CONNECTIONS,
-        OPEN_CONNECTIONS,
+        OPEN_MIN_INTERVAL.as_millis(),
         o.certificates,
         OPEN_DURATION.as_secs()
     );
     let _ = writeln!(
         s,
-        "| Server | Requests | Peak (closed loop), /s | Offered rate, /s | Answered, /s | p50 ms | p99 ms | p99.9 ms | Behind schedule | Failed |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| Server | Requests | Peak (closed loop), /s | Offered rate, /s | Connections | Answered, /s | p50 ms | p99 ms | p99.9 ms | Behind schedule | Server CPU (cores) | Client CPU (cores) | Failed |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in &o.open {
         let l = &r.result.load;
+        let secs = l.elapsed.as_secs_f64().max(1e-9);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {}{} |",
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.2} | {}{} |",
             r.server,
             r.mode,
             num(r.peak, 0),
             num(r.result.rate, 0),
+            r.result.connections,
             num(l.per_second(), 0),
             l.p_ms(50.0),
             l.p_ms(99.0),
             l.p_ms(99.9),
             num(r.result.behind as f64, 0),
+            r.server_cpu_s / secs,
+            r.client_cpu_s / secs,
             l.failed,
             l.first_error
                 .as_ref()

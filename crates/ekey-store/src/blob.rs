@@ -316,6 +316,12 @@ impl ObjectBlobStore {
         check_key(key)?;
         let location = ObjectPath::from(key);
         let payload = PutPayload::from(bytes.to_vec());
+        // The deepest directory that exists before the write: the put may create the ones
+        // below it, whose entries then have to reach the disk too.
+        let existed = self
+            .local_root
+            .as_ref()
+            .map(|root| deepest_existing(root, &root.join(key)));
         let opts = PutOptions {
             mode,
             ..PutOptions::default()
@@ -331,7 +337,8 @@ impl ObjectBlobStore {
         if let Some(root) = &self.local_root {
             let root = root.clone();
             let path = root.join(key);
-            tokio::task::spawn_blocking(move || sync_path(&root, &path))
+            let existed = existed.unwrap_or_else(|| root.clone());
+            tokio::task::spawn_blocking(move || sync_path(&existed, &path))
                 .await
                 .map_err(|e| StoreError::Backend(e.to_string()))?
                 .map_err(|e| StoreError::Blob(format!("{} ({key}): fsync: {e}", self.describe)))?;
@@ -340,13 +347,27 @@ impl ObjectBlobStore {
     }
 }
 
-/// Flushes `path` and its directory entries up to `root` to disk.
-fn sync_path(root: &Path, path: &Path) -> std::io::Result<()> {
+/// The deepest ancestor directory of `path` (at most `root`) that exists now.
+fn deepest_existing(root: &Path, path: &Path) -> PathBuf {
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if d == root || d.is_dir() {
+            return d.to_path_buf();
+        }
+        dir = d.parent();
+    }
+    root.to_path_buf()
+}
+
+/// Flushes `path` and the directory entries that changed to disk: its own directory's, and
+/// those of the directories created for it, up to `existed` (the deepest directory that
+/// existed before). A file in an existing directory costs two fsyncs.
+fn sync_path(existed: &Path, path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_all()?;
     let mut dir = path.parent();
     while let Some(d) = dir {
         std::fs::File::open(d)?.sync_all()?;
-        if d == root {
+        if d == existed || !d.starts_with(existed) {
             break;
         }
         dir = d.parent();

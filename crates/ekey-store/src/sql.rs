@@ -1528,7 +1528,7 @@ impl Store for SqlStore {
             transition_tx(&mut tx, t).await?;
         }
         if let Some(sh) = &batch.new_shipment {
-            sqlx::query(
+            let inserted = sqlx::query(
                 "INSERT INTO shipments (id, number, province, courier, tracking_number, created_at, created_by) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
@@ -1540,7 +1540,14 @@ impl Store for SqlStore {
             .bind(ms(sh.created_at))
             .bind(&sh.created_by)
             .execute(&mut *tx)
-            .await?;
+            .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(StoreError::Duplicate("shipment_number"));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         if let Some((id, at, by)) = &batch.shipment_received {
             let done = sqlx::query(

@@ -95,6 +95,27 @@ pub struct SoftToken {
     path: PathBuf,
     serial: String,
     label: String,
+    /// The PIN this handle last verified, like a PKCS#11 session that stays logged in: the
+    /// same PIN again on the same handle skips the Argon2 derivation and the counter writes,
+    /// as long as the file's PIN wrap is unchanged and no failure was counted since.
+    session: std::sync::Arc<std::sync::Mutex<Option<PinSession>>>,
+}
+
+/// A verified PIN and the key it derives (zeroed on drop; never printed).
+struct PinSession {
+    salt: Vec<u8>,
+    pin: Zeroizing<String>,
+    kek: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for PinSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PinSession { .. }")
+    }
+}
+
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// The exclusive lock on a token file and the state read under it.
@@ -154,6 +175,7 @@ impl SoftToken {
             path,
             serial: serial.into(),
             label: label.into(),
+            session: Default::default(),
         })
     }
 
@@ -165,6 +187,7 @@ impl SoftToken {
             path,
             serial: state.serial,
             label: state.label,
+            session: Default::default(),
         })
     }
 
@@ -247,16 +270,36 @@ impl Guard {
 
     /// The PIN check with the counter written first (see the crate docs); returns the
     /// data key.
-    fn verify_pin(&mut self, pin: &str) -> Result<DataKey> {
+    fn verify_pin(
+        &mut self,
+        pin: &str,
+        session: &std::sync::Mutex<Option<PinSession>>,
+    ) -> Result<DataKey> {
         crate::validate_pin(pin)?;
         let left = self.state.pin_tries_left;
         if left == 0 {
             return Err(TokenError::Locked);
         }
+        let aad = pin_aad(&self.state.serial);
+        if left == MAX_PIN_TRIES {
+            let session = session.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = session.as_ref()
+                && s.salt == self.state.pin.salt
+                && same_secret(s.pin.as_bytes(), pin.as_bytes())
+            {
+                let w = &self.state.pin.data_key;
+                if let Some(dk) = crypto::open(&s.kek, &w.nonce, &w.ciphertext, &aad) {
+                    let dk: [u8; 32] = dk
+                        .as_slice()
+                        .try_into()
+                        .map_err(|_| TokenError::Corrupt("data key length".into()))?;
+                    return Ok(Zeroizing::new(dk));
+                }
+            }
+        }
         self.state.pin_tries_left = left - 1;
         self.save()?;
         let kek = pin_kek(pin, &self.state.pin)?;
-        let aad = pin_aad(&self.state.serial);
         let w = &self.state.pin.data_key;
         match crypto::open(&kek, &w.nonce, &w.ciphertext, &aad) {
             Some(dk) => {
@@ -266,6 +309,11 @@ impl Guard {
                     .map_err(|_| TokenError::Corrupt("data key length".into()))?;
                 self.state.pin_tries_left = MAX_PIN_TRIES;
                 self.save()?;
+                *session.lock().unwrap_or_else(|e| e.into_inner()) = Some(PinSession {
+                    salt: self.state.pin.salt.clone(),
+                    pin: Zeroizing::new(pin.to_string()),
+                    kek,
+                });
                 Ok(Zeroizing::new(dk))
             }
             None => Err(TokenError::PinIncorrect {
@@ -331,7 +379,7 @@ impl Token for SoftToken {
     fn generate_key(&self, pin: &str, container: &str) -> Result<Vec<u8>> {
         crate::validate_container_name(container)?;
         let mut g = self.lock()?;
-        let dk = g.verify_pin(pin)?;
+        let dk = g.verify_pin(pin, &self.session)?;
         if g.state.containers.iter().any(|c| c.name == container) {
             return Err(TokenError::ContainerExists(container.into()));
         }
@@ -353,7 +401,7 @@ impl Token for SoftToken {
     fn sign(&self, pin: &str, container: &str, message: &[u8]) -> Result<Vec<u8>> {
         crate::validate_container_name(container)?;
         let mut g = self.lock()?;
-        let dk = g.verify_pin(pin)?;
+        let dk = g.verify_pin(pin, &self.session)?;
         let key = g.private_key(&dk, g.container(container)?)?;
         let signer = p256::ecdsa::SigningKey::from(&key);
         let sig: p256::ecdsa::Signature = signer.sign(message);
@@ -366,7 +414,7 @@ impl Token for SoftToken {
         let cert_key =
             crypto::public_from_spki(fields.spki).ok_or(TokenError::CertificateMismatch)?;
         let mut g = self.lock()?;
-        g.verify_pin(pin)?;
+        g.verify_pin(pin, &self.session)?;
         let c = g.container(container)?;
         if crypto::public_from_spki(&c.public_key_spki) != Some(cert_key) {
             return Err(TokenError::CertificateMismatch);
@@ -388,7 +436,7 @@ impl Token for SoftToken {
             return Err(TokenError::ContainerName);
         }
         let mut g = self.lock()?;
-        let dk = g.verify_pin(pin)?;
+        let dk = g.verify_pin(pin, &self.session)?;
         let c = g.container(pending)?;
         if c.certificate.is_none() {
             return Err(TokenError::CertificateMissing(pending.into()));
@@ -414,7 +462,7 @@ impl Token for SoftToken {
     fn delete_container(&self, pin: &str, container: &str) -> Result<()> {
         crate::validate_container_name(container)?;
         let mut g = self.lock()?;
-        g.verify_pin(pin)?;
+        g.verify_pin(pin, &self.session)?;
         g.container(container)?;
         g.state.containers.retain(|c| c.name != container);
         g.save()
@@ -423,7 +471,7 @@ impl Token for SoftToken {
     fn change_pin(&self, old: &str, new: &str) -> Result<()> {
         crate::validate_pin(new)?;
         let mut g = self.lock()?;
-        let dk = g.verify_pin(old)?;
+        let dk = g.verify_pin(old, &self.session)?;
         g.state.pin = wrap_under_pin(&g.state.serial, new, &dk)?;
         g.save()
     }

@@ -278,13 +278,18 @@ pub async fn create_shipment(
             .push(step(&state, &auth, &r, Action::Ship, Vec::new())?);
     }
     let province = province.unwrap_or_default();
-    let record = ShipmentRecord {
-        id: shipment_id.clone(),
-        number: format!(
+    // SH + minute + 6 random hex digits; on the rare collision the whole batch is refused
+    // by the unique index and tried again with another number.
+    let number = || {
+        format!(
             "SH{}{}",
             now.with_timezone(&shanghai()).format("%Y%m%d%H%M"),
-            &uuid::Uuid::new_v4().simple().to_string()[..4].to_uppercase()
-        ),
+            &uuid::Uuid::new_v4().simple().to_string()[..6].to_uppercase()
+        )
+    };
+    let mut record = ShipmentRecord {
+        id: shipment_id.clone(),
+        number: number(),
         province,
         courier,
         tracking_number: tracking,
@@ -303,7 +308,23 @@ pub async fn create_shipment(
         &record.number,
     ));
     batch.new_shipment = Some(record.clone());
-    state.store.apply_batch(batch).await?;
+    let mut attempts = 0;
+    loop {
+        match state.store.apply_batch(batch.clone()).await {
+            Err(ekey_store::StoreError::Duplicate("shipment_number")) if attempts < 5 => {
+                attempts += 1;
+                record.number = number();
+                if let Some(a) = batch.audits.last_mut() {
+                    a.after = record.number.clone();
+                }
+                batch.new_shipment = Some(record.clone());
+            }
+            result => {
+                result?;
+                break;
+            }
+        }
+    }
     Ok((
         StatusCode::CREATED,
         Json(shipment_out(&state, record).await?),

@@ -422,3 +422,26 @@ fn put_certificate_killed_before_its_rename_keeps_the_old_certificate() {
     assert_eq!(found, r.old_cert);
     assert!(temp_files(dir.path(), "SN-0009.ekey").is_empty());
 }
+
+#[test]
+fn a_handle_stays_logged_in_only_while_nothing_changed_on_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = new_token(dir.path(), "SN-0009");
+    a.generate_key(PIN, "sign").unwrap();
+    a.sign(PIN, "sign", b"m").unwrap();
+    // Another handle (another process) gets a PIN wrong: the counter shows it, and the
+    // first handle's next use with the right PIN checks it again and resets the counter.
+    let b = SoftToken::open(a.path()).unwrap();
+    assert_eq!(tries_left(b.sign("87654321", "sign", b"m")), 5);
+    assert_eq!(a.status().unwrap().pin_tries_left, 5);
+    a.sign(PIN, "sign", b"m").unwrap();
+    assert_eq!(a.status().unwrap().pin_tries_left, 6);
+    // A wrong PIN on the logged-in handle still costs a try.
+    assert_eq!(tries_left(a.sign("87654321", "sign", b"m")), 5);
+    a.sign(PIN, "sign", b"m").unwrap();
+    // The PIN changed elsewhere: the old one no longer works on the first handle.
+    b.change_pin(PIN, "11112222").unwrap();
+    assert_eq!(tries_left(a.sign(PIN, "sign", b"m")), 5);
+    a.sign("11112222", "sign", b"m").unwrap();
+    assert_eq!(a.status().unwrap().pin_tries_left, 6);
+}
