@@ -151,7 +151,13 @@ impl SoftToken {
             return Err(TokenError::AlreadyExists(path.display().to_string()));
         }
         let data_key: DataKey = Zeroizing::new(crypto::random_array()?);
-        let pin = wrap_under_pin(serial, initial_pin, &data_key)?;
+        let (pin, kek) = wrap_under_pin_with_kek(serial, initial_pin, &data_key)?;
+        // The handle that set the PIN starts logged in with it.
+        let session = PinSession {
+            salt: pin.salt.clone(),
+            pin: Zeroizing::new(initial_pin.to_string()),
+            kek,
+        };
         let recovery_public = admin::recovery_public_key(master_secret, serial);
         let (seal, data_key_by_seal) = new_seal_wrapping(serial, &recovery_public, &data_key)?;
         let state = FileState {
@@ -175,7 +181,7 @@ impl SoftToken {
             path,
             serial: serial.into(),
             label: label.into(),
-            session: Default::default(),
+            session: std::sync::Arc::new(std::sync::Mutex::new(Some(session))),
         })
     }
 
@@ -617,6 +623,15 @@ fn pin_kek(pin: &str, w: &PinWrap) -> Result<Zeroizing<[u8; 32]>> {
 }
 
 fn wrap_under_pin(serial: &str, pin: &str, data_key: &DataKey) -> Result<PinWrap> {
+    wrap_under_pin_with_kek(serial, pin, data_key).map(|(w, _)| w)
+}
+
+/// [`wrap_under_pin`], also returning the key derived from the PIN.
+fn wrap_under_pin_with_kek(
+    serial: &str,
+    pin: &str,
+    data_key: &DataKey,
+) -> Result<(PinWrap, Zeroizing<[u8; 32]>)> {
     let mut w = PinWrap {
         salt: crypto::random_array::<16>()?.to_vec(),
         m_kib: ARGON2_M_KIB,
@@ -630,7 +645,7 @@ fn wrap_under_pin(serial: &str, pin: &str, data_key: &DataKey) -> Result<PinWrap
     let kek = pin_kek(pin, &w)?;
     let (nonce, ciphertext) = crypto::seal(&kek, data_key.as_slice(), &pin_aad(serial))?;
     w.data_key = Wrapped { nonce, ciphertext };
-    Ok(w)
+    Ok((w, kek))
 }
 
 fn seal_kek(serial: &str, k: &[u8; unlock::SECRET_LEN]) -> Zeroizing<[u8; 32]> {
