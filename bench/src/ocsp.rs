@@ -737,31 +737,7 @@ pub fn render(s: &mut String, o: &Results) {
         WARMUP.as_secs(),
         DURATION.as_secs(),
     );
-    let _ = writeln!(
-        s,
-        "| Server | Connections | Responses/s | p50 ms | p99 ms | Server CPU (cores) | Responses per server CPU-second | Client CPU (cores) | Failed |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|"
-    );
-    for r in &o.like {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {}{} |",
-            r.server,
-            r.mode,
-            num(r.result.per_second(), 0),
-            r.result.p_ms(50.0),
-            r.result.p_ms(99.0),
-            r.server_cores(),
-            num(r.per_cpu_second(), 0),
-            r.client_cores(),
-            r.result.failed,
-            r.result
-                .first_error
-                .as_ref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        );
-    }
+    crate::report::ocsp_table(s, &o.like);
     let like = |server: &str, keep: bool| {
         o.like
             .iter()

@@ -243,31 +243,7 @@ pub fn render(a: &All) -> String {
         o.certificates,
         o.request_len
     );
-    let _ = writeln!(
-        s,
-        "| Server | Connections | Responses/s | p50 ms | p99 ms | Server CPU (cores) | Responses per server CPU-second | Client CPU (cores) | Failed |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|"
-    );
-    for r in &o.rows {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {}{} |",
-            r.server,
-            r.mode,
-            num(r.result.per_second(), 0),
-            r.result.p_ms(50.0),
-            r.result.p_ms(99.0),
-            r.server_cores(),
-            num(r.per_cpu_second(), 0),
-            r.client_cores(),
-            r.result.failed,
-            r.result
-                .first_error
-                .as_ref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        );
-    }
+    ocsp_table(&mut s, &o.rows);
     let find = |server: &str, keep: bool| {
         o.rows
             .iter()
@@ -533,4 +509,33 @@ pub fn render(a: &All) -> String {
         m.cores
     );
     s
+}
+
+/// The table of OCSP server runs: one row per server and connection mode.
+pub(crate) fn ocsp_table(s: &mut String, rows: &[ocsp::Row]) {
+    let _ = writeln!(
+        s,
+        "| Server | Connections | Responses/s | p50 ms | p99 ms | Server CPU (cores) | Responses per server CPU-second | Client CPU (cores) | Failed |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {}{} |",
+            r.server,
+            r.mode,
+            num(r.result.per_second(), 0),
+            r.result.p_ms(50.0),
+            r.result.p_ms(99.0),
+            r.server_cores(),
+            num(r.per_cpu_second(), 0),
+            r.client_cores(),
+            r.result.failed,
+            r.result
+                .first_error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
 }
