@@ -882,7 +882,6 @@ pub fn render_http(s: &mut String, h: &HttpResults) {
 /// `ekey-bench only ca [http|ocsp] [--out F]`: the CA set-up of the suite, then only the
 /// HTTP issuance and/or the OCSP runs, their sections written to F (default `bench-ca.md`).
 pub async fn only_ca(args: &[String]) -> anyhow::Result<()> {
-    use std::sync::Arc;
     let out = args
         .iter()
         .position(|a| a == "--out")
@@ -890,36 +889,7 @@ pub async fn only_ca(args: &[String]) -> anyhow::Result<()> {
         .map_or_else(|| std::path::PathBuf::from("bench-ca.md"), Into::into);
     let tmp = tempfile::Builder::new().prefix("ekey-bench-").tempdir()?;
     let work = tmp.path().to_path_buf();
-    let data_dir = work.join("data");
-    let ca_dir = data_dir.join("ca");
-    let ctx_of = |passphrase: String| Ctx {
-        work: work.clone(),
-        data_dir: data_dir.clone(),
-        db_url: format!("sqlite:{}", work.join("ekey.db").display()),
-        public_url: "http://127.0.0.1:8080".into(),
-        ca_dir: ca_dir.clone(),
-        passphrase,
-        passphrase_file: data_dir.join("secrets").join("ca-passphrase"),
-        root_cert: ca_dir.join(ekey_ca::files::ROOT_CERT),
-        issuing_cert: ca_dir.join(ekey_ca::files::ISSUING_CERT),
-        ocsp_cert: ca_dir.join(ekey_ca::files::OCSP_CERT),
-        chain: work.join("chain.pem"),
-        issuing_key: work.join("issuing.key"),
-        ocsp_key: work.join("ocsp.key"),
-        exe: std::env::current_exe().unwrap_or_else(|_| "ekey-bench".into()),
-        ticks: util::clock_ticks(),
-    };
-    let probe = ctx_of(String::new());
-    let state = ekey_server::build(
-        crate::server_config(&probe.data_dir, &probe.db_url, &probe.public_url),
-        Arc::new(ekey_domain::clock::SystemClock),
-    )
-    .await?;
-    let passphrase = std::fs::read_to_string(&probe.passphrase_file)?
-        .trim()
-        .to_string();
-    let ctx = ctx_of(passphrase);
-    crate::export_for_openssl(&ctx)?;
+    let (ctx, state) = crate::setup_instance(&work).await?;
     let csrs = make_csrs(CSRS)?;
     let which = args
         .get(2)

@@ -287,41 +287,11 @@ async fn run_all(out: PathBuf) -> anyhow::Result<()> {
     } else {
         Some(tmp)
     };
-    let data_dir = work.join("data");
-    let ca_dir = data_dir.join("ca");
-    let ctx_base = |passphrase: String| Ctx {
-        work: work.clone(),
-        data_dir: data_dir.clone(),
-        db_url: format!("sqlite:{}", work.join("ekey.db").display()),
-        public_url: "http://127.0.0.1:8080".into(),
-        ca_dir: ca_dir.clone(),
-        passphrase,
-        passphrase_file: data_dir.join("secrets").join("ca-passphrase"),
-        root_cert: ca_dir.join(ekey_ca::files::ROOT_CERT),
-        issuing_cert: ca_dir.join(ekey_ca::files::ISSUING_CERT),
-        ocsp_cert: ca_dir.join(ekey_ca::files::OCSP_CERT),
-        chain: work.join("chain.pem"),
-        issuing_key: work.join("issuing.key"),
-        ocsp_key: work.join("ocsp.key"),
-        exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ekey-bench")),
-        ticks: util::clock_ticks(),
-    };
-
     eprintln!(
         "setting up an eKey instance (SQLite, CA created by the server) in {}",
         work.display()
     );
-    let probe = ctx_base(String::new());
-    let state = ekey_server::build(
-        server_config(&probe.data_dir, &probe.db_url, &probe.public_url),
-        Arc::new(SystemClock),
-    )
-    .await?;
-    let passphrase = std::fs::read_to_string(&probe.passphrase_file)?
-        .trim()
-        .to_string();
-    let ctx = ctx_base(passphrase);
-    export_for_openssl(&ctx)?;
+    let (ctx, state) = setup_instance(&work).await?;
 
     eprintln!("1. issuance");
     let csrs = issuance::make_csrs(issuance::CSRS)?;
@@ -365,4 +335,43 @@ async fn run_all(out: PathBuf) -> anyhow::Result<()> {
         begun.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// A work directory's eKey instance for the benchmarks: SQLite, the CA created by the
+/// server, its keys exported for the openssl peers; the context and the built state.
+pub(crate) async fn setup_instance(
+    work: &std::path::Path,
+) -> anyhow::Result<(Ctx, ekey_server::AppState)> {
+    let work = work.to_path_buf();
+    let data_dir = work.join("data");
+    let ca_dir = data_dir.join("ca");
+    let ctx_base = |passphrase: String| Ctx {
+        work: work.clone(),
+        data_dir: data_dir.clone(),
+        db_url: format!("sqlite:{}", work.join("ekey.db").display()),
+        public_url: "http://127.0.0.1:8080".into(),
+        ca_dir: ca_dir.clone(),
+        passphrase,
+        passphrase_file: data_dir.join("secrets").join("ca-passphrase"),
+        root_cert: ca_dir.join(ekey_ca::files::ROOT_CERT),
+        issuing_cert: ca_dir.join(ekey_ca::files::ISSUING_CERT),
+        ocsp_cert: ca_dir.join(ekey_ca::files::OCSP_CERT),
+        chain: work.join("chain.pem"),
+        issuing_key: work.join("issuing.key"),
+        ocsp_key: work.join("ocsp.key"),
+        exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ekey-bench")),
+        ticks: util::clock_ticks(),
+    };
+    let probe = ctx_base(String::new());
+    let state = ekey_server::build(
+        server_config(&probe.data_dir, &probe.db_url, &probe.public_url),
+        Arc::new(SystemClock),
+    )
+    .await?;
+    let passphrase = std::fs::read_to_string(&probe.passphrase_file)?
+        .trim()
+        .to_string();
+    let ctx = ctx_base(passphrase);
+    export_for_openssl(&ctx)?;
+    Ok((ctx, state))
 }
