@@ -204,21 +204,7 @@ pub async fn closed_loop(
             out
         }));
     }
-    let mut total = LoadResult::default();
-    for h in handles {
-        if let Ok(r) = h.await {
-            total.ok += r.ok;
-            total.failed += r.failed;
-            total.connections += r.connections;
-            total.latencies_us.extend(r.latencies_us);
-            if total.first_error.is_none() {
-                total.first_error = r.first_error;
-            }
-        }
-    }
-    total.elapsed = started.elapsed();
-    total.latencies_us.sort_unstable();
-    total
+    LoadResult::gather(handles, started).await
 }
 
 /// The resolution of tokio's timer.

@@ -61,6 +61,29 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// The workers' results added up (a worker that panicked counts nothing), over the time
+    /// since `started`, latencies sorted.
+    pub async fn gather(
+        handles: Vec<tokio::task::JoinHandle<LoadResult>>,
+        started: std::time::Instant,
+    ) -> LoadResult {
+        let mut total = LoadResult::default();
+        for h in handles {
+            if let Ok(r) = h.await {
+                total.ok += r.ok;
+                total.failed += r.failed;
+                total.connections += r.connections;
+                total.latencies_us.extend(r.latencies_us);
+                if total.first_error.is_none() {
+                    total.first_error = r.first_error;
+                }
+            }
+        }
+        total.elapsed = started.elapsed();
+        total.latencies_us.sort_unstable();
+        total
+    }
+
     pub fn per_second(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
@@ -114,21 +137,7 @@ pub async fn run(
             .await
         }));
     }
-    let mut total = LoadResult::default();
-    for h in handles {
-        if let Ok(r) = h.await {
-            total.ok += r.ok;
-            total.failed += r.failed;
-            total.connections += r.connections;
-            total.latencies_us.extend(r.latencies_us);
-            if total.first_error.is_none() {
-                total.first_error = r.first_error;
-            }
-        }
-    }
-    total.elapsed = started.elapsed();
-    total.latencies_us.sort_unstable();
-    total
+    LoadResult::gather(handles, started).await
 }
 
 async fn worker(
