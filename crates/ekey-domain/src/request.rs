@@ -791,25 +791,36 @@ pub fn transition(
         }
         _ => {}
     }
-    let mut for_kind = req.kind.rules().filter(|r| r.action == action).peekable();
-    if for_kind.peek().is_none() {
+    let for_kind: Vec<_> = req.kind.rules().filter(|r| r.action == action).collect();
+    let Some(first) = for_kind.first() else {
         return Err(DomainError::NotApplicable {
             kind: req.kind,
             action,
         });
+    };
+    // The role next: a caller who may never take this step is told so, whatever the
+    // request's state (the state is not theirs to learn from the answer).
+    let rule_for = |r: &&Rule| r.role == actor.role;
+    if !for_kind.iter().any(rule_for) {
+        let required = for_kind
+            .iter()
+            .find(|r| r.from == req.status)
+            .unwrap_or(first)
+            .role;
+        return Err(DomainError::WrongRole {
+            required,
+            actual: actor.role,
+        });
     }
-    let Some(rule) = for_kind.find(|r| r.from == req.status) else {
+    let Some(rule) = for_kind
+        .iter()
+        .find(|r| r.from == req.status && r.role == actor.role)
+    else {
         return Err(DomainError::WrongState {
             status: req.status,
             action,
         });
     };
-    if rule.role != actor.role {
-        return Err(DomainError::WrongRole {
-            required: rule.role,
-            actual: actor.role,
-        });
-    }
     let remark = ctx
         .remark
         .map(str::trim)

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use base64::Engine;
 use ekey_domain::request::{Actor, Role};
@@ -53,21 +54,52 @@ pub fn actor_of(account: &Account) -> Actor {
     }
 }
 
-/// The caller's network address, as far as this instance can tell.
+/// The caller's network address, as far as this instance can tell: the TCP peer, or, when
+/// the peer is one of the configured `trusted_proxies`, the nearest address in
+/// `X-Forwarded-For` that is not a trusted proxy. A header from anyone else is ignored, so
+/// a client cannot choose its own address (and with it its login-failure count).
 #[derive(Clone, Debug)]
 pub struct ClientAddr(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
-                .unwrap_or_else(|| "unknown".into()),
-        ))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        let Some(peer) = peer else {
+            return Ok(ClientAddr("unknown".into()));
+        };
+        Ok(ClientAddr(client_address(
+            &peer,
+            &parts.headers,
+            &state.config.trusted_proxies,
+        )))
     }
+}
+
+/// The client behind `peer`: `peer` itself unless it is a trusted proxy.
+pub fn client_address(peer: &str, headers: &HeaderMap, trusted: &[String]) -> String {
+    let is_trusted = |a: &str| trusted.iter().any(|t| t == a);
+    if !is_trusted(peer) {
+        return peer.to_string();
+    }
+    let hops: Vec<String> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|h| h.trim().to_string())
+        .filter(|h| h.parse::<std::net::IpAddr>().is_ok())
+        .collect();
+    hops.into_iter()
+        .rev()
+        .find(|h| !is_trusted(h))
+        .unwrap_or_else(|| peer.to_string())
 }
 
 /// An authenticated caller.

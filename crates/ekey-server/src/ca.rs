@@ -199,6 +199,8 @@ impl CaService {
         if reserved.der.is_some() {
             return Ok(reserved);
         }
+        // Crash point: the serial reserved for the order, nothing signed.
+        ekey_token::fault::point("server.issue.after_reserve");
         let issued = self.authority.issue(IssueRequest::new(
             spki_der,
             enterprise_name,
@@ -206,6 +208,8 @@ impl CaService {
             Serial::from_hex(&reserved.serial)?,
             now,
         ))?;
+        // Crash point: signed, not stored (the next try signs again under the same serial).
+        ekey_token::fault::point("server.issue.after_sign");
         let mut audit = audit;
         audit.object_type = "certificate".into();
         audit.object_id = reserved.serial.clone();
@@ -255,15 +259,21 @@ impl CaService {
             });
         }
         let number = store.next_crl_number().await?;
+        // Crash point: a CRL number taken, nothing signed (the number stays unused).
+        ekey_token::fault::point("server.crl.after_number");
         let der = self
             .authority
             .crl(&entries, u64::try_from(number).unwrap_or(0), now)?;
+        // Crash point: the CRL signed, not published.
+        ekey_token::fault::point("server.crl.after_sign");
         let made = PublishedCrl {
             number,
             revocations,
             made_at: now,
         };
         store.publish_crl(made, &der).await?;
+        // Crash point: the CRL published, not served yet.
+        ekey_token::fault::point("server.crl.after_publish");
         // Another instance may have published a newer one meanwhile: serve the newest, so
         // that a client never sees the CRL number go back from one request to the next.
         if let (_, Some(newest)) = store.crl_state().await?

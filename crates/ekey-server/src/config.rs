@@ -96,6 +96,11 @@ pub struct Config {
     /// S3 session token of temporary credentials: from `AWS_SESSION_TOKEN` only.
     #[serde(skip)]
     pub s3_session_token: Option<String>,
+    /// Addresses of the reverse proxies in front of this instance
+    /// (`EKEY_TRUSTED_PROXIES`, comma-separated). Only from these is `X-Forwarded-For`
+    /// believed; the client is then the nearest address in it that is not one of them.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -132,6 +137,7 @@ impl Default for Config {
             s3_access_key_id: None,
             s3_secret_access_key: None,
             s3_session_token: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -167,6 +173,13 @@ impl Config {
         }
         if let Some(v) = get("EKEY_PUBLIC_URL") {
             self.public_url = Some(v);
+        }
+        if let Some(v) = get("EKEY_TRUSTED_PROXIES") {
+            self.trusted_proxies = v
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect();
         }
         if let Some(v) = get("EKEY_DEMO") {
             self.demo = matches!(v.as_str(), "1" | "true" | "yes");

@@ -151,6 +151,24 @@ impl From<StoreError> for ApiError {
                     "File storage is unavailable just now; please retry later",
                 )
             }
+            StoreError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "database unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ekey.database.unavailable",
+                    "系统数据库暂时不可用，请稍后重试；刚才的操作如未显示结果，请刷新页面确认是否已办理",
+                    "The database is unavailable just now; please retry later (reload first to see whether your last step went through)",
+                )
+            }
+            StoreError::Full(detail) => {
+                tracing::error!(error = %detail, "no space left");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "ekey.storage.full",
+                    "服务器存储空间已满，本次操作未保存，请稍后重试；如持续出现请联系客服",
+                    "The server's storage is full; nothing was saved. Please retry later",
+                )
+            }
             other => ApiError::internal(other),
         }
     }

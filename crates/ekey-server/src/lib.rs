@@ -12,8 +12,10 @@ pub mod error;
 pub mod messages;
 pub mod outbox;
 pub mod reminders;
+pub mod routes;
 pub mod secrets;
 pub mod state;
+pub mod throttle;
 pub mod transport;
 pub mod web;
 
@@ -63,6 +65,8 @@ pub fn load_calendar(config: &Config, now_year: i32) -> anyhow::Result<Calendar>
 pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    // The store's crash points (`server.batch.before_commit`) abort like the server's own.
+    ekey_store::set_fault_hook(ekey_token::fault::point);
     let store = ekey_store::open(&config.database_url)
         .await
         .with_context(|| format!("opening database {}", redact(&config.database_url)))?;
@@ -89,7 +93,20 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppS
         .await
         .context("reading the stored holiday years")?;
     // Secrets live in files beside the data (or in EKEY_* variables), never in the database.
-    let secrets = secrets::Secrets::load(&config.data_dir.join("secrets"), true)?;
+    let secrets_dir = config.data_dir.join("secrets");
+    let secrets = secrets::Secrets::load(&secrets_dir, true)?;
+    if config.demo {
+        secrets::Secrets::mark_demo(&secrets_dir)?;
+    } else {
+        let problems = secrets.production_problems(&secrets_dir, &config);
+        if !problems.is_empty() {
+            anyhow::bail!(
+                "refusing to start in production mode (demo = false):\n  - {}\n\
+                 (for a demonstration, run `ekey demo`)",
+                problems.join("\n  - ")
+            );
+        }
+    }
     let ca = ca::CaService::open(
         &config.data_dir.join("ca"),
         &secrets.ca_passphrase,
@@ -115,7 +132,6 @@ pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppS
         calendar: RwLock::new(calendar),
         config,
         outbox_wake: Notify::new(),
-        login_limiter: state::LoginLimiter::new(),
         instance_id: cluster::new_instance_id(),
         fonts: std::sync::OnceLock::new(),
         transports,

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
-use ekey_store::OutboxMessage;
+use chrono::{DateTime, Utc};
+use ekey_store::{OutboxMessage, StoreError};
 use rand::Rng;
 
 use crate::config::MailTransport;
@@ -50,12 +50,14 @@ pub async fn run_once(state: &AppState, owner: &str) -> Result<usize, ekey_store
         .claim_outbox(owner, now, lease_until, 50)
         .await?;
     for msg in &batch {
+        // Crash point: the message leased to this worker, not sent.
+        ekey_token::fault::point("server.outbox.before_send");
         match deliver(state, msg).await {
             Ok(()) => {
-                state
-                    .store
-                    .outbox_delivered(msg.id, owner, Utc::now())
-                    .await?;
+                // Crash point: accepted by the mail server or SMS gateway, not marked sent
+                // (after the lease runs out it is sent again, with the same Message-ID).
+                ekey_token::fault::point("server.outbox.after_send");
+                mark_delivered(state, msg.id, owner, lease_until).await?;
             }
             Err(error) => {
                 let dead = msg.attempts >= MAX_ATTEMPTS;
@@ -70,6 +72,28 @@ pub async fn run_once(state: &AppState, owner: &str) -> Result<usize, ekey_store
         }
     }
     Ok(batch.len())
+}
+
+/// Records a delivery. While the database is unreachable it tries again for as long as the
+/// lease lasts: giving up would send the message a second time once the lease runs out.
+async fn mark_delivered(
+    state: &AppState,
+    id: i64,
+    owner: &str,
+    lease_until: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    loop {
+        match state.store.outbox_delivered(id, owner, Utc::now()).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Unavailable(error))
+                if Utc::now() + chrono::Duration::seconds(10) < lease_until =>
+            {
+                tracing::warn!(id, %error, "recording a delivery: database unavailable, trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Runs the worker until the process ends: woken after every commit that queued messages,

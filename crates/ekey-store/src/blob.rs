@@ -329,9 +329,15 @@ impl ObjectBlobStore {
         match self.store.put_opts(&location, payload, opts).await {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
-            // Not NotFound even on a 404 (a missing bucket): a write failed.
+            // Not NotFound even on a 404 (a missing bucket): a write failed. (A local put
+            // removes its temporary file when the write fails.)
             Err(e) => {
-                return Err(StoreError::Blob(format!("{} ({key}): {e}", self.describe)));
+                let detail = format!("{} ({key}): {e}", self.describe);
+                return Err(if no_space_left(&e) {
+                    StoreError::Full(detail)
+                } else {
+                    StoreError::Blob(detail)
+                });
             }
         }
         if let Some(root) = &self.local_root {
@@ -345,6 +351,23 @@ impl ObjectBlobStore {
         }
         Ok(true)
     }
+}
+
+/// Whether a failed write ran out of space (an `ENOSPC` or quota error anywhere in its chain).
+fn no_space_left(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// The deepest ancestor directory of `path` (at most `root`) that exists now.

@@ -22,7 +22,8 @@ use ekey_domain::request::Kind;
 pub use sql::SqlStore;
 pub use types::*;
 
-/// Why a storage operation did not happen. Nothing was changed when one is returned.
+/// Why a storage operation did not happen. Nothing was changed when one is returned (but
+/// see [`StoreError::Unavailable`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -47,17 +48,84 @@ pub enum StoreError {
     /// The file storage (local directory or S3) failed or could not be reached.
     #[error("file storage: {0}")]
     Blob(String),
+    /// The database could not be reached, or it dropped the connection (restart, outage,
+    /// every pooled connection busy past the wait bound). Retrying later may succeed. The
+    /// one case where a change may have been committed: the connection broke during its
+    /// commit, so the caller should look before it repeats the change.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// No space is left where the data goes (the file storage's disk, or SQLite's).
+    #[error("no space left: {0}")]
+    Full(String),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        let code = e.as_database_error().and_then(|d| d.code());
+        let unavailable = match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            _ => code
+                .as_deref()
+                .is_some_and(|c| pg_unavailable(c) || sqlite_primary(c) == Some(SQLITE_BUSY)),
+        };
+        if unavailable {
+            StoreError::Unavailable(e.to_string())
+        } else if code.as_deref().and_then(sqlite_primary) == Some(SQLITE_FULL) {
+            StoreError::Full(e.to_string())
+        } else {
+            StoreError::Backend(e.to_string())
+        }
+    }
+}
+
+/// SQLite's primary result codes for a database still locked after the busy timeout, and
+/// for a full disk.
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_FULL: i32 = 13;
+
+/// A PostgreSQL SQLSTATE saying the server is out of reach rather than that the statement
+/// was wrong: class 08 (connection exceptions), 57P01–57P03 (shutting down, crashed,
+/// starting up), 53300 (too many connections).
+fn pg_unavailable(sqlstate: &str) -> bool {
+    sqlstate.len() == 5
+        && (sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P03" | "53300"))
+}
+
+/// The primary result code of an SQLite (extended) result code; `None` for a SQLSTATE.
+fn sqlite_primary(code: &str) -> Option<i32> {
+    (code.len() < 5)
+        .then(|| code.parse::<i32>().ok())
+        .flatten()
+        .map(|c| c & 0xff)
+}
+
+/// Where [`fault_point`] reports to: set once by the server (`ekey_token::fault::point`,
+/// which aborts the process when `EKEY_FAULT` names the point). Unset, the points do nothing.
+static FAULT_HOOK: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
+
+/// Installs the crash-point hook of the process-level fault tests (first call wins).
+pub fn set_fault_hook(hook: fn(&str)) {
+    let _ = FAULT_HOOK.set(hook);
+}
+
+/// A named crash point inside the store (see [`set_fault_hook`]).
+pub(crate) fn fault_point(name: &str) {
+    if let Some(hook) = FAULT_HOOK.get() {
+        hook(name);
     }
 }
 
 impl From<std::io::Error> for StoreError {
     fn from(e: std::io::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            StoreError::Full(e.to_string())
+        } else {
+            StoreError::Backend(e.to_string())
+        }
     }
 }
 
@@ -154,6 +222,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: DateTime<Utc>,
         audit: NewAudit,
     ) -> Result<Account>;
+    /// A logged-in user's new password: sets the hash and ends every other session of the
+    /// account (all but `keep_session`, a token hash), in one transaction; how many ended.
+    async fn change_password(
+        &self,
+        account_id: &str,
+        password_hash: &str,
+        keep_session: &str,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<u64>;
+    /// Failed logins counted under each of `keys` (absent keys have none): the count and
+    /// when the last failure happened.
+    async fn login_failures(&self, keys: &[String]) -> Result<Vec<(String, i64, DateTime<Utc>)>>;
+    /// Counts one failed login under each of `keys`; a count whose last failure is older
+    /// than `forget_before` starts again at one.
+    async fn record_login_failure(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Forgets the failures under `key` (after a successful login).
+    async fn clear_login_failures(&self, key: &str) -> Result<()>;
     /// Records (or replaces) how the enterprise will receive its key.
     async fn set_collection_choice(&self, choice: CollectionChoice, audit: NewAudit) -> Result<()>;
     /// The enterprise's choice for a request, if any.
@@ -347,4 +438,38 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// Opens the store for a database URL: `sqlite:…` or `postgres:…`.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     Ok(Arc::new(SqlStore::connect(url).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_told_apart_from_a_wrong_statement() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        for e in [
+            sqlx::Error::Io(refused),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+        ] {
+            assert!(matches!(StoreError::from(e), StoreError::Unavailable(_)));
+        }
+        assert!(matches!(
+            StoreError::from(sqlx::Error::RowNotFound),
+            StoreError::Backend(_)
+        ));
+        for sqlstate in ["08006", "08001", "57P01", "57P03", "53300"] {
+            assert!(pg_unavailable(sqlstate), "{sqlstate}");
+        }
+        for sqlstate in ["23505", "40001", "42P01", "5", "13"] {
+            assert!(!pg_unavailable(sqlstate), "{sqlstate}");
+        }
+        // SQLite: busy and busy-timeout (extended 773) are a locked database, 13 a full disk.
+        assert_eq!(sqlite_primary("5"), Some(SQLITE_BUSY));
+        assert_eq!(sqlite_primary("773"), Some(SQLITE_BUSY));
+        assert_eq!(sqlite_primary("13"), Some(SQLITE_FULL));
+        assert_eq!(sqlite_primary("08006"), None);
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(matches!(StoreError::from(full), StoreError::Full(_)));
+    }
 }

@@ -27,6 +27,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_portal.sql")),
     (5, include_str!("../migrations/sqlite/0005_agent.sql")),
     (6, include_str!("../migrations/sqlite/0006_scale.sql")),
+    (7, include_str!("../migrations/sqlite/0007_security.sql")),
 ];
 const MIGRATIONS_PG: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -38,6 +39,7 @@ const MIGRATIONS_PG: &[(i64, &str)] = &[
     (4, include_str!("../migrations/postgres/0004_portal.sql")),
     (5, include_str!("../migrations/postgres/0005_agent.sql")),
     (6, include_str!("../migrations/postgres/0006_scale.sql")),
+    (7, include_str!("../migrations/postgres/0007_security.sql")),
 ];
 
 /// The SQL store on SQLite or PostgreSQL.
@@ -126,6 +128,9 @@ impl SqlStore {
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(16)
+                    // While the server is down (restart, failover) a request waits this long
+                    // for a connection, then answers 503, instead of sqlx's default 30 s.
+                    .acquire_timeout(std::time::Duration::from_secs(5))
                     .connect(url)
                     .await?
             }
@@ -1629,6 +1634,8 @@ impl Store for SqlStore {
                 .await?;
             out.push(request_from_row(&row)?);
         }
+        // Crash point: the whole change written inside the transaction, not committed.
+        crate::fault_point("server.batch.before_commit");
         tx.commit().await?;
         Ok(out)
     }
@@ -1950,6 +1957,92 @@ impl Store for SqlStore {
         let account = fetch_account_tx(&mut tx, &a.id).await?;
         tx.commit().await?;
         Ok(account)
+    }
+
+    async fn change_password(
+        &self,
+        account_id: &str,
+        password_hash: &str,
+        keep_session: &str,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<u64> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        // Every other session ends: whoever knew the old password is logged out.
+        let ended = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 \
+             WHERE account_id = $2 AND revoked_at IS NULL AND token_hash <> $3",
+        )
+        .bind(ms(now))
+        .bind(account_id)
+        .bind(keep_session)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        append_audit_tx(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    async fn login_failures(&self, keys: &[String]) -> Result<Vec<(String, i64, DateTime<Utc>)>> {
+        let mut out = Vec::new();
+        for key in keys {
+            let row = sqlx::query("SELECT failures, last_at FROM login_failures WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(row) = row {
+                out.push((
+                    key.clone(),
+                    row.try_get::<i64, _>("failures")?,
+                    from_ms(row.try_get::<i64, _>("last_at")?),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn record_login_failure(
+        &self,
+        keys: &[String],
+        now: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for key in keys {
+            // Failures older than `forget_before` are forgotten: the count starts again.
+            sqlx::query(
+                "INSERT INTO login_failures (key, failures, last_at) VALUES ($1, 1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 failures = CASE WHEN login_failures.last_at < $3 THEN 1 \
+                                 ELSE login_failures.failures + 1 END, \
+                 last_at = $2",
+            )
+            .bind(key)
+            .bind(ms(now))
+            .bind(ms(forget_before))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn clear_login_failures(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn set_account_active(

@@ -155,6 +155,70 @@ impl PgCluster {
     pub fn psql(&self, url: &str, sql: &str) -> anyhow::Result<String> {
         run_psql(&self.psql, url, sql)
     }
+
+    /// Stops a started cluster (`pg_ctl stop -m fast`: open sessions are ended, as in an
+    /// operator's restart); [`PgCluster::start_again`] brings it back on the same port.
+    /// Fails for an external server, which a test must not stop.
+    pub fn stop(&self) -> anyhow::Result<()> {
+        let owned = self.owned_or_fail("stop")?;
+        let mut cmd = owned.command(&owned.pg_ctl);
+        cmd.arg("stop")
+            .arg("-D")
+            .arg(&owned.data)
+            .args(["-m", "fast", "-w", "-t", "30"]);
+        let out = run(&mut cmd)?;
+        if !out.status.success() {
+            bail!("`pg_ctl stop -m fast` failed: {}", output_text(&out));
+        }
+        Ok(())
+    }
+
+    /// Starts a cluster stopped by [`PgCluster::stop`] again, same port and settings, and
+    /// waits until it accepts connections.
+    pub fn start_again(&self) -> anyhow::Result<()> {
+        let owned = self.owned_or_fail("start")?;
+        let mut cmd = owned.command(&owned.pg_ctl);
+        cmd.arg("start")
+            .arg("-D")
+            .arg(&owned.data)
+            .arg("-l")
+            .arg(owned.log_path())
+            .args([
+                "-w",
+                "-t",
+                &READY_TIMEOUT.as_secs().to_string(),
+                "-o",
+                &owned.server_options(),
+            ]);
+        let out = run(&mut cmd)?;
+        if !out.status.success() {
+            bail!(
+                "`pg_ctl start` failed: {}\n{}",
+                output_text(&out),
+                owned.log_tail()
+            );
+        }
+        let started_at = Instant::now();
+        loop {
+            match run_psql(&self.psql, &self.url, "select 1") {
+                Ok(out) if out == "1" => return Ok(()),
+                Ok(_) | Err(_) if started_at.elapsed() < READY_TIMEOUT => {
+                    thread::sleep(Duration::from_millis(100));
+                }
+                Ok(out) => bail!("`select 1` printed {out:?}"),
+                Err(e) => return Err(e.context(owned.log_tail())),
+            }
+        }
+    }
+
+    fn owned_or_fail(&self, what: &str) -> anyhow::Result<&Owned> {
+        self.owned.as_ref().ok_or_else(|| {
+            anyhow!(
+                "cannot {what} the external server {}: use PgCluster::start()",
+                self.url
+            )
+        })
+    }
 }
 
 impl Drop for PgCluster {
@@ -258,6 +322,17 @@ for i in 1 2 3; do rm -rf "$dir" 2>/dev/null; [ -e "$dir" ] || exit 0; sleep 1; 
 
     fn log_path(&self) -> PathBuf {
         self.dir.join("server.log")
+    }
+
+    /// The `postgres` options of every start: the port, the socket in the directory, no
+    /// durability (throwaway data), room for many test connections.
+    fn server_options(&self) -> String {
+        format!(
+            "-c listen_addresses=127.0.0.1 -p {} -c 'unix_socket_directories={}' \
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            self.port,
+            self.dir.display()
+        )
     }
 
     fn log_tail(&self) -> String {
@@ -399,10 +474,7 @@ fn start_owned() -> anyhow::Result<PgCluster> {
         let port = free_port();
         owned.port = port;
         owned.started = true;
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -c 'unix_socket_directories={socket_dir}' \
-             -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        );
+        let options = owned.server_options();
         let started_at = Instant::now();
         let mut cmd = owned.command(&owned.pg_ctl);
         cmd.arg("start")

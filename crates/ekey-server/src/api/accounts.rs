@@ -64,14 +64,7 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Json<SessionOut>> {
     let login = body.login.trim().to_lowercase();
-    if !state.login_limiter.allowed(&login, &address) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "ekey.auth.rate_limited",
-            "登录失败次数过多，请 15 分钟后再试，或使用“忘记密码”",
-            "Too many failed logins; try again in 15 minutes",
-        ));
-    }
+    crate::throttle::check(&state, &login, &address).await?;
     let account = state.store.account_by_login(&login).await?;
     let hash = account
         .as_ref()
@@ -82,7 +75,7 @@ pub async fn login(
         .await
         .map_err(ApiError::internal)?;
     let Some(account) = account.filter(|_| ok) else {
-        state.login_limiter.failed(&login, &address);
+        crate::throttle::failed(&state, &login, &address).await?;
         state
             .store
             .append_audit(NewAudit {
@@ -113,7 +106,7 @@ pub async fn login(
             "The account is not activated yet: open the link in the activation mail, or ask for it again",
         ));
     }
-    state.login_limiter.succeeded(&login);
+    crate::throttle::succeeded(&state, &login).await?;
     let (token, expires) = open_session(
         &state,
         &account,
@@ -217,21 +210,97 @@ pub struct RegistrationOut {
     pub account_id: String,
 }
 
-pub(crate) fn check_password(p: &str) -> Result<(), ApiError> {
-    let ok = p.chars().count() >= 8
-        && p.chars().count() <= 128
+/// Passwords too common to accept even though they have letters and digits (compared
+/// without case).
+const COMMON_PASSWORDS: &[&str] = &[
+    "password1",
+    "password12",
+    "password123",
+    "passw0rd",
+    "p@ssw0rd",
+    "p@ssword1",
+    "abc12345",
+    "abc123456",
+    "abcd1234",
+    "abcd12345",
+    "a1234567",
+    "a12345678",
+    "a123456789",
+    "aa123456",
+    "aa12345678",
+    "qq123456",
+    "qwe12345",
+    "qwer1234",
+    "qwerty12",
+    "qwerty123",
+    "1qaz2wsx",
+    "1q2w3e4r",
+    "1q2w3e4r5t",
+    "q1w2e3r4",
+    "zxcv1234",
+    "asdf1234",
+    "zxc12345",
+    "admin123",
+    "admin888",
+    "admin1234",
+    "root1234",
+    "test1234",
+    "welcome1",
+    "letmein1",
+    "iloveyou1",
+    "woaini1314",
+    "woaini520",
+    "5201314a",
+    "a5201314",
+    "changeme1",
+    "secret123",
+];
+
+/// The password policy: 8 to 128 characters with letters and digits, not a common
+/// password, not one character repeated, and not containing the login (or an email's name
+/// part) when that is 4 characters or more.
+pub(crate) fn check_password_for(p: &str, login: &str) -> Result<(), ApiError> {
+    let n = p.chars().count();
+    let shape = (8..=128).contains(&n)
         && p.chars().any(|c| c.is_ascii_digit())
         && p.chars().any(|c| c.is_alphabetic());
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::new(
+    if !shape {
+        return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "ekey.registration.weak_password",
             "密码至少 8 位，且须同时包含字母和数字",
             "The password needs at least 8 characters with letters and digits",
-        ))
+        ));
     }
+    let lower = p.to_lowercase();
+    let distinct: std::collections::BTreeSet<char> = lower.chars().collect();
+    if COMMON_PASSWORDS.contains(&lower.as_str()) || distinct.len() < 4 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ekey.registration.weak_password",
+            "该密码过于常见、容易被猜中，请换一个",
+            "This password is too common and easy to guess; choose another",
+        ));
+    }
+    let login = login.trim().to_lowercase();
+    let name = login.split('@').next().unwrap_or("");
+    if [login.as_str(), name]
+        .iter()
+        .any(|part| part.chars().count() >= 4 && lower.contains(part))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ekey.registration.weak_password",
+            "密码不能包含登录名或邮箱名",
+            "The password must not contain the login or the email's name",
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_password_for`] without a login to compare with.
+pub(crate) fn check_password(p: &str) -> Result<(), ApiError> {
+    check_password_for(p, "")
 }
 
 /// Register an enterprise and its authorised user; sends the activation mail.
@@ -253,7 +322,7 @@ pub async fn register(
     IdNumber::parse(&body.contact.id_number).map_err(DomainError::from)?;
     let mobile = Mobile::parse(&body.contact.mobile).map_err(DomainError::from)?;
     let email = Email::parse(&body.contact.email).map_err(DomainError::from)?;
-    check_password(&body.password)?;
+    check_password_for(&body.password, &body.contact.email)?;
 
     let password = body.password.clone();
     let hash = tokio::task::spawn_blocking(move || hash_password(&password))
@@ -530,6 +599,76 @@ pub async fn me(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<MeO
         role: auth.account.role.as_str().into(),
         province: auth.account.province,
         enterprise,
+    }))
+}
+
+/// A new password for the logged-in user.
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordChangeBody {
+    /// The current password.
+    pub current_password: String,
+    /// The new password (policy as at registration).
+    pub new_password: String,
+}
+
+/// The password was changed.
+#[derive(Serialize, ToSchema)]
+pub struct PasswordChangeOut {
+    /// How many other sessions of the account were ended.
+    pub ended_sessions: u64,
+}
+
+/// Change the caller's password. The current password is checked (a wrong one counts as a
+/// failed login); every other session of the account ends, this one stays.
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "accounts", security(("bearer" = [])),
+    request_body = PasswordChangeBody,
+    responses((status = 200, body = PasswordChangeOut), (status = 401, body = ErrorBody),
+              (status = 422, description = "wrong current password, or a weak new one", body = ErrorBody),
+              (status = 429, body = ErrorBody)))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(body): ApiJson<PasswordChangeBody>,
+) -> ApiResult<Json<PasswordChangeOut>> {
+    let login = auth.account.login.clone();
+    crate::throttle::check(&state, &login, &auth.address).await?;
+    let hash = auth.account.password_hash.clone();
+    let current = body.current_password.clone();
+    let ok = tokio::task::spawn_blocking(move || verify_password(&current, &hash))
+        .await
+        .map_err(ApiError::internal)?;
+    if !ok {
+        crate::throttle::failed(&state, &login, &auth.address).await?;
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ekey.auth.wrong_password",
+            "当前密码不正确",
+            "The current password is wrong",
+        ));
+    }
+    check_password_for(&body.new_password, &login)?;
+    if body.new_password == body.current_password {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ekey.registration.weak_password",
+            "新密码不能与当前密码相同",
+            "The new password must differ from the current one",
+        ));
+    }
+    let password = body.new_password.clone();
+    let new_hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let now = state.clock.now();
+    let audit = auth.audit(now, "password.change", "account", &auth.account.id, "", "");
+    let ended = state
+        .store
+        .change_password(&auth.account.id, &new_hash, &auth.token_hash, now, audit)
+        .await?;
+    crate::throttle::succeeded(&state, &login).await?;
+    Ok(Json(PasswordChangeOut {
+        ended_sessions: ended,
     }))
 }
 

@@ -185,7 +185,7 @@ pub struct CalendarOut {
 /// The years this instance's calendar covers (administrator). A year loaded on any instance
 /// shows here within seconds.
 #[utoipa::path(get, path = "/api/v1/admin/holidays", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, body = CalendarOut)))]
+    responses((status = 200, body = CalendarOut), (status = 403, body = ErrorBody)))]
 pub async fn holidays(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<CalendarOut>> {
     auth.require(&[Role::Admin])?;
     Ok(Json(CalendarOut {

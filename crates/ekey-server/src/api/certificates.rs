@@ -53,6 +53,7 @@ impl From<CertificateRecord> for CertificateOut {
 
 /// Search terms.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// Serial (hex, colons allowed), credit code or login name.
     pub q: String,

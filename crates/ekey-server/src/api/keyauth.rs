@@ -912,7 +912,12 @@ pub async fn unlock_done(
     auth.require(&[Role::Enterprise])?;
     let r = visible(&state, &auth, &id).await?;
     if r.kind != Kind::Unlock {
-        return Err(ApiError::not_found("ekey.request.not_found"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ekey.unlock.not_unlock",
+            "这不是一项解锁申请",
+            "This is not an unlock request",
+        ));
     }
     if r.status == Status::Completed {
         return super::requests::detail_by_id(&state, &auth, &id)

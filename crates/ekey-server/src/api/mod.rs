@@ -11,6 +11,7 @@ pub mod production;
 pub mod public;
 pub mod requests;
 pub mod selfservice;
+mod shared_errors;
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
@@ -18,7 +19,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ekey_domain::Lang;
 use serde::de::DeserializeOwned;
@@ -28,6 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, LANG};
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// A required text field: trimmed, not empty, at most `max` characters.
@@ -114,6 +116,99 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// No field of the API takes a NUL character, and PostgreSQL cannot store one in text (the
+/// query fails: a 500). Refused for the whole JSON API: `%00` in the path or query, and the
+/// JSON escape `\u0000` in a JSON body (a raw NUL byte is not JSON at all). Uploads are
+/// binary and are not looked into.
+async fn reject_nul(req: Request, next: Next) -> Response {
+    let nul = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ekey.input.nul",
+            "提交的内容含有不允许的空字符（NUL），请删除后重试",
+            "The input contains a NUL character, which is not allowed",
+        )
+        .into_response()
+    };
+    let uri = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("");
+    if uri.contains("%00") {
+        return nul();
+    }
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("json"));
+    if !json {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    // The largest limit of any route; each route's own limit is applied by its extractor.
+    let bytes = match axum::body::to_bytes(body, 8 * 1024 * 1024).await {
+        Ok(bytes) => bytes,
+        Err(_) => return too_large().into_response(),
+    };
+    if json_has_nul(&bytes) {
+        return nul();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+/// Whether JSON text holds the escape `\u0000` (a backslash that is itself escaped does
+/// not start one).
+fn json_has_nul(json: &[u8]) -> bool {
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] == b'\\' {
+            if json[i + 1..].starts_with(b"u0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// The framework's own refusals are plain text (a path parameter that does not parse, such as
+/// a letter where a number belongs or `%FF` where UTF-8 belongs; a raw body it cannot read);
+/// every answer of the JSON API is JSON, so on its routes they become our errors here. The
+/// handlers' own errors are JSON already and pass unchanged.
+async fn json_refusals(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let plain = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !res.status().is_client_error() || !plain {
+        return res;
+    }
+    let status = res.status();
+    let detail = axum::body::to_bytes(res.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let err = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+            status,
+            "ekey.input.content_type",
+            "提交的数据类型不受支持",
+            format!("Unsupported content type: {detail}"),
+        ),
+        _ => ApiError::new(
+            status,
+            "ekey.input.malformed",
+            "网址中的参数或提交的数据格式不正确，请检查后重试",
+            format!("Malformed input: {detail}"),
+        ),
+    };
+    err.into_response()
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "eKey API", version = "1", description = "CA electronic keys for import/export enterprises: registration, requests, review, public lookups."),
@@ -191,7 +286,7 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             requests::download_material
         ))
         .layer(DefaultBodyLimit::max(8 * 1024 * 1024));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(public::healthz))
         .routes(routes!(accounts::login))
         .routes(routes!(accounts::logout))
@@ -199,6 +294,7 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(accounts::resend_activation))
         .routes(routes!(accounts::activate))
         .routes(routes!(accounts::me))
+        .routes(routes!(accounts::change_password))
         .routes(routes!(accounts::reserve_login_name))
         .routes(routes!(certificates::search, certificates::issue))
         .routes(routes!(certificates::revoke))
@@ -246,26 +342,70 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(public::mailbox))
         .merge(uploads)
         .layer(DefaultBodyLimit::max(256 * 1024))
-        .split_for_parts()
+        .layer(middleware::from_fn(json_refusals))
+        .layer(middleware::from_fn(reject_nul))
+        .split_for_parts();
+    shared_errors::document(&mut doc);
+    (router, doc)
+}
+
+/// The routes outside the OpenAPI document: the pages, the CA's files and OCSP.
+fn fixed_routes() -> Routes {
+    crate::web::routes().merge(
+        Routes::new()
+            .get("/ca/root.crt", crate::ca::root_crt)
+            .get("/ca/issuing.crt", crate::ca::issuing_crt)
+            .get("/crl/issuing.crl", crate::ca::issuing_crl)
+            .post("/ocsp", crate::ca::ocsp_post)
+            .get("/ocsp/{*request}", crate::ca::ocsp_get),
+    )
+}
+
+/// Path of the OpenAPI document itself.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// Every method and path an instance serves, as (upper-case method, path template): the
+/// operations of the OpenAPI document, the document itself, and the fixed routes.
+pub fn route_list() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (path, item) in &openapi().paths.paths {
+        let ops = [
+            ("GET", item.get.is_some()),
+            ("POST", item.post.is_some()),
+            ("PUT", item.put.is_some()),
+            ("PATCH", item.patch.is_some()),
+            ("DELETE", item.delete.is_some()),
+        ];
+        for (method, present) in ops {
+            if present {
+                out.push((method.to_string(), path.clone()));
+            }
+        }
+    }
+    out.push(("GET".into(), OPENAPI_PATH.into()));
+    let (_, fixed) = fixed_routes().into_parts();
+    out.extend(
+        fixed
+            .into_iter()
+            .map(|(m, p)| (m.to_string(), p.to_string())),
+    );
+    out.sort();
+    out
 }
 
 /// The complete router of one instance.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = build();
     let doc = std::sync::Arc::new(doc);
+    let (fixed, _) = fixed_routes().into_parts();
     api.route(
-        "/api/v1/openapi.json",
+        OPENAPI_PATH,
         get(move || {
             let doc = doc.clone();
             async move { axum::Json((*doc).clone()) }
         }),
     )
-    .merge(crate::web::router())
-    .route("/ca/root.crt", get(crate::ca::root_crt))
-    .route("/ca/issuing.crt", get(crate::ca::issuing_crt))
-    .route("/crl/issuing.crl", get(crate::ca::issuing_crl))
-    .route("/ocsp", axum::routing::post(crate::ca::ocsp_post))
-    .route("/ocsp/{*request}", get(crate::ca::ocsp_get))
+    .merge(fixed)
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(middleware::from_fn(localize))
@@ -291,5 +431,17 @@ async fn security_headers(req: Request, next: Next) -> Response {
         header::REFERRER_POLICY,
         header::HeaderValue::from_static("no-referrer"),
     );
+    // Pages and previews set their own policy; everything else (JSON, certificates, CRLs)
+    // may load nothing, run nothing and be framed by nobody. PDFs are left to the browser's
+    // viewer, which a `default-src 'none'` can blank; they are downloads or framed previews.
+    let pdf = h
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/pdf"));
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) && !pdf {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
     res
 }

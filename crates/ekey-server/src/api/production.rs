@@ -260,6 +260,8 @@ pub async fn produce(
             audit(&state, &auth, "ca.issue", "certificate", "", ""),
         )
         .await?;
+    // Crash point: the certificate stored, not yet on the token, no key recorded.
+    ekey_token::fault::point("server.produce.after_certificate");
     let der = cert
         .der
         .clone()
@@ -285,6 +287,8 @@ pub async fn produce(
         .await
         .map_err(ApiError::internal)??;
     }
+    // Crash point: the certificate on the token, the key not recorded yet.
+    ekey_token::fault::point("server.produce.after_token");
     let key_id = uuid::Uuid::now_v7().to_string();
     let key: KeyRecord = match state
         .store
@@ -328,6 +332,8 @@ pub async fn produce(
             .ok_or_else(|| ApiError::internal("key vanished"))?,
         Err(e) => return Err(e.into()),
     };
+    // Crash point: the key recorded, no answer sent yet.
+    ekey_token::fault::point("server.produce.after_key");
     tracing::info!(request = %r.number, token = %serial, certificate = %cert.serial, key = %key.id, "key personalised");
     detail_by_id(&state, &auth, &id).await.map(Json)
 }

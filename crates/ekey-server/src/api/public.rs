@@ -73,6 +73,7 @@ pub struct ResultOut {
 
 /// Query of the public result page.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ResultQuery {
     /// Request number.
     pub number: String,

@@ -156,6 +156,7 @@ pub struct FittedOut {
 
 /// Options of an upload.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// `1`: an image over the limit is downscaled to fit it (upright, as JPEG, without its
     /// EXIF data) instead of being refused.
@@ -291,6 +292,7 @@ fn concerns(kind: Kind, given: &[String]) -> ApiResult<Vec<String>> {
 
 /// Paging and filtering of lists.
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Comma-separated statuses.
     pub status: Option<String>,
@@ -903,7 +905,8 @@ pub async fn get(
 /// Change the form of a draft or returned request.
 #[utoipa::path(patch, path = "/api/v1/requests/{id}", tag = "requests", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = EditRequestBody,
-    responses((status = 200, body = RequestOut), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = RequestOut), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
 pub async fn edit(
     State(state): State<AppState>,
     auth: Auth,
@@ -1050,6 +1053,8 @@ pub async fn decision(
         None,
     )
     .await?;
+    // Crash point: the decision committed (history, audit, mail), no answer sent yet.
+    ekey_token::fault::point("server.decision.after_commit");
     Ok(Json(detail(&state, &auth, updated).await?))
 }
 
@@ -1250,12 +1255,16 @@ fn material_out(r: &RequestRecord, m: &MaterialRecord) -> MaterialOut {
 
 /// The current file of one item (staged or committed). Downloads are audited.
 #[utoipa::path(get, path = "/api/v1/requests/{id}/materials/{item}", tag = "materials", security(("bearer" = [])),
-    params(("id" = String, Path), ("item" = String, Path)),
-    responses((status = 200, description = "the file", content_type = "application/octet-stream"), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path), ("item" = String, Path), DownloadQuery),
+    responses((status = 200, description = "the file, with the type judged from its content at upload; \
+               `Content-Disposition: attachment` unless `inline=true` (the pages' preview)",
+               content(("image/jpeg"), ("image/png"), ("application/pdf"))),
+              (status = 404, body = ErrorBody)))]
 pub async fn download_material(
     State(state): State<AppState>,
     auth: Auth,
     Path((id, item)): Path<(String, String)>,
+    ApiQuery(query): ApiQuery<DownloadQuery>,
 ) -> ApiResult<Response> {
     let r = visible(&state, &auth, &id).await?;
     let item = material_item(&item)?;
@@ -1279,23 +1288,55 @@ pub async fn download_material(
             &format!("{} {}", item.as_str(), m.sha256),
         ))
         .await?;
+    // A download by default. Inline only for the pages' preview, and only for the three types
+    // the content was judged to be at upload (never markup); the answer's own CSP lets it
+    // run nothing and be framed only by our pages.
+    let previewable = matches!(
+        m.content_type.as_str(),
+        "image/jpeg" | "image/png" | "application/pdf"
+    );
+    let disposition = if query.inline && previewable {
+        "inline"
+    } else {
+        "attachment"
+    };
     Ok((
         [
             (header::CONTENT_TYPE, m.content_type.clone()),
             (
                 header::CONTENT_DISPOSITION,
                 format!(
-                    "inline; filename=\"{}.{}\"",
+                    "{disposition}; filename=\"{}.{}\"",
                     item.as_str(),
                     m.blob_key.rsplit('.').next().unwrap_or("bin")
                 ),
             ),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
             (header::CACHE_CONTROL, "private, no-store".to_string()),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                if m.content_type == "application/pdf" {
+                    // The browser's PDF viewer must still work in the console's frame.
+                    "frame-ancestors 'self'"
+                } else {
+                    "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; \
+                     frame-ancestors 'self'"
+                }
+                .to_string(),
+            ),
         ],
         bytes,
     )
         .into_response())
+}
+
+/// How a material is sent.
+#[derive(Deserialize, utoipa::IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct DownloadQuery {
+    /// `true`: shown in the browser (a scan's preview) instead of downloaded.
+    #[serde(default)]
+    pub inline: bool,
 }
 
 /// The printable documents of a request.

@@ -44,16 +44,10 @@ pub async fn request_reset(
     ApiJson(body): ApiJson<ResetRequestBody>,
 ) -> ApiResult<StatusCode> {
     let login = body.login.trim().to_lowercase();
-    // Shares the login limiter: a flood of reset mails is refused like a flood of guesses.
-    if !state.login_limiter.allowed(&login, &address) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "ekey.auth.rate_limited",
-            "尝试次数过多，请 15 分钟后再试",
-            "Too many attempts; try again in 15 minutes",
-        ));
-    }
-    state.login_limiter.failed(&login, &address);
+    // Counted like a failed login: a flood of reset mails is refused like a flood of
+    // guesses.
+    crate::throttle::check(&state, &login, &address).await?;
+    crate::throttle::failed(&state, &login, &address).await?;
     let Some(account) = state.store.account_by_login(&login).await? else {
         return Ok(StatusCode::ACCEPTED);
     };
@@ -163,7 +157,7 @@ pub async fn complete_reset(
             ),
             other => other.into(),
         })?;
-    state.login_limiter.succeeded(&account.login);
+    crate::throttle::succeeded(&state, &account.login).await?;
     Ok(Json(ResetOut {
         login: account.login,
     }))
@@ -188,8 +182,10 @@ pub struct CollectionBody {
     pub id_number: String,
 }
 
-/// The choice as recorded.
+/// The choice as recorded. (Named apart from the public result's `CollectionOut`, where
+/// to collect, so that neither replaces the other in the OpenAPI document.)
 #[derive(Serialize, ToSchema)]
+#[schema(as = CollectionChoiceOut)]
 pub struct CollectionOut {
     /// `window` or `mail`.
     pub method: String,

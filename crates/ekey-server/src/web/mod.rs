@@ -21,12 +21,10 @@ pub mod public;
 
 use std::sync::OnceLock;
 
-use axum::Router;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use ekey_domain::Lang;
 use ekey_domain::request::Role;
 use minijinja::value::{Serde, Value};
@@ -35,6 +33,7 @@ use serde::Serialize;
 
 use crate::auth::{Auth, ClientAddr, SESSION_COOKIE, cookie, csrf_token, new_token, same};
 use crate::error::{ApiError, current_lang};
+use crate::routes::Routes;
 use crate::state::AppState;
 
 /// Cookie holding the chosen language (`zh` or `en`).
@@ -52,6 +51,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("registered.html", include_str!("templates/registered.html")),
     ("forgot.html", include_str!("templates/forgot.html")),
     ("reset.html", include_str!("templates/reset.html")),
+    ("password.html", include_str!("templates/password.html")),
     ("result.html", include_str!("templates/result.html")),
     ("mailbox.html", include_str!("templates/mailbox.html")),
     ("home.html", include_str!("templates/home.html")),
@@ -157,6 +157,8 @@ pub struct Page {
     pub path: String,
     /// Origin of the local agent the page's scripts may call (`connect-src`).
     pub agent_origin: String,
+    /// `; Secure` when the portal is served over TLS (cookies then never go out in clear).
+    pub cookie_secure: &'static str,
 }
 
 impl FromRequestParts<AppState> for Page {
@@ -196,6 +198,7 @@ impl FromRequestParts<AppState> for Page {
                 .map(|p| p.as_str().to_string())
                 .unwrap_or_else(|| "/".into()),
             agent_origin: agent_origin(&state.config.agent_url),
+            cookie_secure: secure_flag(state),
         })
     }
 }
@@ -318,7 +321,8 @@ impl Page {
     pub fn finish(&self, res: &mut Response) {
         if let Some(seed) = &self.new_seed
             && let Ok(v) = HeaderValue::from_str(&format!(
-                "{SEED_COOKIE}={seed}; Path=/; HttpOnly; SameSite=Lax"
+                "{SEED_COOKIE}={seed}; Path=/; HttpOnly; SameSite=Lax{}",
+                self.cookie_secure
             ))
         {
             res.headers_mut().append(header::SET_COOKIE, v);
@@ -376,6 +380,21 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Form {
     type Rejection = Response;
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
         match axum::Form::<Vec<(String, String)>>::from_request(req, state).await {
+            // A NUL character is never text a person typed (and PostgreSQL refuses it).
+            Ok(axum::Form(v))
+                if v.iter()
+                    .any(|(k, val)| k.contains('\0') || val.contains('\0')) =>
+            {
+                Err(error_page(
+                    current_lang(),
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "ekey.input.nul",
+                        "提交的内容含有不可见的控制字符（NUL），请删除后重试",
+                        "The form contains an invisible control character (NUL); remove it and retry",
+                    ),
+                ))
+            }
             Ok(axum::Form(v)) => Ok(Form(v)),
             Err(e) => Err(error_page(
                 current_lang(),
@@ -478,11 +497,22 @@ pub fn timeline(lang: Lang, history: &[crate::api::requests::HistoryOut]) -> Vec
         .collect()
 }
 
+/// Whether an error says the caller may not do this at all (not logged in, not allowed,
+/// not visible): such a form post answers with the error page and its status, not with a
+/// redirect to a page the caller could not open either.
+pub fn is_refusal(e: &ApiError) -> bool {
+    matches!(
+        e.status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
+    )
+}
+
 /// After a form post: to `ok` when the API call worked, else back to `back` with the
-/// caller's message in `error=` (shown on the page).
+/// caller's message in `error=` (shown on the page); a refusal is the error page.
 pub fn after<T>(lang: Lang, result: Result<T, ApiError>, ok: &str, back: &str) -> Response {
     match result {
         Ok(_) => see_other(ok),
+        Err(e) if is_refusal(&e) => error_page(lang, e),
         Err(e) => {
             let (path, anchor) = back.split_once('#').unwrap_or((back, ""));
             let sep = if path.contains('?') { '&' } else { '?' };
@@ -556,7 +586,8 @@ async fn switch_lang(Path(lang): Path<String>, page: Page) -> Response {
     let value = if lang == "en" { "en" } else { "zh" };
     let mut res = Redirect::to(&next).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "{LANG_COOKIE}={value}; Path=/; Max-Age=31536000; SameSite=Lax"
+        "{LANG_COOKIE}={value}; Path=/; Max-Age=31536000; SameSite=Lax{}",
+        page.cookie_secure
     )) {
         res.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -598,70 +629,70 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `; Secure` for cookies when the portal's public URL is https, else nothing.
+pub fn secure_flag(state: &AppState) -> &'static str {
+    if state.config.public_url().starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
 /// The routes of the pages.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(public::index))
-        .route("/static/{name}", get(static_file))
-        .route("/lang/{lang}", get(switch_lang))
-        .route("/login", get(public::login_page).post(public::login))
-        .route("/login/key", post(keypages::key_login))
-        .route("/portal/renewal", get(keypages::renewal))
-        .route("/logout", post(public::logout))
-        .route(
-            "/register",
-            get(public::register_page).post(public::register),
-        )
-        .route("/register/sent", get(public::registered))
-        .route("/register/resend", post(public::resend))
-        .route(
-            "/password/forgot",
-            get(public::forgot_page).post(public::forgot),
-        )
-        .route(
-            "/password/reset/{token}",
-            get(public::reset_page).post(public::reset),
-        )
-        .route("/result", get(public::result))
-        .route("/dev/mailbox", get(public::mailbox))
-        .route("/console", get(console::home))
-        .route("/console/queue", get(console::queue))
-        .route("/console/admin", get(admin::home))
-        .route("/console/dashboard", get(dashboard::dashboard))
-        .route("/console/certificates", get(certs::page))
-        .route("/console/certificates/{serial}/revoke", post(certs::revoke))
-        .route("/console/admin/outbox/{id}/retry", post(admin::retry))
-        .route("/console/admin/agencies/{province}", post(admin::agency))
-        .route("/console/admin/users", post(admin::create_user))
-        .route("/console/admin/users/{id}/active", post(admin::set_active))
-        .route("/console/requests/{id}", get(console::detail))
-        .route("/console/requests/{id}/decision", post(console::decide))
-        .route("/console/requests/{id}/produce", post(console::produce))
-        .route("/console/requests/{id}/notify", post(delivery::notify_one))
-        .route("/console/requests/{id}/receive", post(console::receive))
-        .route("/console/requests/{id}/handover", post(delivery::handover))
-        .route(
-            "/console/shipments",
-            get(delivery::shipments).post(delivery::create),
-        )
-        .route("/console/shipments/{id}", get(delivery::shipment))
-        .route("/console/shipments/{id}/receive", post(delivery::receive))
-        .route("/console/shipments/{id}/notify", post(delivery::notify_all))
-        .route("/portal", get(portal::home))
-        .route("/portal/apply", get(portal::apply))
-        .route(
-            "/portal/requests/new",
-            get(portal::new_page).post(portal::create),
-        )
-        .route("/portal/requests/{id}", get(portal::show))
-        .route(
-            "/portal/requests/{id}/edit",
-            get(portal::edit_page).post(portal::edit),
-        )
-        .route("/portal/requests/{id}/submit", post(portal::submit))
-        .route("/portal/requests/{id}/confirm", post(portal::confirm))
-        .route("/portal/requests/{id}/withdraw", post(portal::withdraw))
-        .route("/portal/requests/{id}/collection", post(portal::collection))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/", public::index)
+        .get("/static/{name}", static_file)
+        .get("/lang/{lang}", switch_lang)
+        .get("/login", public::login_page)
+        .post("/login", public::login)
+        .post("/login/key", keypages::key_login)
+        .get("/portal/renewal", keypages::renewal)
+        .post("/logout", public::logout)
+        .get("/register", public::register_page)
+        .post("/register", public::register)
+        .get("/register/sent", public::registered)
+        .post("/register/resend", public::resend)
+        .get("/password/forgot", public::forgot_page)
+        .post("/password/forgot", public::forgot)
+        .get("/password/reset/{token}", public::reset_page)
+        .post("/password/reset/{token}", public::reset)
+        .get("/account/password", public::password_page)
+        .post("/account/password", public::change_password)
+        .get("/result", public::result)
+        .get("/dev/mailbox", public::mailbox)
+        .get("/console", console::home)
+        .get("/console/queue", console::queue)
+        .get("/console/admin", admin::home)
+        .get("/console/dashboard", dashboard::dashboard)
+        .get("/console/certificates", certs::page)
+        .post("/console/certificates/{serial}/revoke", certs::revoke)
+        .post("/console/admin/outbox/{id}/retry", admin::retry)
+        .post("/console/admin/agencies/{province}", admin::agency)
+        .post("/console/admin/users", admin::create_user)
+        .post("/console/admin/users/{id}/active", admin::set_active)
+        .get("/console/requests/{id}", console::detail)
+        .post("/console/requests/{id}/decision", console::decide)
+        .post("/console/requests/{id}/produce", console::produce)
+        .post("/console/requests/{id}/notify", delivery::notify_one)
+        .post("/console/requests/{id}/receive", console::receive)
+        .post("/console/requests/{id}/handover", delivery::handover)
+        .get("/console/shipments", delivery::shipments)
+        .post("/console/shipments", delivery::create)
+        .get("/console/shipments/{id}", delivery::shipment)
+        .post("/console/shipments/{id}/receive", delivery::receive)
+        .post("/console/shipments/{id}/notify", delivery::notify_all)
+        .get("/portal", portal::home)
+        .get("/portal/apply", portal::apply)
+        .get("/portal/requests/new", portal::new_page)
+        .post("/portal/requests/new", portal::create)
+        .get("/portal/requests/{id}", portal::show)
+        .get("/portal/requests/{id}/edit", portal::edit_page)
+        .post("/portal/requests/{id}/edit", portal::edit)
+        .post("/portal/requests/{id}/submit", portal::submit)
+        .post("/portal/requests/{id}/confirm", portal::confirm)
+        .post("/portal/requests/{id}/withdraw", portal::withdraw)
+        .post("/portal/requests/{id}/collection", portal::collection)
 }
 
 #[cfg(test)]

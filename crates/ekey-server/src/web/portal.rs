@@ -798,6 +798,7 @@ async fn simple(
     };
     match action(State(state.clone()), auth.clone(), Path(id.clone())).await {
         Ok(_) => see_other(&format!("/portal/requests/{id}?done={done}")),
+        Err(e) if super::is_refusal(&e) => super::error_page(page.lang, e),
         Err(e) => {
             // A second click of the same button (double-click, back and resubmit) finds the
             // step already done: show the request, not an error.

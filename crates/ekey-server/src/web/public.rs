@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use ekey_domain::error::DomainError;
 use ekey_domain::ident::{CreditCode, Email, IdNumber, Mobile};
+use ekey_domain::request::Role;
 use ekey_domain::{Lang, province};
 use minijinja::context;
 use serde::Serialize;
@@ -107,11 +108,7 @@ fn safe_next(next: &str) -> Option<&str> {
 
 /// The `Set-Cookie` value of a new session (`Secure` when the portal is served over TLS).
 pub(crate) fn session_cookie(state: &AppState, token: &str) -> String {
-    let secure = if state.config.public_url().starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = super::secure_flag(state);
     format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax{secure}")
 }
 
@@ -487,6 +484,100 @@ pub async fn reset(
         StatusCode::UNPROCESSABLE_ENTITY,
         "reset.html",
         context! { token => token, errors => super::v(errors) },
+    )
+    .await
+}
+
+const EVERYONE: &[Role] = &[Role::Enterprise, Role::Agency, Role::Provider, Role::Admin];
+
+/// The change-password form of a logged-in user.
+pub async fn password_page(State(state): State<AppState>, page: Page) -> Response {
+    if let Err(r) = page.require(EVERYONE) {
+        return r;
+    }
+    page.render(
+        &state,
+        "password.html",
+        context! { errors => context!{}, notice => "" },
+    )
+    .await
+}
+
+/// Changes the password; every other session of the account ends.
+pub async fn change_password(State(state): State<AppState>, page: Page, form: Form) -> Response {
+    let auth = match page.require(EVERYONE) {
+        Ok(a) => a.clone(),
+        Err(r) => return r,
+    };
+    if let Err(r) = page.check_csrf(&form) {
+        return r;
+    }
+    let lang = page.lang;
+    let mut errors = FieldErrors::default();
+    if form.get("password") != form.get("password2") {
+        errors.add(
+            "password2",
+            lang.pick("两次输入的密码不一致", "The passwords differ")
+                .into(),
+        );
+    }
+    if errors.is_empty() {
+        let result = accounts::change_password(
+            State(state.clone()),
+            auth,
+            ApiJson(accounts::PasswordChangeBody {
+                current_password: form.get("current_password").into(),
+                new_password: form.get("password").into(),
+            }),
+        )
+        .await;
+        match result {
+            Ok(axum::Json(out)) => {
+                let notice = if out.ended_sessions > 0 {
+                    format!(
+                        "{}{}",
+                        lang.pick(
+                            "新密码已生效。已退出其他设备上的登录：",
+                            "Your new password is set. Sessions ended elsewhere: "
+                        ),
+                        out.ended_sessions
+                    )
+                } else {
+                    lang.pick("新密码已生效。", "Your new password is set.")
+                        .to_string()
+                };
+                return page
+                    .render(
+                        &state,
+                        "password.html",
+                        context! { errors => context!{}, notice => notice },
+                    )
+                    .await;
+            }
+            Err(e) => {
+                let field = match e.code {
+                    "ekey.auth.wrong_password" => "current_password",
+                    "ekey.registration.weak_password" => "password",
+                    _ => "_form",
+                };
+                let status = e.status;
+                errors.add(field, msg(lang, &e));
+                return page
+                    .render_status(
+                        &state,
+                        status,
+                        "password.html",
+                        context! { errors => super::v(errors), notice => "" },
+                    )
+                    .await;
+            }
+        }
+    }
+    page.render_status(
+        &state,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "password.html",
+        context! { errors => super::v(errors), notice => "" },
     )
     .await
 }

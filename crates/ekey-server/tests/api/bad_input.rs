@@ -1346,7 +1346,7 @@ async fn auth_and_public_refusals(db: Db) {
         StatusCode::TOO_MANY_REQUESTS,
         "ekey.auth.rate_limited"
     );
-    assert!(m.contains("15 分钟"), "{m}");
+    assert!(m.contains("请 1 分钟后再试"), "{m}");
     refused!(
         s,
         s.post(
@@ -1368,9 +1368,52 @@ async fn auth_and_public_refusals(db: Db) {
         StatusCode::TOO_MANY_REQUESTS,
         "ekey.auth.rate_limited"
     );
-    assert!(m.contains("15 minutes"), "{m}");
+    assert!(m.contains("1 minute"), "{m}");
     // The lock is per login: the Jiangsu clerk still logs in.
     s.login("agency-320000").await;
+    // The wait is over after a minute; one more wrong password then doubles it (the
+    // failures are counted in the database, so every instance refuses alike).
+    s.clock.advance(chrono::Duration::seconds(61));
+    let got = s
+        .post(
+            sessions,
+            None,
+            json!({"login": "provider", "password": "wrong-2026"}),
+        )
+        .await;
+    expect_error(
+        &got,
+        StatusCode::UNAUTHORIZED,
+        "ekey.auth.invalid_credentials",
+    );
+    let m = refused!(
+        s,
+        s.post(
+            sessions,
+            None,
+            json!({"login": "provider", "password": PASSWORD})
+        ),
+        StatusCode::TOO_MANY_REQUESTS,
+        "ekey.auth.rate_limited"
+    );
+    assert!(m.contains("请 2 分钟后再试"), "{m}");
+    s.clock.advance(chrono::Duration::seconds(121));
+    // The right password then works and clears the count: one wrong password later the
+    // account is not locked.
+    s.login("provider").await;
+    let got = s
+        .post(
+            sessions,
+            None,
+            json!({"login": "provider", "password": "wrong-2026"}),
+        )
+        .await;
+    expect_error(
+        &got,
+        StatusCode::UNAUTHORIZED,
+        "ekey.auth.invalid_credentials",
+    );
+    s.login("provider").await;
 
     // Public result query: found with the right pair; otherwise one and the same 404.
     let result = |n: &str, c: &str| {
@@ -1414,6 +1457,115 @@ async fn auth_and_public_refusals(db: Db) {
 }
 on_both_databases!(auth_and_public_refusals);
 
+/// Twenty failed logins from one address, whatever the login names, and that address must
+/// wait too — even with a right password; the wait ends after a minute.
+async fn one_address_guessing_many_logins_is_slowed(db: Db) {
+    let s = TestServer::start(db).await;
+    for n in 0..20 {
+        let got = s
+            .post(
+                "/api/v1/sessions",
+                None,
+                json!({"login": format!("guess-{n}@example.com"), "password": "Guess-2026"}),
+            )
+            .await;
+        expect_error(
+            &got,
+            StatusCode::UNAUTHORIZED,
+            "ekey.auth.invalid_credentials",
+        );
+    }
+    let m = refused!(
+        s,
+        s.post(
+            "/api/v1/sessions",
+            None,
+            json!({"login": "admin", "password": PASSWORD})
+        ),
+        StatusCode::TOO_MANY_REQUESTS,
+        "ekey.auth.rate_limited"
+    );
+    assert!(m.contains("1 分钟"), "{m}");
+    // The password-reset form shares the count: no mail goes out while the address waits.
+    refused!(
+        s,
+        s.post(
+            "/api/v1/password-resets",
+            None,
+            json!({"login": "demo@ekey.example"})
+        ),
+        StatusCode::TOO_MANY_REQUESTS,
+        "ekey.auth.rate_limited"
+    );
+    s.clock.advance(chrono::Duration::seconds(61));
+    s.login("admin").await;
+    s.stop().await;
+}
+
+on_both_databases!(one_address_guessing_many_logins_is_slowed);
+
+/// Behind a trusted reverse proxy the client is the address the proxy forwards: one
+/// guessing client waits, another behind the same proxy does not. From anyone else the
+/// header is ignored, so a client cannot dodge its count by sending a new address each time.
+async fn the_address_behind_a_trusted_proxy_is_counted(db: Db) {
+    let s = TestServer::start_with(db, default_start(), |c| {
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let login_from = |client: &str, login: &str, password: &str| {
+        s.client
+            .post(s.url("/api/v1/sessions"))
+            .header("x-forwarded-for", format!("198.51.100.9, {client}"))
+            .json(&json!({"login": login, "password": password}))
+            .send()
+    };
+    for n in 0..20 {
+        let res = login_from(
+            "203.0.113.5",
+            &format!("guess-{n}@example.com"),
+            "Guess-2026",
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = login_from("203.0.113.5", "admin", PASSWORD).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let res = login_from("203.0.113.6", "admin", PASSWORD).await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "another client behind the proxy"
+    );
+    s.stop().await;
+
+    // Without the setting, the same header changes nothing: the TCP peer is counted.
+    let s = TestServer::start(db).await;
+    for n in 0..20 {
+        let res = s
+            .client
+            .post(s.url("/api/v1/sessions"))
+            .header("x-forwarded-for", format!("192.0.2.{n}"))
+            .json(&json!({"login": format!("guess-{n}@example.com"), "password": "Guess-2026"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = s
+        .client
+        .post(s.url("/api/v1/sessions"))
+        .header("x-forwarded-for", "192.0.2.200")
+        .json(&json!({"login": "admin", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    s.stop().await;
+}
+
+on_both_databases!(the_address_behind_a_trusted_proxy_is_counted);
+
 // ---------------------------------------------------------------------------------------
 // What the web framework refuses before a handler runs: the contract says errors are JSON
 // `{code, message}` in the caller's language, so these must be too.
@@ -1450,6 +1602,98 @@ async fn method_not_allowed(db: Db) {
     assert_eq!(before, s.snapshot().await);
 }
 on_both_databases!(method_not_allowed);
+
+/// A path parameter the framework cannot parse (a letter where a number belongs, `%FF`
+/// where UTF-8 belongs) and a raw body over the limit: JSON errors, not the framework's
+/// plain text (found by schemathesis).
+async fn path_and_raw_body_refusals(db: Db) {
+    let s = TestServer::start(db).await;
+    let ent = s.login(ENTERPRISE).await;
+    let admin = s.login("admin").await;
+    refused!(
+        s,
+        post_raw(&s, "/api/v1/admin/outbox/abc/retry", Some(&admin), None, ""),
+        StatusCode::BAD_REQUEST,
+        "ekey.input.malformed"
+    );
+    refused!(
+        s,
+        s.get("/api/v1/requests/%FF", Some(&ent)),
+        StatusCode::BAD_REQUEST,
+        "ekey.input.malformed"
+    );
+    let message = refused_en!(
+        s,
+        get_lang(&s, "/api/v1/shipments/%FF%FE", Some(&admin), "en"),
+        StatusCode::BAD_REQUEST,
+        "ekey.input.malformed"
+    );
+    assert!(message.contains("UTF-8"), "{message}");
+    refused!(
+        s,
+        send(
+            s.client
+                .put(s.url("/api/v1/admin/holidays"))
+                .bearer_auth(&admin)
+                .header("content-type", "application/json")
+                .body(vec![b' '; 300 * 1024])
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "ekey.input.too_large"
+    );
+}
+on_both_databases!(path_and_raw_body_refusals);
+
+/// A NUL character anywhere: PostgreSQL cannot store one, and the search and the login
+/// answered 500 there.
+async fn nul_characters_are_refused(db: Db) {
+    let s = TestServer::start(db).await;
+    let ent = s.login(ENTERPRISE).await;
+    refused!(
+        s,
+        s.get("/api/v1/requests?q=%00", Some(&ent)),
+        StatusCode::BAD_REQUEST,
+        "ekey.input.nul"
+    );
+    refused!(
+        s,
+        s.get("/api/v1/keys/a%00b/certificate", Some(&ent)),
+        StatusCode::BAD_REQUEST,
+        "ekey.input.nul"
+    );
+    refused!(
+        s,
+        s.post(
+            "/api/v1/sessions",
+            None,
+            json!({"login": "demo\u{0}@ekey.example", "password": "x"})
+        ),
+        StatusCode::BAD_REQUEST,
+        "ekey.input.nul"
+    );
+    refused!(
+        s,
+        post_raw(
+            &s,
+            "/api/v1/requests",
+            Some(&ent),
+            Some("application/json; charset=utf-8"),
+            r#"{"kind": "first", "reason": "a\u0000"}"#
+        ),
+        StatusCode::BAD_REQUEST,
+        "ekey.input.nul"
+    );
+    // An escaped backslash before "u0000" is text, not a NUL.
+    let (status, v) = s
+        .post(
+            "/api/v1/sessions",
+            None,
+            json!({"login": "a\\u0000b", "password": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+}
+on_both_databases!(nul_characters_are_refused);
 
 /// A JSON body over the 256 KB limit is too large (413), not "malformed" with the
 /// framework's English text inside the Chinese message.

@@ -603,6 +603,52 @@ async fn openapi_documents_every_public_path() {
     ] {
         assert!(paths.contains_key(p), "OpenAPI lacks {p}");
     }
+    // What schemathesis found wrong in the document: query parameters declared as path
+    // parameters, the refusals of a secured operation missing, and the enterprise's
+    // collection choice and the public result's collection sharing one schema name.
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "path" {
+                    let name = p["name"].as_str().unwrap();
+                    assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: `{name}` is no path parameter"
+                    );
+                }
+            }
+            if op["security"].is_array() {
+                for status in ["400", "401"] {
+                    assert!(
+                        op["responses"][status]["content"]["application/json"].is_object(),
+                        "{method} {path} does not document {status}"
+                    );
+                }
+            }
+        }
+    }
+    let result = &paths["/api/v1/public/result"]["get"]["parameters"];
+    assert!(
+        result
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["in"] == "query"),
+        "{result}"
+    );
+    let schemas = &doc["components"]["schemas"];
+    let choice = paths["/api/v1/requests/{id}/collection"]["put"]["responses"]["200"]["content"]
+        ["application/json"]["schema"]["$ref"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    assert!(
+        schemas[choice]["properties"]["method"].is_object(),
+        "{choice}"
+    );
+    assert!(schemas["CollectionOut"]["properties"]["hotline"].is_object());
     let (status, v) = s.get("/api/v1/no-such-thing", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(v["code"], "ekey.not_found");

@@ -25,12 +25,13 @@ macro_rules! on_both_databases {
 mod support;
 
 mod agent;
-
+mod authz;
 mod bad_input;
 mod browser;
 mod csr_issue;
 mod deadlines;
 mod flow;
+mod headers;
 mod lifecycle;
 mod notify;
 mod pages;

@@ -527,6 +527,103 @@ on_both_databases!(a_forgotten_password_is_reset_from_the_mail_once);
 on_both_databases!(mailing_is_only_to_the_registered_address);
 on_both_databases!(english_is_one_click_away);
 on_both_databases!(the_blank_cancellation_form_needs_no_account);
+on_both_databases!(a_changed_password_ends_every_other_session);
+
+/// 修改密码 from the page: a wrong current password and a weak new one are explained next
+/// to their fields and change nothing; then the new password takes effect, every other
+/// session of the account ends (API tokens, other browsers), this browser stays logged in.
+pub async fn a_changed_password_ends_every_other_session(db: Db) {
+    let s = TestServer::start(db).await;
+    let elsewhere = s.login("agency-320000").await;
+    let other_browser = PageClient::new(&s);
+    other_browser.login("agency-320000", PASSWORD).await;
+    let page = PageClient::new(&s);
+    page.login("agency-320000", PASSWORD).await;
+    let csrf = page.csrf("/account/password").await;
+
+    let a = page
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current_password", "not-my-password-1"),
+                ("password", "Quite-New-2026"),
+                ("password2", "Quite-New-2026"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        field_error(&a.body, "current_password").contains("当前密码不正确"),
+        "{}",
+        a.body
+    );
+    for (weak, why) in [
+        ("abcd1234", "过于常见"),
+        ("agency-320000x1", "不能包含登录名"),
+        ("short1", "至少 8 位"),
+    ] {
+        let a = page
+            .post(
+                "/account/password",
+                &[
+                    ("csrf", &csrf),
+                    ("current_password", PASSWORD),
+                    ("password", weak),
+                    ("password2", weak),
+                ],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{weak}");
+        assert!(
+            field_error(&a.body, "password").contains(why),
+            "{weak}: {}",
+            a.body
+        );
+    }
+    // Nothing changed so far: the old password and the other sessions still work.
+    assert_eq!(
+        s.get("/api/v1/me", Some(&elsewhere)).await.0,
+        StatusCode::OK
+    );
+
+    let a = page
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current_password", PASSWORD),
+                ("password", "Quite-New-2026"),
+                ("password2", "Quite-New-2026"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.body.contains("新密码已生效"), "{}", a.body);
+    assert!(a.body.contains("已退出其他设备上的登录：2"), "{}", a.body);
+    // The API token and the other browser are logged out; this browser is not.
+    assert_eq!(
+        s.get("/api/v1/me", Some(&elsewhere)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let other = other_browser.get("/console/queue").await;
+    assert_eq!(other.status, StatusCode::SEE_OTHER);
+    assert!(other.location.starts_with("/login"), "{}", other.location);
+    assert_eq!(page.get("/console/queue").await.status, StatusCode::OK);
+    // The old password no longer logs in; the new one does.
+    let (status, _) = s
+        .post(
+            "/api/v1/sessions",
+            None,
+            json!({"login": "agency-320000", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    s.login_with("agency-320000", "Quite-New-2026").await;
+    let report = s.verify_audit().await;
+    assert_eq!(report.first_broken, None);
+    s.stop().await;
+}
 
 pub async fn a_cancellation_is_received_at_the_window_and_completed_from_the_consoles(db: Db) {
     let s = TestServer::start(db).await;

@@ -121,7 +121,7 @@
           if (prev) {
             prev.innerHTML = "";
             var a = document.createElement("a");
-            a.href = "/api/v1/requests/" + id + "/materials/" + item + "?v=" + Date.now(); a.target = "_blank"; a.rel = "noopener";
+            a.href = "/api/v1/requests/" + id + "/materials/" + item + "?inline=true&v=" + Date.now(); a.target = "_blank"; a.rel = "noopener";
             if (/^image\//.test(r.data.content_type)) { var img = document.createElement("img"); img.src = a.href; img.alt = file.name; a.appendChild(img); }
             else a.textContent = t("查看 PDF", "Open the PDF");
             prev.appendChild(a);
