@@ -802,9 +802,10 @@ pub fn render(s: &mut String, r: &Results) {
          (each: argon2id check on a blocking thread, then a session row and an audit record in one \
          transaction). The reference is the raw rate of the very check the server runs \
          (`ekey_server::auth::verify_password`, argon2 `Argon2::default()`: argon2id v19, {}) in \
-         this process, {} s loops. The login limiter (`state::LoginLimiter`) counts failures \
-         only (5 per login, 20 per address in 15 minutes), so successful logins are not slowed by \
-         it; nothing was changed for the bench.\n",
+         this process, {} s loops. The login throttle (`ekey_server::throttle`) reads two rows of \
+         failure counts per attempt and clears the login's row after a success; it counts failures only (back-off after 5 per login, 20 per \
+         address), so successful logins are not refused by it; nothing was changed for the \
+         bench.\n",
         LOGIN_DURATION.as_secs(),
         r.argon2_params,
         ARGON2_LOOP.as_secs()
