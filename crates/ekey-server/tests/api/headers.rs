@@ -16,6 +16,30 @@ fn header(res: &reqwest::Response, name: &str) -> String {
         .join(" | ")
 }
 
+/// The login form posted by an anonymous visitor with its seed cookie and CSRF token;
+/// `login` is sent as given (already URL-encoded), with the demo password.
+async fn page_login(
+    client: &reqwest::Client,
+    s: &TestServer,
+    seed: &str,
+    login: &str,
+) -> reqwest::Response {
+    client
+        .post(s.url("/login"))
+        .header(
+            "cookie",
+            format!("{}={seed}", ekey_server::web::SEED_COOKIE),
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={}&login={login}&password={PASSWORD}",
+            ekey_server::auth::csrf_token(seed)
+        ))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn every_answer_carries_the_security_headers(db: Db) {
     // Served as https (behind a TLS proxy): the cookies are Secure.
     let s = TestServer::start_with(db, default_start(), |c| {
@@ -102,20 +126,7 @@ async fn every_answer_carries_the_security_headers(db: Db) {
         .unwrap()
         .1
         .to_string();
-    let res = client
-        .post(s.url("/login"))
-        .header(
-            "cookie",
-            format!("{}={seed_value}", ekey_server::web::SEED_COOKIE),
-        )
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "csrf={}&login=provider&password={PASSWORD}",
-            ekey_server::auth::csrf_token(&seed_value)
-        ))
-        .send()
-        .await
-        .unwrap();
+    let res = page_login(&client, &s, &seed_value, "provider").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let session = header(&res, "set-cookie");
     assert!(
@@ -180,20 +191,7 @@ async fn every_answer_carries_the_security_headers(db: Db) {
     );
 
     // A form with a NUL character is refused as such (PostgreSQL cannot store one).
-    let res = client
-        .post(s.url("/login"))
-        .header(
-            "cookie",
-            format!("{}={seed_value}", ekey_server::web::SEED_COOKIE),
-        )
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "csrf={}&login=provider%00&password=x",
-            ekey_server::auth::csrf_token(&seed_value)
-        ))
-        .send()
-        .await
-        .unwrap();
+    let res = page_login(&client, &s, &seed_value, "provider%00").await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(res.text().await.unwrap().contains("ekey.input.nul"));
     s.stop().await;
