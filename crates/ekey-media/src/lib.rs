@@ -29,7 +29,9 @@
 //! [`ekey_domain::upload::detect`]; PDFs cannot be downscaled here.
 //!
 //! Decompression bombs are refused from the header, before any pixel memory is taken:
-//! at most [`MAX_SIDE`] pixels a side and [`MAX_PIXELS`] pixels in all.
+//! at most [`MAX_SIDE`] pixels a side and [`MAX_PIXELS`] pixels in all, and no more pixels
+//! than the file's size can hold (a few hundred bytes announcing megapixels are a file cut
+//! short, or a bomb: [`MediaError::Corrupt`]).
 
 use std::borrow::Cow;
 use std::io::Cursor;
@@ -555,6 +557,18 @@ fn corrupt(kind: FileKind, error: &image::ImageError) -> MediaError {
     }
 }
 
+/// The most pixels a complete file of `kind` can hold per byte of it, with a margin of two.
+/// A JPEG codes every 8×8 block of its full-resolution component in at least one bit (at
+/// most 512 pixels a byte). A PNG's deflate stream expands at most 1032 times, and a pixel
+/// takes at least an eighth of a byte (1-bit grey): at most about 8,300 pixels a byte. Real
+/// scans and photos hold far fewer (a blank white 12-megapixel JPEG: about 60).
+fn max_pixels_per_byte(kind: FileKind) -> u64 {
+    match kind {
+        FileKind::Jpeg => 2 * 512,
+        FileKind::Png | FileKind::Pdf => 2 * 8 * 1032,
+    }
+}
+
 /// A decoder that has read the header and checked the announced size, and has taken no
 /// pixel memory yet.
 fn open(bytes: &[u8], kind: FileKind) -> Result<impl ImageDecoder + '_, MediaError> {
@@ -571,8 +585,22 @@ fn open(bytes: &[u8], kind: FileKind) -> Result<impl ImageDecoder + '_, MediaErr
     reader.limits(limits.clone());
     let mut decoder = reader.into_decoder().map_err(|e| corrupt(kind, &e))?;
     let (width, height) = decoder.dimensions();
-    if width > MAX_SIDE || height > MAX_SIDE || u64::from(width) * u64::from(height) > MAX_PIXELS {
+    let pixels = u64::from(width) * u64::from(height);
+    if width > MAX_SIDE || height > MAX_SIDE || pixels > MAX_PIXELS {
         return Err(MediaError::TooManyPixels { width, height });
+    }
+    // A file too small to hold the pixels it announces is cut short, or a bomb within the
+    // size limits (a few hundred bytes announcing 50 megapixels, which the JPEG decoder
+    // would fill in with grey): refused before the decoder takes memory for them.
+    let most = (bytes.len() as u64).saturating_mul(max_pixels_per_byte(kind));
+    if pixels > most {
+        return Err(MediaError::Corrupt {
+            kind,
+            detail: format!(
+                "{} bytes cannot hold {width}×{height} pixels: cut short or damaged",
+                bytes.len()
+            ),
+        });
     }
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -656,14 +684,13 @@ fn resize(src: &Raster, width: u32, height: u32) -> Result<Raster, MediaError> {
     let scale = f64::from(src.height) / f64::from(height);
     let band = |dst: &mut [u8], top: u32, rows: u32| -> Result<(), MediaError> {
         let mut dst = Image::from_slice_u8(width, rows, dst, pixel_type).map_err(internal)?;
+        // The band's source rows. In floating point the last band can end a hair past the
+        // source's last row (2480 × (11280 / 2480) > 11280), which the resizer refuses.
+        let src_top = f64::from(top) * scale;
+        let src_rows = (f64::from(rows) * scale).min(f64::from(src.height) - src_top);
         let options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
-            .crop(
-                0.0,
-                f64::from(top) * scale,
-                f64::from(src.width),
-                f64::from(rows) * scale,
-            );
+            .crop(0.0, src_top, f64::from(src.width), src_rows);
         Resizer::new()
             .resize(&view, &mut dst, &options)
             .map_err(internal)
