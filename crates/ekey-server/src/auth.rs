@@ -32,6 +32,24 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .is_ok()
 }
 
+/// [`hash_password`] on a blocking thread, for handlers.
+pub async fn hash_password_off_thread(password: &str) -> Result<String, ApiError> {
+    let password = zeroize::Zeroizing::new(password.to_string());
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
+}
+
+/// [`verify_password`] on a blocking thread, for handlers.
+pub async fn verify_password_off_thread(password: &str, phc: &str) -> Result<bool, ApiError> {
+    let password = zeroize::Zeroizing::new(password.to_string());
+    let phc = phc.to_string();
+    tokio::task::spawn_blocking(move || verify_password(&password, &phc))
+        .await
+        .map_err(ApiError::internal)
+}
+
 /// A fresh random token (256 bits, URL-safe base64).
 pub fn new_token() -> String {
     let mut bytes = [0u8; 32];

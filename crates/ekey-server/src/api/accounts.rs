@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ApiJson;
-use crate::auth::{Auth, ClientAddr, hash_password, new_token, token_hash, verify_password};
+use crate::auth::{
+    Auth, ClientAddr, hash_password_off_thread, new_token, token_hash, verify_password_off_thread,
+};
 use crate::error::{ApiError, ApiResult, ErrorBody, current_lang};
 use crate::messages::{activation_mail, rfc3339};
 use crate::state::AppState;
@@ -70,10 +72,7 @@ pub async fn login(
         .as_ref()
         .map(|a| a.password_hash.clone())
         .unwrap_or_else(|| DUMMY_HASH.to_string());
-    let password = body.password.clone();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(ApiError::internal)?;
+    let ok = verify_password_off_thread(&body.password, &hash).await?;
     let Some(account) = account.filter(|_| ok) else {
         crate::throttle::failed(&state, &login, &address).await?;
         state
@@ -324,11 +323,7 @@ pub async fn register(
     let email = Email::parse(&body.contact.email).map_err(DomainError::from)?;
     check_password_for(&body.password, &body.contact.email)?;
 
-    let password = body.password.clone();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let hash = hash_password_off_thread(&body.password).await?;
     let now = state.clock.now();
     let enterprise_id = uuid::Uuid::now_v7().to_string();
     let account_id = uuid::Uuid::now_v7().to_string();
@@ -632,11 +627,8 @@ pub async fn change_password(
 ) -> ApiResult<Json<PasswordChangeOut>> {
     let login = auth.account.login.clone();
     crate::throttle::check(&state, &login, &auth.address).await?;
-    let hash = auth.account.password_hash.clone();
-    let current = body.current_password.clone();
-    let ok = tokio::task::spawn_blocking(move || verify_password(&current, &hash))
-        .await
-        .map_err(ApiError::internal)?;
+    let ok =
+        verify_password_off_thread(&body.current_password, &auth.account.password_hash).await?;
     if !ok {
         crate::throttle::failed(&state, &login, &auth.address).await?;
         return Err(ApiError::new(
@@ -655,11 +647,7 @@ pub async fn change_password(
             "The new password must differ from the current one",
         ));
     }
-    let password = body.new_password.clone();
-    let new_hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let new_hash = hash_password_off_thread(&body.new_password).await?;
     let now = state.clock.now();
     let audit = auth.audit(now, "password.change", "account", &auth.account.id, "", "");
     let ended = state

@@ -371,11 +371,7 @@ pub async fn create_user(
         .map_err(ekey_domain::error::DomainError::from)?;
     let name = text(&body.display_name, "display_name")?;
     super::accounts::check_password(&body.password)?;
-    let password = body.password.clone();
-    let hash = tokio::task::spawn_blocking(move || crate::auth::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let hash = crate::auth::hash_password_off_thread(&body.password).await?;
     let now = state.clock.now();
     let id = uuid::Uuid::now_v7().to_string();
     let account = state

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::ApiJson;
 use super::accounts::check_password;
 use super::requests::visible;
-use crate::auth::{Auth, ClientAddr, hash_password, new_token, token_hash};
+use crate::auth::{Auth, ClientAddr, hash_password_off_thread, new_token, token_hash};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::messages::{local_time, rfc3339};
 use crate::state::AppState;
@@ -127,11 +127,7 @@ pub async fn complete_reset(
     ApiJson(body): ApiJson<ResetBody>,
 ) -> ApiResult<Json<ResetOut>> {
     check_password(&body.password)?;
-    let password = body.password.clone();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let hash = hash_password_off_thread(&body.password).await?;
     let now = state.clock.now();
     let account = state
         .store
