@@ -862,21 +862,8 @@ fn crl_of(port: u16, issuer: &Path) -> (u64, BTreeSet<String>) {
         out.status.success() && err.contains("verify OK"),
         "the CRL does not verify: {err}{text}"
     );
-    let number = text
-        .lines()
-        .skip_while(|l| !l.contains("X509v3 CRL Number"))
-        .nth(1)
-        .map(|l| l.trim().to_string())
-        .unwrap_or_default();
-    let number = u64::from_str_radix(number.trim_start_matches("0x"), 16)
-        .or_else(|_| number.parse())
-        .unwrap_or_else(|_| panic!("CRL number in {text}"));
-    let serials = text
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Serial Number: "))
-        .map(strip0)
-        .collect();
-    (number, serials)
+    let (number, serials) = ekey_testkit::crl::number_and_serials(&text);
+    (number, serials.into_iter().collect())
 }
 
 fn strip0(s: &str) -> String {

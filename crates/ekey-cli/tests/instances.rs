@@ -292,26 +292,7 @@ fn crl_of(port: u16, dir: &Path) -> (u64, Vec<String>) {
         &["crl", "-inform", "DER", "-noout", "-text", "-in"],
         Some(&path),
     );
-    let number = text
-        .lines()
-        .skip_while(|l| !l.contains("X509v3 CRL Number"))
-        .nth(1)
-        .map(|l| l.trim().to_string())
-        .unwrap_or_default();
-    let number = u64::from_str_radix(number.trim_start_matches("0x"), 16)
-        .or_else(|_| number.parse())
-        .unwrap_or_else(|_| panic!("CRL number in {text}"));
-    let serials = text
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Serial Number: "))
-        .map(|s| {
-            s.trim()
-                .to_ascii_lowercase()
-                .trim_start_matches('0')
-                .to_string()
-        })
-        .collect();
-    (number, serials)
+    ekey_testkit::crl::number_and_serials(&text)
 }
 
 /// `openssl ocsp` against instance `port` for `serial`: "good" or "revoked".
