@@ -171,7 +171,6 @@ impl Secrets {
             );
         }
         if config.token_pkcs11_module.is_some()
-            && weak_secret(config.token_transport_so_pin.as_bytes()).is_some()
             && config.token_transport_so_pin == crate::Config::default().token_transport_so_pin
         {
             out.push(

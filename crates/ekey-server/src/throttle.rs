@@ -50,9 +50,7 @@ impl Policy {
             return Duration::ZERO;
         }
         let doublings = (failures - self.free).clamp(0, 20) as u32;
-        self.base
-            .saturating_mul(1u32 << doublings.min(31))
-            .min(self.max)
+        self.base.saturating_mul(1 << doublings).min(self.max)
     }
 }
 
