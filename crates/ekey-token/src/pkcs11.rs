@@ -217,6 +217,26 @@ impl Pkcs11Token {
         master_secret: &[u8],
     ) -> Result<Pkcs11Token> {
         crate::validate_pin(initial_pin)?;
+        Self::init_with_pin(
+            module_path,
+            label,
+            so_pin,
+            |_| Zeroizing::new(initial_pin.to_string()),
+            master_secret,
+        )
+    }
+
+    /// [`Pkcs11Token::init`] with the initial PIN derived from the device's serial, which
+    /// is known only once the token is initialised: `initial_pin(serial)`. The provider
+    /// derives everything it keeps for a token (initial PIN, unlock codes) from that one
+    /// serial, the one [`Token::serial`] and the agent show.
+    pub fn init_with_pin(
+        module_path: impl AsRef<Path>,
+        label: &str,
+        so_pin: &str,
+        initial_pin: impl FnOnce(&str) -> Zeroizing<String>,
+        master_secret: &[u8],
+    ) -> Result<Pkcs11Token> {
         if label.is_empty() || label.len() > 32 {
             return Err(TokenError::Unsupported("label must be 1–32 bytes".into()));
         }
@@ -255,10 +275,12 @@ impl Pkcs11Token {
 
         // The slot id may change once the token is initialised: look it up by label.
         let (slot, serial) = find_slot(ctx, label)?;
+        let initial_pin = initial_pin(&serial);
+        crate::validate_pin(&initial_pin)?;
         let session = ctx.open_rw_session(slot)?;
         session.login(UserType::So, Some(&AuthPin::from(so_pin)))?;
         let result = (|| -> Result<()> {
-            session.init_pin(&AuthPin::from(initial_pin))?;
+            session.init_pin(&AuthPin::from(initial_pin.as_str()))?;
             write_data(&session, COUNTER_LABEL, &[MAX_PIN_TRIES])?;
             let recovery_public = admin::recovery_public_key(master_secret, &serial);
             let (seal, k) = unlock::new_seal(&serial, &recovery_public)?;

@@ -27,7 +27,9 @@ use super::requests::{RequestOut, detail_by_id};
 /// The container holding the signing key and certificate on every eKey token.
 pub const SIGN_CONTAINER: &str = "sign";
 
-/// The token serial for a request: stable, so a retry after a crash finds the same token.
+/// The name a request's token is made under — a software token's serial, a PKCS#11 token's
+/// label (the device keeps its own serial): stable, so a retry after a crash finds the same
+/// token.
 pub fn token_serial_for(request_id: &str) -> String {
     let digest = Sha256::digest(request_id.as_bytes());
     format!("SK{}", hex::encode_upper(&digest[..6]))
@@ -123,23 +125,24 @@ async fn retire_original(state: &AppState, auth: &Auth, r: &RequestRecord) -> Ap
     Ok(())
 }
 
-/// Opens or personalises the request's token — a software token file, or a PKCS#11 token
-/// labelled with the serial when a module is configured — and returns it with the public key
-/// of its signing container (generated on the token on first use).
+/// Opens or personalises the request's token — a software token file whose serial is
+/// `serial`, or a PKCS#11 token labelled `serial` when a module is configured — and returns
+/// it with the public key of its signing container (generated on the token on first use).
+/// The key's identity from then on is the token's own serial ([`Token::serial`]: a PKCS#11
+/// device has its own), which the key record, the initial PIN and the unlock codes use.
 fn personalise_token(
     state: &AppState,
     serial: &str,
     label: &str,
 ) -> Result<(Box<dyn Token>, Vec<u8>), ApiError> {
-    let pin = state.secrets.initial_pin(serial);
     let token: Box<dyn Token> = match &state.config.token_pkcs11_module {
         Some(module) => match Pkcs11Token::open(module, serial) {
             Ok(t) => Box::new(t),
-            Err(_) => Box::new(Pkcs11Token::init(
+            Err(_) => Box::new(Pkcs11Token::init_with_pin(
                 module,
                 serial,
                 &state.config.token_transport_so_pin,
-                &pin,
+                |device_serial| state.secrets.initial_pin(device_serial),
                 &state.secrets.provider_master,
             )?),
         },
@@ -154,12 +157,13 @@ fn personalise_token(
                     &path,
                     serial,
                     label,
-                    &pin,
+                    &state.secrets.initial_pin(serial),
                     &state.secrets.provider_master,
                 )?)
             }
         }
     };
+    let pin = state.secrets.initial_pin(&token.serial());
     let existing = token
         .status()?
         .containers
@@ -212,18 +216,17 @@ pub async fn produce(
         retire_original(&state, &auth, &r).await?;
     }
     let login_name = r.login_name.clone().unwrap_or_default();
-    let serial = token_serial_for(&r.id);
+    let name = token_serial_for(&r.id);
     let label: String = enterprise.name.chars().take(30).collect();
 
     // Token work is slow (memory-hard KDF) and touches files: off the async threads.
     let (spki, csr_der, token) = {
         let state = state.clone();
-        let serial = serial.clone();
         let enterprise_name = enterprise.name.clone();
         let credit_code = enterprise.credit_code.clone();
         tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-            let (token, spki) = personalise_token(&state, &serial, &label)?;
-            let pin = state.secrets.initial_pin(&serial);
+            let (token, spki) = personalise_token(&state, &name, &label)?;
+            let pin = state.secrets.initial_pin(&token.serial());
             let csr = ekey_token::csr_with_subject(
                 token.as_ref(),
                 &pin,
@@ -240,6 +243,8 @@ pub async fn produce(
         .await
         .map_err(ApiError::internal)??
     };
+    // The token's own serial: what the key shows, the agent lists and the portal prints.
+    let serial = token.serial();
     // The CA takes the key from a CSR whose signature it checked: proof the token holds it.
     let csr = ekey_ca::parse_csr(&csr_der)?;
     if csr.spki_der != spki {

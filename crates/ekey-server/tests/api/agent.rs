@@ -52,10 +52,31 @@ impl RunningAgent {
         server: &str,
         state: &std::path::Path,
     ) -> RunningAgent {
+        let sources = vec![TokenSource::Dir(s.data_dir.join("tokens"))];
+        Self::start_with_sources(listener, s, server, state, sources).await
+    }
+
+    /// On a port of its own with these key sources (e.g. a PKCS#11 token), paired.
+    pub async fn start_paired_with(s: &TestServer, sources: Vec<TokenSource>) -> RunningAgent {
+        let (listener, _) = agent_listener().await;
+        let state = tempfile::tempdir().unwrap();
+        let mut a = Self::start_with_sources(listener, s, &s.base, state.path(), sources).await;
+        a._state = Some(state);
+        a.pair().await;
+        a
+    }
+
+    async fn start_with_sources(
+        listener: tokio::net::TcpListener,
+        s: &TestServer,
+        server: &str,
+        state: &std::path::Path,
+        sources: Vec<TokenSource>,
+    ) -> RunningAgent {
         let agent = Agent::new(AgentConfig {
             origin: s.base.clone(),
             server: server.to_string(),
-            sources: vec![TokenSource::Dir(s.data_dir.join("tokens"))],
+            sources,
             state_dir: state.to_path_buf(),
         })
         .unwrap();

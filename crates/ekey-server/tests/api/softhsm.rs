@@ -121,7 +121,13 @@ async fn first_issue_on_softhsm(db: Db) {
     assert_eq!(status, StatusCode::OK, "{v}");
     let (_, keys) = s.get("/api/v1/keys", Some(&ent)).await;
     let key = keys[0].clone();
-    let label = key["token_serial"].as_str().unwrap().to_string();
+    // The portal names the token by its serial; pkcs11-tool finds it by its label.
+    let label = {
+        use ekey_token::Token;
+        ekey_token::Pkcs11Token::open(&module, key["token_serial"].as_str().unwrap())
+            .unwrap()
+            .label()
+    };
     let key_id = key["id"].as_str().unwrap().to_string();
     let (_, v) = s
         .get(&format!("/api/v1/keys/{key_id}/initial-pin"), Some(&ent))
@@ -242,6 +248,108 @@ async fn first_issue_on_softhsm(db: Db) {
     assert_eq!(v["status"], "completed");
     let (_, keys) = s.get("/api/v1/keys", Some(&ent)).await;
     assert_eq!(keys[0]["state"], "active");
+
+    unlock_on_softhsm(&s, &module, &key, &pin).await;
+}
+
+/// The full unlock of a hardware key: six wrong PINs lock it; the agent reads its
+/// challenge; the unlock request carries it; the provider's approval mails the code; the
+/// agent applies it with a new PIN and the key signs again. The serial the portal shows is
+/// the one the key and the agent show.
+async fn unlock_on_softhsm(
+    s: &TestServer,
+    module: &std::path::Path,
+    key: &serde_json::Value,
+    pin: &str,
+) {
+    use ekey_token::Token;
+    let p = ekey_testkit::scenario::Portal::new(&s.base);
+    let ent = s.login("demo@ekey.example").await;
+    let provider = s.login("provider").await;
+    let portal_serial = key["token_serial"].as_str().unwrap().to_string();
+    let token = ekey_token::Pkcs11Token::open(module, &portal_serial).unwrap();
+    assert_eq!(
+        token.serial(),
+        portal_serial,
+        "the portal shows the key's own serial"
+    );
+    let agent = crate::agent::RunningAgent::start_paired_with(
+        s,
+        vec![ekey_agent::TokenSource::Pkcs11 {
+            module: module.to_path_buf(),
+            label: portal_serial.clone(),
+        }],
+    )
+    .await;
+    let (status, listed) = agent.call("GET", "/keys", None).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed[0]["serial"], portal_serial.as_str(), "{listed}");
+    let home = crate::pages::PageClient::new(s);
+    home.login("demo@ekey.example", PASSWORD).await;
+    let page = home.get("/portal").await;
+    assert!(page.body.contains(&portal_serial), "{}", page.body);
+
+    for _ in 0..6 {
+        assert!(token.sign("000000", "sign", b"x").is_err());
+    }
+    assert_eq!(
+        token.sign(pin, "sign", b"x").unwrap_err().code(),
+        "ekey.token.locked"
+    );
+    let (status, c) = agent
+        .call(
+            "POST",
+            &format!("/keys/{portal_serial}/unlock-challenge"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    let id = p
+        .request_under_review(
+            &ent,
+            json!({"kind": "unlock", "login_name": {"mode": "original", "value": key["login_name"]},
+                   "authorised_user": person("hsm-unlock@example.com"), "unlock_challenge": c["challenge"]}),
+            &["unlock_form", "business_licence"],
+        )
+        .await
+        .unwrap();
+    p.approve(&provider, &id).await.unwrap();
+    let code = s.unlock_code("hsm-unlock@example.com").await;
+    let mail = s
+        .mailbox()
+        .await
+        .into_iter()
+        .find(|m| m["to"] == "hsm-unlock@example.com" && m["subject"] == "电子钥匙密码重置")
+        .unwrap();
+    assert!(
+        mail["body"].as_str().unwrap().contains(&portal_serial),
+        "the mail names the key by the serial it shows: {mail}"
+    );
+    let (_, r) = s.get(&format!("/api/v1/requests/{id}"), Some(&ent)).await;
+    let number = r["number"].as_str().unwrap().to_string();
+    let (status, proof) = agent
+        .call(
+            "POST",
+            &format!("/keys/{portal_serial}/unlock"),
+            Some(json!({"code": code, "new_pin": "Hsm-pin-2026", "request_number": number})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{proof}");
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/unlock-done"),
+            Some(&ent),
+            proof,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "completed");
+    // The key signs with its new PIN; the old one is refused.
+    token.sign("Hsm-pin-2026", "sign", b"after unlock").unwrap();
+    assert_eq!(
+        token.sign(pin, "sign", b"x").unwrap_err().code(),
+        "ekey.token.pin_incorrect"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
