@@ -1,6 +1,7 @@
 //! `ekey key …`: what a token holder or an operator does with a key from the command line.
-//! PINs are never taken as arguments (they would show in the process list): they are read
-//! from the terminal without echo, or one per line from standard input in scripts.
+//! PINs and unlock codes are never taken as arguments (they would show in the process
+//! list): they are read from the terminal without echo, or one per line from standard
+//! input in scripts.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -34,13 +35,12 @@ pub enum KeyCommand {
     ChangePin(TokenArgs),
     /// Print the unlock challenge of a locked key (to give to the provider).
     Challenge(TokenArgs),
-    /// Apply the unlock code from the mail "电子钥匙密码重置" and set a new PIN.
+    /// Apply the unlock code from the mail "电子钥匙密码重置" and set a new PIN. The code is
+    /// a secret like a PIN: it is asked for (or read as the first line of standard input),
+    /// never taken as an argument.
     Unlock {
         #[command(flatten)]
         token: TokenArgs,
-        /// The unlock code.
-        #[arg(long)]
-        code: String,
         /// Also tell this eKey server the unlock is done (logs in with the key and its new
         /// PIN; completes the unlock request named by --request).
         #[arg(long, requires = "request")]
@@ -170,11 +170,11 @@ pub async fn run(cmd: KeyCommand) -> anyhow::Result<ExitCode> {
         }
         KeyCommand::Unlock {
             token,
-            code,
             server,
             request,
         } => {
             let t: Arc<dyn Token> = Arc::from(open(&token)?);
+            let code = pins.read("unlock code (from the mail)")?;
             let new = pins.read("new PIN (6–16 characters)")?;
             let again = pins.read("new PIN again")?;
             anyhow::ensure!(new == again, "the two new PINs differ; nothing changed");

@@ -309,15 +309,27 @@ fn key_commands_lock_after_six_wrong_pins_and_unlock_with_a_code() {
     let code =
         ekey_token::admin::unlock_response(master, "SK20260001", &hex::decode(&challenge).unwrap())
             .unwrap();
+    // The code is a secret like a PIN: never an argument (it would show in the process
+    // list); it is read like the PINs, here the first line of standard input.
     let o = ekey_with_stdin(
         &["key", "unlock", "--token", p, "--code", &code],
         "24681357\n24681357\n",
     );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--code"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = ekey_with_stdin(
+        &["key", "unlock", "--token", p],
+        &format!("{code}\n24681357\n24681357\n"),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // The code is dead after one use.
     let o = ekey_with_stdin(
-        &["key", "unlock", "--token", p, "--code", &code],
-        "11112222\n11112222\n",
+        &["key", "unlock", "--token", p],
+        &format!("{code}\n11112222\n11112222\n"),
     );
     assert!(!o.status.success());
     let status = ekey()

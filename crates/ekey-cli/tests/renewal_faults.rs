@@ -907,8 +907,9 @@ fn renewal_finishes_after_the_server_is_killed_at_each_step() {
 }
 
 /// The unlock from the command line, end to end: `ekey key challenge` reads the locked
-/// key's challenge, the provider approves, `ekey key unlock --code … --server … --request …`
-/// applies the mailed code with a new PIN and completes the request; the code works once.
+/// key's challenge, the provider approves, `ekey key unlock --server … --request …` applies
+/// the mailed code (read from standard input, never an argument) with a new PIN and
+/// completes the request; the code works once.
 /// Then `ekey key login` with the new PIN opens a session of the key's enterprise.
 #[test]
 fn a_locked_key_is_unlocked_from_the_command_line_and_then_logs_in() {
@@ -979,14 +980,12 @@ fn a_locked_key_is_unlocked_from_the_command_line_and_then_logs_in() {
     let unlock = || {
         let mut cmd = ekey();
         cmd.args(["key", "unlock", "--token"]).arg(&token).args([
-            "--code",
-            &code,
             "--server",
             &url,
             "--request",
             &number,
         ]);
-        run_bounded(cmd, "New-pin-2026\nNew-pin-2026\n")
+        run_bounded(cmd, &format!("{code}\nNew-pin-2026\nNew-pin-2026\n"))
     };
     let out = unlock();
     assert!(

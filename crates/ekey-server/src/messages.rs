@@ -7,6 +7,25 @@ use ekey_store::{Channel, NewMessage, RequestRecord};
 
 /// Subject of the unlock-code mail, as the seed names it.
 pub const UNLOCK_SUBJECT: &str = "电子钥匙密码重置";
+/// The line of that mail that carries the unlock code.
+pub const UNLOCK_CODE_LINE: &str = "解锁码：";
+/// What stands in for the code once the mail is delivered.
+const UNLOCK_CODE_REDACTED: &str = "（已随邮件发出，系统不保存）";
+
+/// The body to keep once a message is delivered: the mail “电子钥匙密码重置” without its
+/// unlock code (a secret that opens a key: it is kept in the database only until the mail
+/// left); `None` for messages that carry no such secret.
+pub fn redacted_after_delivery(subject: &str, body: &str) -> Option<String> {
+    if subject != UNLOCK_SUBJECT {
+        return None;
+    }
+    let code = body
+        .lines()
+        .find_map(|l| l.strip_prefix(UNLOCK_CODE_LINE))
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && *c != UNLOCK_CODE_REDACTED)?;
+    Some(body.replace(code, UNLOCK_CODE_REDACTED))
+}
 
 /// Subject of the activation mail, as the seed names it.
 pub const ACTIVATION_SUBJECT: &str = "调用商务部统一用户管理平台激活企业账户";
@@ -122,4 +141,23 @@ pub fn for_transition(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivered_unlock_mail_keeps_no_code() {
+        let body = "李明：\n\n解锁码：ABCD-EFGH-JKMN-PQRS-TVWX-YZ01-2345\n\n请输入 ABCD-EFGH-JKMN-PQRS-TVWX-YZ01-2345\n";
+        let kept = redacted_after_delivery(UNLOCK_SUBJECT, body).unwrap();
+        assert!(!kept.contains("ABCD-EFGH"), "{kept}");
+        assert!(
+            kept.contains("解锁码：（已随邮件发出，系统不保存）"),
+            "{kept}"
+        );
+        // Redacting again changes nothing; other mails are kept as they are.
+        assert_eq!(redacted_after_delivery(UNLOCK_SUBJECT, &kept), None);
+        assert_eq!(redacted_after_delivery("其他邮件", body), None);
+    }
 }

@@ -23,6 +23,18 @@ pub fn backoff(attempts: i64) -> Duration {
 
 async fn deliver(state: &AppState, msg: &OutboxMessage) -> Result<(), String> {
     match state.config.mail_transport {
+        // The dev mailbox is readable in demo mode only; anywhere else it keeps no secret.
+        MailTransport::Dev if !state.config.demo => {
+            let mut kept = msg.clone();
+            if let Some(body) = crate::messages::redacted_after_delivery(&msg.subject, &msg.body) {
+                kept.body = body;
+            }
+            state
+                .store
+                .dev_mailbox_put(&kept, state.clock.now())
+                .await
+                .map_err(|e| e.to_string())
+        }
         MailTransport::Dev => state
             .store
             .dev_mailbox_put(msg, state.clock.now())
@@ -57,7 +69,10 @@ pub async fn run_once(state: &AppState, owner: &str) -> Result<usize, ekey_store
                 // Crash point: accepted by the mail server or SMS gateway, not marked sent
                 // (after the lease runs out it is sent again, with the same Message-ID).
                 ekey_token::fault::point("server.outbox.after_send");
-                mark_delivered(state, msg.id, owner, lease_until).await?;
+                // A secret the message carried (an unlock code) leaves the database in the
+                // step that records the delivery.
+                let kept = crate::messages::redacted_after_delivery(&msg.subject, &msg.body);
+                mark_delivered(state, msg.id, owner, lease_until, kept.as_deref()).await?;
             }
             Err(error) => {
                 let dead = msg.attempts >= MAX_ATTEMPTS;
@@ -74,16 +89,27 @@ pub async fn run_once(state: &AppState, owner: &str) -> Result<usize, ekey_store
     Ok(batch.len())
 }
 
-/// Records a delivery. While the database is unreachable it tries again for as long as the
-/// lease lasts: giving up would send the message a second time once the lease runs out.
+/// Records a delivery, replacing the stored body with `kept` when given. While the database
+/// is unreachable it tries again for as long as the lease lasts: giving up would send the
+/// message a second time once the lease runs out.
 async fn mark_delivered(
     state: &AppState,
     id: i64,
     owner: &str,
     lease_until: DateTime<Utc>,
+    kept: Option<&str>,
 ) -> Result<(), StoreError> {
     loop {
-        match state.store.outbox_delivered(id, owner, Utc::now()).await {
+        let done = match kept {
+            Some(body) => {
+                state
+                    .store
+                    .outbox_delivered_redacted(id, owner, Utc::now(), body)
+                    .await
+            }
+            None => state.store.outbox_delivered(id, owner, Utc::now()).await,
+        };
+        match done {
             Ok(_) => return Ok(()),
             Err(StoreError::Unavailable(error))
                 if Utc::now() + chrono::Duration::seconds(10) < lease_until =>

@@ -390,6 +390,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<OutboxMessage>>;
     /// Marks a leased message delivered (only if `owner` still holds the lease).
     async fn outbox_delivered(&self, id: i64, owner: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// [`Store::outbox_delivered`] that also replaces the stored body with `body` — the
+    /// message without the secret it carried (an unlock code) — in the same statement, so
+    /// no delivered row keeps the secret.
+    async fn outbox_delivered_redacted(
+        &self,
+        id: i64,
+        owner: &str,
+        now: DateTime<Utc>,
+        body: &str,
+    ) -> Result<bool>;
     /// Records a failed attempt; the message is retried at `retry_at` or, when `dead`,
     /// moved to the dead-letter list.
     async fn outbox_failed(

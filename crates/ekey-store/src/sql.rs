@@ -1860,6 +1860,27 @@ impl Store for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn outbox_delivered_redacted(
+        &self,
+        id: i64,
+        owner: &str,
+        now: DateTime<Utc>,
+        body: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'sent', sent_at = $1, lease_owner = NULL, \
+             lease_until = NULL, body = $4 \
+             WHERE id = $2 AND lease_owner = $3 AND status = 'pending'",
+        )
+        .bind(ms(now))
+        .bind(id)
+        .bind(owner)
+        .bind(body)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn outbox_failed(
         &self,
         id: i64,

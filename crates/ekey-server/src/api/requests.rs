@@ -572,12 +572,15 @@ async fn unlock_code_mail(
         subject: crate::messages::UNLOCK_SUBJECT.into(),
         body: format!(
             "{}：\n\n您申请解锁的电子钥匙（序列号 {serial}，登录名 {login}，申请编号 {}）已审核通过。\n\n\
-             解锁码：{code}\n\n\
+             {}{code}\n\n\
              请插入该钥匙，在电子钥匙助手中选择“解锁”，输入上面的解锁码并设置新的 PIN 码；\
-             也可以运行：ekey key unlock --code {code}\n\
-             解锁码只对这把钥匙和本次挑战码有效，只能使用一次。\n\n\
+             也可以运行 ekey key unlock，按提示输入解锁码和新的 PIN 码。\n\
+             解锁码只对这把钥匙和本次挑战码有效，只能使用一次；请勿转发本邮件。\n\n\
              电子钥匙服务商客服电话：{}\n",
-            r.form.authorised_user.name, r.number, state.config.provider_hotline
+            r.form.authorised_user.name,
+            r.number,
+            crate::messages::UNLOCK_CODE_LINE,
+            state.config.provider_hotline
         ),
         dedup_key: format!("unlock-code:{}:{}", r.id, r.version + 1),
         created_at: now,
