@@ -184,9 +184,11 @@ fn choose(list: Vec<Renewal>, wanted: Option<&str>, active: &str) -> Result<Rene
             Err(AgentError::RenewalOtherKey(r.number))
         };
     }
+    // An expired renewal can no longer run (the key kept its certificate): not a candidate.
     let (open, done): (Vec<Renewal>, Vec<Renewal>) = list
         .into_iter()
         .filter(ours)
+        .filter(|r| r.state != "expired")
         .partition(|r| r.state != "confirmed");
     match open.len() {
         1 => Ok(open.into_iter().next().expect("one")),
@@ -403,6 +405,17 @@ mod tests {
         // Promoted and confirmed already (the answer was lost): found by its new serial.
         let got = choose(vec![r("1", "aa", Some("cc"), "confirmed")], None, "cc").unwrap();
         assert_eq!(got.request_id, "1");
+        // An expired one beside a new approval: the new one, no ambiguity.
+        let got = choose(
+            vec![
+                r("1", "aa", Some("cc"), "expired"),
+                r("2", "aa", None, "approved"),
+            ],
+            None,
+            "aa",
+        )
+        .unwrap();
+        assert_eq!(got.request_id, "2");
         // A confirmed renewal of the old certificate is not a renewal to do.
         assert!(matches!(
             choose(vec![r("1", "aa", Some("cc"), "confirmed")], None, "aa"),

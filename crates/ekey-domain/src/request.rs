@@ -142,6 +142,9 @@ pub enum Status {
     Refused,
     /// Withdrawn by the enterprise before review finished.
     Withdrawn,
+    /// Renewal: approved but not finished with the key before its deadline; nothing of it
+    /// stays in force (the key keeps its certificate), and the enterprise may apply again.
+    Expired,
 }
 
 impl Status {
@@ -161,6 +164,7 @@ impl Status {
         Status::Returned,
         Status::Refused,
         Status::Withdrawn,
+        Status::Expired,
     ];
 
     /// Machine name.
@@ -180,6 +184,7 @@ impl Status {
             Status::Returned => "returned",
             Status::Refused => "refused",
             Status::Withdrawn => "withdrawn",
+            Status::Expired => "expired",
         }
     }
 
@@ -205,6 +210,7 @@ impl Status {
             Status::Returned => "已退回，待修改",
             Status::Refused => "不予受理",
             Status::Withdrawn => "已撤回",
+            Status::Expired => "逾期未办理，已失效",
         }
     }
 
@@ -225,6 +231,7 @@ impl Status {
             Status::Returned => "returned for correction",
             Status::Refused => "refused",
             Status::Withdrawn => "withdrawn",
+            Status::Expired => "expired, not finished in time",
         }
     }
 
@@ -232,7 +239,7 @@ impl Status {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Status::Completed | Status::Refused | Status::Withdrawn
+            Status::Completed | Status::Refused | Status::Withdrawn | Status::Expired
         )
     }
 }
@@ -376,6 +383,8 @@ pub enum Action {
     HandOver,
     /// System: the approved unlock or renewal was carried out with the key.
     Finish,
+    /// System: an approved renewal was not finished with the key before its deadline.
+    Expire,
 }
 
 impl Action {
@@ -397,6 +406,7 @@ impl Action {
             Action::NotifyCollection => "notify_collection",
             Action::HandOver => "hand_over",
             Action::Finish => "finish",
+            Action::Expire => "expire",
         }
     }
 
@@ -418,6 +428,7 @@ impl Action {
             Action::NotifyCollection => "通知领取",
             Action::HandOver => "领取 / 寄送完成",
             Action::Finish => "办理完成",
+            Action::Expire => "逾期失效",
         }
     }
 
@@ -439,6 +450,7 @@ impl Action {
             Action::NotifyCollection => "notify collection",
             Action::HandOver => "hand over",
             Action::Finish => "finish",
+            Action::Expire => "expire",
         }
     }
 
@@ -566,6 +578,7 @@ pub const TABLE: &[Rule] = &[
     rule!(KEY_PRODUCING, ReadyForCollection --HandOver--> Completed, Agency, Deadline::Clear),
     // Unlock and renewal are finished with the key itself.
     rule!(PROVIDER_ONLY, Approved --Finish--> Completed, System, Deadline::Clear),
+    rule!(&[Kind::Renewal], Approved --Expire--> Expired, System, Deadline::Clear),
 ];
 
 impl Kind {

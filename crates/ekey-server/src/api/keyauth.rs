@@ -348,7 +348,16 @@ pub struct RenewalOut {
     pub expires_at: String,
 }
 
-fn renewal_out(r: &RequestRecord, key: &KeyRecord, rec: &RenewalRecord) -> RenewalOut {
+/// The renewal as it stands at `now`: one past its expiry is `expired` even before the
+/// background worker recorded it, so no page offers a step that can only fail.
+fn renewal_out(
+    r: &RequestRecord,
+    key: &KeyRecord,
+    rec: &RenewalRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) -> RenewalOut {
+    let lapsed = r.status == Status::Expired
+        || (matches!(rec.state.as_str(), "approved" | "issued") && now > rec.expires_at);
     RenewalOut {
         request_id: r.id.clone(),
         number: r.number.clone(),
@@ -356,13 +365,26 @@ fn renewal_out(r: &RequestRecord, key: &KeyRecord, rec: &RenewalRecord) -> Renew
         login_name: key.login_name.clone(),
         old_serial: rec.old_serial.clone(),
         new_serial: rec.new_serial.clone(),
-        state: rec.state.clone(),
+        state: if lapsed {
+            "expired".into()
+        } else {
+            rec.state.clone()
+        },
         expires_at: rfc3339(rec.expires_at),
     }
 }
 
 fn renewal_error(status: StatusCode, code: &'static str, zh: &str, en: &str) -> ApiError {
     ApiError::new(status, code, zh, en)
+}
+
+fn expired() -> ApiError {
+    renewal_error(
+        StatusCode::GONE,
+        "ekey.renewal.expired",
+        "这项证书更新已过期，钥匙继续使用原证书；如需更新请重新申请",
+        "This renewal has expired; the key keeps its certificate. Apply again to renew",
+    )
 }
 
 /// The key a renewal request is for: the enterprise's live key under its login name.
@@ -481,14 +503,15 @@ pub async fn list_renewals(
         .store
         .list_requests(&RequestFilter {
             enterprise_id: auth.account.enterprise_id.clone(),
-            statuses: vec![Status::Approved, Status::Completed],
+            statuses: vec![Status::Approved, Status::Completed, Status::Expired],
             limit: 200,
             ..RequestFilter::default()
         })
         .await?;
+    let now = state.clock.now();
     let mut out = Vec::new();
     for r in requests.iter().filter(|r| r.kind == Kind::Renewal) {
-        if r.status == Status::Completed && state.store.renewal(&r.id).await?.is_none() {
+        if r.status != Status::Approved && state.store.renewal(&r.id).await?.is_none() {
             continue;
         }
         let Ok((key, rec)) = record_of(&state, r).await else {
@@ -497,7 +520,7 @@ pub async fn list_renewals(
         if key_id.as_ref().is_some_and(|k| *k != rec.key_id) {
             continue;
         }
-        out.push(renewal_out(r, &key, &rec));
+        out.push(renewal_out(r, &key, &rec, now));
     }
     Ok(Json(out))
 }
@@ -539,12 +562,7 @@ pub async fn renewal_certificate(
     let (r, key, rec) = renewal_request(&state, &auth, &id).await?;
     let now = state.clock.now();
     if rec.state == "expired" || (rec.state != "confirmed" && now > rec.expires_at) {
-        return Err(renewal_error(
-            StatusCode::GONE,
-            "ekey.renewal.expired",
-            "这项证书更新已过期，请重新申请更新",
-            "This renewal has expired; apply again",
-        ));
+        return Err(expired());
     }
     let enterprise = state
         .store
@@ -701,6 +719,7 @@ pub async fn confirm_renewal(
     };
     let new_serial = match (&rec.state[..], &rec.new_serial) {
         ("confirmed", _) => return Ok(Json(done(&rec))),
+        ("expired", _) => return Err(expired()),
         ("issued", Some(s)) => s.clone(),
         _ => {
             return Err(renewal_error(
@@ -788,19 +807,19 @@ pub async fn confirm_renewal(
         Err(e) => return Err(e),
     }
     ekey_token::fault::point("server.renewal.after_confirm");
-    let rec = state
-        .store
-        .renewal(&r.id)
-        .await?
-        .filter(|rec| rec.state == "confirmed")
-        .ok_or_else(|| ApiError::internal("renewal not confirmed"))?;
+    let rec = match state.store.renewal(&r.id).await? {
+        Some(rec) if rec.state == "confirmed" => rec,
+        // The renewal ran out while the key was confirming: its new certificate is void.
+        Some(rec) if rec.state == "expired" => return Err(expired()),
+        _ => return Err(ApiError::internal("renewal not confirmed")),
+    };
     tracing::info!(request = %r.number, key = %key.id, old = %rec.old_serial, new = %new_serial, "renewal confirmed");
     Ok(Json(done(&rec)))
 }
 
 /// Adds the revocation of the old certificate (`superseded`) to `batch` with its audit
 /// record, unless it is revoked already.
-async fn supersede(
+pub(super) async fn supersede(
     state: &AppState,
     audit: NewAudit,
     serial: &str,
@@ -828,62 +847,7 @@ async fn supersede(
     Ok(())
 }
 
-/// Renewal records past their expiry: an issued (or confirmed, with `renewal_supersede =
-/// "expiry"`) renewal has its old certificate revoked as superseded; one never confirmed
-/// can no longer run. Called by the background worker; returns how many were handled.
-pub async fn expire_renewals(state: &AppState) -> anyhow::Result<usize> {
-    let now = state.clock.now();
-    let system = |action: &str, id: &str, before: &str, after: &str| NewAudit {
-        at: now,
-        actor_role: Role::System.as_str().into(),
-        action: action.into(),
-        object_type: "request".into(),
-        object_id: id.into(),
-        before: before.into(),
-        after: after.into(),
-        ..Default::default()
-    };
-    let mut handled = 0;
-    for rec in state.store.renewals_due_to_expire(now).await? {
-        let mut batch = Batch::default();
-        let needs_revocation = rec.new_serial.is_some() && rec.old_revoked_at.is_none();
-        if needs_revocation {
-            supersede(state, system("", "", "", ""), &rec.old_serial, &mut batch)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.code))?;
-        }
-        let to_state = if rec.state == "confirmed" {
-            "confirmed"
-        } else {
-            "expired"
-        };
-        batch.renewal = Some(RenewalChange {
-            request_id: rec.request_id.clone(),
-            from_state: rec.state.clone(),
-            to_state: to_state.into(),
-            new_serial: None,
-            at: now,
-            old_revoked: needs_revocation,
-        });
-        batch.audits.push(system(
-            "renewal.expire",
-            &rec.request_id,
-            &rec.state,
-            to_state,
-        ));
-        match state.store.apply_batch(batch).await {
-            Ok(_) => {
-                handled += 1;
-                if needs_revocation {
-                    state.ca.forget_crl();
-                }
-            }
-            Err(StoreError::Conflict) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(handled)
-}
+pub use super::renewal_expiry::expire_renewals;
 
 // ------------------------------------------------------------------------- unlock --
 

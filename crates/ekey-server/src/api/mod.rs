@@ -9,6 +9,7 @@ pub mod keyauth;
 pub mod keys;
 pub mod production;
 pub mod public;
+pub(crate) mod renewal_expiry;
 pub mod requests;
 pub mod selfservice;
 mod shared_errors;

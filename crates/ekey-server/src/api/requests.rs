@@ -350,7 +350,7 @@ fn status_label(s: Status) -> String {
     current_lang().pick(s.label_zh(), s.label_en()).to_string()
 }
 
-fn view(r: &RequestRecord) -> RequestView<'_> {
+pub(crate) fn view(r: &RequestRecord) -> RequestView<'_> {
     RequestView {
         kind: r.kind,
         status: r.status,

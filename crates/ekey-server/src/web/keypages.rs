@@ -83,7 +83,11 @@ pub async fn renewal(State(state): State<AppState>, page: Page) -> Response {
                     "New certificate issued, not yet on the key (continue)",
                 ),
                 "confirmed" => lang.pick("已完成", "Done"),
-                _ => lang.pick("已过期", "Expired"),
+                _ => lang.pick(
+                    "已过期：钥匙继续使用原证书，可照常使用；如需更新，请重新提交更新申请",
+                    "Expired: the key keeps its current certificate and works as before; \
+                     apply again to renew",
+                ),
             };
             context! { state_label => label, ..super::v(r) }
         })

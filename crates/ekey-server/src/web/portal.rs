@@ -94,6 +94,10 @@ pub fn next_step(kind: Kind, status: Status, lang: Lang) -> &'static str {
         Completed => lang.pick("已办结", "Completed"),
         Refused => lang.pick("申请未获批准（见审核备注）", "Refused (see the remark)"),
         Withdrawn => lang.pick("已撤回", "Withdrawn"),
+        Expired => lang.pick(
+            "逾期未用钥匙完成，已失效；钥匙继续使用原证书。如需更新，请重新提交更新申请",
+            "Not finished with the key in time; the key keeps its certificate. Apply again to renew",
+        ),
     }
 }
 
