@@ -36,6 +36,7 @@ mod lifecycle;
 mod notify;
 mod pages;
 mod reminders;
+mod revocation;
 mod softhsm;
 mod storage;
 mod unlock;
