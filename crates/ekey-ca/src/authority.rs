@@ -41,6 +41,9 @@ pub mod files {
     pub const ISSUING_KEY: &str = "issuing.key.pem";
     /// OCSP responder key (encrypted PKCS#8 PEM).
     pub const OCSP_KEY: &str = "ocsp.key.pem";
+    /// The root's CRL (ARL, DER), signed ahead of time with the root key and served as
+    /// `/crl/root.crl`.
+    pub const ROOT_CRL: &str = "root.crl";
 }
 
 /// Lifetime of OCSP responses (nextUpdate − thisUpdate).
@@ -132,6 +135,11 @@ impl CaConfig {
     /// `{base}/crl/issuing.crl`, the CRL distribution point of enterprise certificates.
     pub fn crl_url(&self) -> String {
         format!("{}/crl/issuing.crl", self.base())
+    }
+
+    /// `{base}/crl/root.crl`, the CRL distribution point of the issuing CA (the root's ARL).
+    pub fn root_crl_url(&self) -> String {
+        format!("{}/crl/root.crl", self.base())
     }
 
     /// `{base}/ocsp`, the OCSP responder.
@@ -317,6 +325,21 @@ impl Authority {
         cfg: &CaConfig,
         now: DateTime<Utc>,
     ) -> Result<Authority> {
+        Authority::create_with_root_key(dir, passphrase, cfg, now, None)
+    }
+
+    /// [`Authority::create_at`], with the root key written to `root_key_out` (a directory
+    /// other than `dir`, e.g. removable media; encrypted under its own passphrase) instead
+    /// of `dir`: the server never needs it. Either way the root's first ARL
+    /// ([`files::ROOT_CRL`], valid [`crate::DEFAULT_ROOT_CRL_DAYS`] days) is written to
+    /// `dir`; later ones are signed with `ekey ca root-crl` ([`crate::renew_root_crl`]).
+    pub fn create_with_root_key(
+        dir: &Path,
+        passphrase: &Passphrase,
+        cfg: &CaConfig,
+        now: DateTime<Utc>,
+        root_key_out: Option<(&Path, &Passphrase)>,
+    ) -> Result<Authority> {
         cfg.validate()?;
         passphrase.check_strength()?;
         let names = [
@@ -326,21 +349,45 @@ impl Authority {
             files::ROOT_KEY,
             files::ISSUING_KEY,
             files::OCSP_KEY,
+            files::ROOT_CRL,
         ];
         refuse_existing(dir, &names)?;
+        if let Some((out, root_pass)) = root_key_out {
+            root_pass.check_strength()?;
+            refuse_existing(out, &[files::ROOT_KEY])?;
+        }
         let root = FileKey::generate(cfg.algorithm)?;
         let issuing = Arc::new(FileKey::generate(cfg.algorithm)?);
         let ocsp = Arc::new(FileKey::generate(cfg.algorithm)?);
         let authority = Authority::build(cfg, now, &root, issuing.clone(), ocsp.clone())?;
+        let arl = crate::arl::sign_root_crl(
+            &authority.root_der,
+            &root,
+            1,
+            now,
+            crate::arl::DEFAULT_ROOT_CRL_DAYS,
+        )?;
 
         // Everything is built and checked in memory; only now touch the disk.
         let iterations = cfg.pbkdf2_iterations;
-        let mut contents: Vec<(&str, Vec<u8>, bool)> = vec![
-            (
-                files::ROOT_KEY,
-                root.to_encrypted_pem(passphrase, iterations)?.into_bytes(),
-                true,
-            ),
+        let mut contents: Vec<(&str, Vec<u8>, bool)> = Vec::new();
+        let offline_key = match root_key_out {
+            None => {
+                contents.push((
+                    files::ROOT_KEY,
+                    root.to_encrypted_pem(passphrase, iterations)?.into_bytes(),
+                    true,
+                ));
+                None
+            }
+            Some((out, root_pass)) => {
+                let pem = root.to_encrypted_pem(root_pass, iterations)?.into_bytes();
+                write_all_or_nothing(out, &[(files::ROOT_KEY, pem, true)])?;
+                Some(out.join(files::ROOT_KEY))
+            }
+        };
+        contents.extend([
+            (files::ROOT_CRL, arl, false),
             (
                 files::ISSUING_KEY,
                 issuing
@@ -353,9 +400,14 @@ impl Authority {
                 ocsp.to_encrypted_pem(passphrase, iterations)?.into_bytes(),
                 true,
             ),
-        ];
+        ]);
         contents.extend(authority.certificate_files()?);
-        write_all_or_nothing(dir, &contents)?;
+        if let Err(e) = write_all_or_nothing(dir, &contents) {
+            if let Some(key) = offline_key {
+                let _ = std::fs::remove_file(key);
+            }
+            return Err(e);
+        }
         Ok(authority)
     }
 
@@ -390,6 +442,9 @@ impl Authority {
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.use_authority_key_identifier_extension = true;
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![cfg.root_crl_url()],
+        }];
         params
             .custom_extensions
             .push(aia_extension(None, &cfg.root_cert_url()));

@@ -117,6 +117,16 @@ pub enum CaError {
     /// A revocation reason name is not one of RFC 5280's.
     #[error("unknown revocation reason {0}")]
     ReasonUnknown(String),
+    /// A revocation reason this CA does not revoke with (`removeFromCRL`, `certificateHold`).
+    #[error("revocation reason {0} is not accepted")]
+    ReasonNotAllowed(&'static str),
+    /// The public key was already certified by this CA for another enterprise (another
+    /// credit code): one key, one enterprise.
+    #[error("this public key is already certified for another enterprise")]
+    KeyOtherEnterprise,
+    /// The public key was once revoked as keyCompromise: it is never certified again.
+    #[error("this public key was revoked as compromised")]
+    KeyCompromised,
     /// A name for the certificate subject is empty, too long or has forbidden characters.
     #[error("invalid {field}: {detail}")]
     NameInvalid {
@@ -211,6 +221,9 @@ impl CaError {
             CaError::PublicKey { .. } => "ekey.ca.public_key",
             CaError::SerialInvalid { .. } => "ekey.ca.serial_invalid",
             CaError::ReasonUnknown(_) => "ekey.ca.reason_unknown",
+            CaError::ReasonNotAllowed(_) => "ekey.ca.reason_not_allowed",
+            CaError::KeyOtherEnterprise => "ekey.ca.key_other_enterprise",
+            CaError::KeyCompromised => "ekey.ca.key_compromised",
             CaError::NameInvalid { .. } => "ekey.ca.name_invalid",
             CaError::Validity { .. } => "ekey.ca.validity",
             CaError::Lint(_) => "ekey.ca.lint",
@@ -347,6 +360,27 @@ impl CaError {
                     format!("Unknown revocation reason {name}.")
                 }
             }
+            CaError::ReasonNotAllowed(name) => {
+                if zh {
+                    format!(
+                        "不能以 {name} 为原因吊销证书：removeFromCRL 只用于增量 CRL，本 CA 也不提供证书冻结（certificateHold）。请选择 keyCompromise、cessationOfOperation、superseded、affiliationChanged 等原因。"
+                    )
+                } else {
+                    format!(
+                        "A certificate cannot be revoked with reason {name}: removeFromCRL belongs only in delta CRLs, and this CA offers no certificate hold. Choose keyCompromise, cessationOfOperation, superseded, affiliationChanged or another RFC 5280 reason."
+                    )
+                }
+            }
+            CaError::KeyOtherEnterprise => pick(
+                zh,
+                "该公钥已由本 CA 为另一家企业（不同的统一社会信用代码）签发过证书，不能再为本企业签发：请生成新的密钥。",
+                "This public key is already certified by this CA for another enterprise (another credit code); generate a new key.",
+            ),
+            CaError::KeyCompromised => pick(
+                zh,
+                "该公钥曾因密钥泄露（keyCompromise）被吊销，不能再签发证书：请生成新的密钥。",
+                "This public key was once revoked as compromised (keyCompromise) and is never certified again; generate a new key.",
+            ),
             CaError::NameInvalid { field, detail } => {
                 if zh {
                     format!("{field} 无效：{detail}")

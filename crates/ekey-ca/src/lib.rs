@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod arl;
 mod authority;
 mod certgen;
 mod crl;
@@ -55,6 +56,9 @@ mod reason;
 mod serial;
 mod signer;
 
+pub use arl::{
+    DEFAULT_ROOT_CRL_DAYS, RootCrl, ensure_root_crl, read_root_crl, renew_root_crl, sign_root_crl,
+};
 pub use authority::{
     Authority, CaConfig, CaImport, IssueRequest, Issued, OCSP_CERT_RENEW_BEFORE,
     OCSP_RESPONSE_VALIDITY, PresentedCertificate, files,

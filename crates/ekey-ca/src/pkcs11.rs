@@ -163,7 +163,17 @@ impl Authority {
             }
             let authority =
                 Authority::build(cfg, now, made[0].as_ref(), made[1].clone(), made[2].clone())?;
-            write_all_or_nothing(dir, &authority.certificate_files()?)?;
+            // The root's first ARL, signed by the root key on the token.
+            let arl = crate::arl::sign_root_crl(
+                authority.root_der(),
+                made[0].as_ref(),
+                1,
+                now,
+                crate::arl::DEFAULT_ROOT_CRL_DAYS,
+            )?;
+            let mut contents = authority.certificate_files()?;
+            contents.push((files::ROOT_CRL, arl, false));
+            write_all_or_nothing(dir, &contents)?;
             Ok(authority)
         })();
         if result.is_err() {
@@ -173,6 +183,40 @@ impl Authority {
             }
         }
         result
+    }
+
+    /// [`crate::ensure_root_crl`] for a CA whose root key is on the HSM: signs the root's
+    /// ARL with it when there is none in `dir` or the one there is past half its lifetime.
+    pub fn ensure_root_crl_in_hsm(
+        dir: &Path,
+        hsm: &HsmConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Option<crate::RootCrl>> {
+        let root_der = read_cert(&dir.join(files::ROOT_CERT))?;
+        let current = std::fs::read(dir.join(files::ROOT_CRL))
+            .ok()
+            .and_then(|der| crate::read_root_crl(&root_der, &der).ok());
+        if let Some(c) = &current
+            && now - c.this_update < (c.next_update - c.this_update) / 2
+        {
+            return Ok(None);
+        }
+        let root = Pkcs11Key::open(
+            &hsm.module,
+            &hsm.token_label,
+            &hsm.user_pin,
+            hsm_labels::ROOT,
+        )?;
+        let number = current.map_or(0, |c| c.number) + 1;
+        let der = crate::arl::sign_root_crl(
+            &root_der,
+            &root,
+            number,
+            now,
+            crate::arl::DEFAULT_ROOT_CRL_DAYS,
+        )?;
+        crate::arl::write_replacing(&dir.join(files::ROOT_CRL), &der)?;
+        crate::read_root_crl(&root_der, &der).map(Some)
     }
 
     /// Opens the CA in `dir` made by [`Authority::create_in_hsm`]: the certificates from

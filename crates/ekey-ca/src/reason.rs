@@ -92,6 +92,39 @@ impl RevocationReason {
             .find(|r| r.as_str().eq_ignore_ascii_case(wanted))
             .ok_or_else(|| CaError::ReasonUnknown(name.to_string()))
     }
+
+    /// Whether a certificate may be revoked with this reason here. `removeFromCRL` only
+    /// means something in a delta CRL (which this CA does not issue), and `certificateHold`
+    /// would need a release this CA does not offer: both are refused, so every reason on
+    /// record can be written into the full CRL and the OCSP answers.
+    pub fn revocable(self) -> bool {
+        !matches!(
+            self,
+            RevocationReason::RemoveFromCrl | RevocationReason::CertificateHold
+        )
+    }
+
+    /// [`RevocationReason::parse`] for a new revocation (every door: API, console, CLI):
+    /// a reason that is not [`RevocationReason::revocable`] is
+    /// [`CaError::ReasonNotAllowed`].
+    pub fn parse_for_revocation(name: &str) -> Result<RevocationReason> {
+        let reason = RevocationReason::parse(name)?;
+        if reason.revocable() {
+            Ok(reason)
+        } else {
+            Err(CaError::ReasonNotAllowed(reason.as_str()))
+        }
+    }
+
+    /// The reason of a revocation already on record, as the CRL and OCSP state it: a name
+    /// that cannot be read, or `removeFromCRL` (which a full CRL must not carry, and which
+    /// older versions accepted), reads as `unspecified` — the certificate stays revoked.
+    pub fn from_record(name: &str) -> RevocationReason {
+        match RevocationReason::parse(name) {
+            Ok(RevocationReason::RemoveFromCrl) | Err(_) => RevocationReason::Unspecified,
+            Ok(r) => r,
+        }
+    }
 }
 
 impl fmt::Display for RevocationReason {
@@ -126,6 +159,37 @@ mod tests {
         assert_eq!(
             RevocationReason::parse("lost").unwrap_err().code(),
             "ekey.ca.reason_unknown"
+        );
+    }
+
+    #[test]
+    fn only_reasons_a_full_crl_may_carry_are_accepted_for_a_revocation() {
+        for name in ["removeFromCRL", "removefromcrl", "certificateHold"] {
+            assert_eq!(
+                RevocationReason::parse_for_revocation(name)
+                    .unwrap_err()
+                    .code(),
+                "ekey.ca.reason_not_allowed",
+                "{name}"
+            );
+        }
+        for r in RevocationReason::ALL.into_iter().filter(|r| r.revocable()) {
+            assert_eq!(
+                RevocationReason::parse_for_revocation(r.as_str()).unwrap(),
+                r
+            );
+        }
+        assert_eq!(
+            RevocationReason::from_record("removeFromCRL"),
+            RevocationReason::Unspecified
+        );
+        assert_eq!(
+            RevocationReason::from_record("nonsense"),
+            RevocationReason::Unspecified
+        );
+        assert_eq!(
+            RevocationReason::from_record("keyCompromise"),
+            RevocationReason::KeyCompromise
         );
     }
 }

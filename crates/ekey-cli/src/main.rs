@@ -134,7 +134,32 @@ impl AgentArgs {
 #[derive(Subcommand)]
 enum CaCommand {
     /// Create the root and issuing CA (if absent) and print their certificates' fingerprints.
-    Init(Target),
+    Init {
+        /// Write the root CA key into this directory (e.g. removable media kept offline)
+        /// instead of the data directory; encrypted under EKEY_ROOT_KEY_PASSPHRASE (asked
+        /// for when not set). The server never needs it; the root's CRL is then signed
+        /// ahead of time with `ekey ca root-crl`.
+        #[arg(long)]
+        root_key_out: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Sign the root's next CRL (ARL) with the root key and publish it where the server
+    /// serves it (/crl/root.crl), or write it to --out to carry it there.
+    RootCrl {
+        /// The root key file (root.key.pem; passphrase from EKEY_ROOT_KEY_PASSPHRASE, asked
+        /// for when not set; the CA passphrase when the key is the instance's own).
+        #[arg(long)]
+        root_key: PathBuf,
+        /// Days until its nextUpdate (the next signing must happen before then).
+        #[arg(long, default_value_t = ekey_ca::DEFAULT_ROOT_CRL_DAYS)]
+        days: u32,
+        /// Write the ARL (DER) here instead of the instance's CA directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Import an existing root and issuing CA instead of creating one (before the first
     /// start); the issuing key's passphrase, if any, from EKEY_IMPORT_KEY_PASSPHRASE.
     Import {

@@ -384,6 +384,18 @@ fn csr(key: &str, subject: &str, out: &str) {
     ]);
 }
 
+/// A valid unified social credit code from its first 17 characters.
+fn valid_credit_code(prefix17: &str) -> String {
+    const CS: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
+    let mut sum = 0usize;
+    let mut w = 1usize;
+    for c in prefix17.chars() {
+        sum += CS.find(c).expect("charset") * w;
+        w = w * 3 % 31;
+    }
+    format!("{prefix17}{}", CS.as_bytes()[(31 - sum % 31) % 31] as char)
+}
+
 /// `ekey ca issue` on the demo directory `data` for the Suzhou test enterprise.
 fn ca_issue(data: &std::path::Path, csr: &str, credit_code: &str) -> std::process::Output {
     ekey()
@@ -463,6 +475,14 @@ fn ca_issue_and_revoke_show_in_the_running_instance() {
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::write(p("cert.pem"), &out.stdout).unwrap();
+    // Key hygiene (issue 15): the same key for another enterprise is refused.
+    let elsewhere = issue(&valid_credit_code("91320500MA1KEYBB0"));
+    assert!(
+        !elsewhere.status.success()
+            && String::from_utf8_lossy(&elsewhere.stderr).contains("ekey.ca.key_other_enterprise"),
+        "{}",
+        String::from_utf8_lossy(&elsewhere.stderr)
+    );
     let again = issue("91320106MA1XYW0A10");
     assert_eq!(
         again.stdout, out.stdout,
@@ -493,6 +513,24 @@ fn ca_issue_and_revoke_show_in_the_running_instance() {
             &p("root.pem"),
         ])
     };
+    assert!(ocsp(&p("cert.pem")).contains(": good"));
+
+    // Reasons a full CRL cannot carry are refused (issue 15), and nothing is revoked.
+    for reason in ["removeFromCRL", "certificateHold"] {
+        let refused = ekey()
+            .args([
+                "ca", "revoke", "--serial", &serial, "--reason", reason, "--data",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            !refused.status.success()
+                && String::from_utf8_lossy(&refused.stderr).contains("ekey.ca.reason_not_allowed"),
+            "{reason}: {}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+    }
     assert!(ocsp(&p("cert.pem")).contains(": good"));
 
     // Colons and lower case are accepted; the running instance sees the revocation.
@@ -568,6 +606,14 @@ fn ca_issue_and_revoke_show_in_the_running_instance() {
     assert!(
         !again.status.success()
             && String::from_utf8_lossy(&again.stderr).contains("already revoked")
+    );
+    // A key revoked as compromised is never certified again.
+    let compromised = ca_issue(&data, &p("req.pem"), "91320106MA1XYW0A10");
+    assert!(
+        !compromised.status.success()
+            && String::from_utf8_lossy(&compromised.stderr).contains("ekey.ca.key_compromised"),
+        "{}",
+        String::from_utf8_lossy(&compromised.stderr)
     );
     let unknown = ekey()
         .args([
@@ -747,4 +793,193 @@ fn import_an_existing_ca_and_issue_under_it() {
         &p("cert.pem"),
     ]);
     assert!(chain.contains("OK"), "{chain}");
+}
+
+/// Issue 15, item 6: `ekey ca init --root-key-out` keeps the root key out of the data
+/// directory; the server runs without it and serves the root's CRL (ARL) signed ahead of
+/// time; `openssl verify -crl_check_all` accepts an enterprise certificate with both CRLs;
+/// `ekey ca root-crl` signs the next ARL, which the running server serves at once.
+#[test]
+fn the_root_key_lives_offline_and_both_crls_check_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ekey-data");
+    let offline = dir.path().join("usb");
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let root_pass = "a long root passphrase 2026";
+
+    // Inside the data directory is refused.
+    let inside = ekey()
+        .args(["ca", "init", "--root-key-out"])
+        .arg(data.join("root-key"))
+        .arg("--data")
+        .arg(&data)
+        .env("EKEY_ROOT_KEY_PASSPHRASE", root_pass)
+        .output()
+        .unwrap();
+    assert!(
+        !inside.status.success()
+            && String::from_utf8_lossy(&inside.stderr).contains("outside the data directory"),
+        "{}",
+        String::from_utf8_lossy(&inside.stderr)
+    );
+    let init = ekey()
+        .args(["ca", "init", "--root-key-out"])
+        .arg(&offline)
+        .arg("--data")
+        .arg(&data)
+        .env("EKEY_ROOT_KEY_PASSPHRASE", root_pass)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    assert!(offline.join("root.key.pem").exists());
+    let ca = data.join("ca");
+    assert!(!ca.join("root.key.pem").exists(), "the root key stayed out");
+    assert!(ca.join("root.crl").exists(), "the first ARL is published");
+
+    let (child, addr) = start_demo(&data);
+    assert!(!ca.join("root.key.pem").exists());
+    for (path, file) in [
+        ("/ca/root.crt", "root.der"),
+        ("/ca/issuing.crt", "issuing.der"),
+        ("/crl/root.crl", "root.crl"),
+    ] {
+        std::fs::write(p(file), get_bytes(&addr, path)).unwrap();
+    }
+    for name in ["root", "issuing"] {
+        openssl(&[
+            "x509",
+            "-inform",
+            "DER",
+            "-in",
+            &p(&format!("{name}.der")),
+            "-out",
+            &p(&format!("{name}.pem")),
+        ]);
+    }
+    let issuing = openssl(&["x509", "-in", &p("issuing.pem"), "-noout", "-text"]);
+    assert!(issuing.contains("/crl/root.crl"), "{issuing}");
+    let arl = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &p("root.crl"),
+        "-CAfile",
+        &p("root.pem"),
+        "-noout",
+        "-text",
+    ]);
+    assert!(arl.contains("verify OK"), "{arl}");
+    assert_eq!(ekey_testkit::crl::number_and_serials(&arl).0, 1, "{arl}");
+
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &p("k.pem"),
+    ]);
+    csr(&p("k.pem"), "/CN=苏州示例贸易有限公司", &p("req.pem"));
+    let out = ca_issue(&data, &p("req.pem"), "91320106MA1XYW0A10");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(p("cert.pem"), &out.stdout).unwrap();
+    let verify = |crl: &str| {
+        let out = Command::new("openssl")
+            .args([
+                "verify",
+                "-crl_check_all",
+                "-CAfile",
+                &p("root.pem"),
+                "-untrusted",
+                &p("issuing.pem"),
+                "-CRLfile",
+                &p("root.crl.pem"),
+                "-CRLfile",
+                crl,
+                &p("cert.pem"),
+            ])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &p("root.crl"),
+        "-out",
+        &p("root.crl.pem"),
+    ]);
+    std::fs::write(p("issuing.crl"), get_bytes(&addr, "/crl/issuing.crl")).unwrap();
+    openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &p("issuing.crl"),
+        "-out",
+        &p("issuing.crl.pem"),
+    ]);
+    let text = verify(&p("issuing.crl.pem"));
+    assert!(text.contains(": OK"), "{text}");
+
+    // A wrong passphrase signs nothing.
+    let wrong = ekey()
+        .args(["ca", "root-crl", "--root-key"])
+        .arg(offline.join("root.key.pem"))
+        .arg("--data")
+        .arg(&data)
+        .env("EKEY_ROOT_KEY_PASSPHRASE", "not the root passphrase")
+        .output()
+        .unwrap();
+    assert!(
+        !wrong.status.success()
+            && String::from_utf8_lossy(&wrong.stderr).contains("ekey.ca.passphrase"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    // The key ceremony: the next ARL, served at once by the running server.
+    let renew = ekey()
+        .args(["ca", "root-crl", "--days", "400", "--root-key"])
+        .arg(offline.join("root.key.pem"))
+        .arg("--data")
+        .arg(&data)
+        .env("EKEY_ROOT_KEY_PASSPHRASE", root_pass)
+        .output()
+        .unwrap();
+    assert!(
+        renew.status.success(),
+        "{}",
+        String::from_utf8_lossy(&renew.stderr)
+    );
+    std::fs::write(p("root2.crl"), get_bytes(&addr, "/crl/root.crl")).unwrap();
+    let arl = openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        &p("root2.crl"),
+        "-CAfile",
+        &p("root.pem"),
+        "-noout",
+        "-text",
+    ]);
+    assert!(arl.contains("verify OK"), "{arl}");
+    assert_eq!(ekey_testkit::crl::number_and_serials(&arl).0, 2, "{arl}");
+    stop(child);
 }

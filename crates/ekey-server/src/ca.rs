@@ -62,9 +62,32 @@ const COUNTER_READ_EVERY: std::time::Duration = std::time::Duration::from_millis
 /// The CA of one deployment.
 pub struct CaService {
     authority: Authority,
+    /// The CA directory (certificates, the root's ARL).
+    dir: std::path::PathBuf,
     crl: Mutex<Option<CrlCache>>,
     ocsp_cache: Mutex<OcspCache>,
+    crl_failure: Mutex<Option<CrlFailure>>,
 }
+
+/// The last CRL regeneration that failed (cleared by the next one that works): the last
+/// good CRL is served meanwhile, and the provider's CA status shows this.
+#[derive(Clone, Debug)]
+pub struct CrlFailure {
+    /// When it failed (the server's clock).
+    pub at: DateTime<Utc>,
+    /// When it failed, for the retry back-off.
+    tried: std::time::Instant,
+    /// Stable code of the error (`ekey.ca.*`, `ekey.store.*`).
+    pub code: &'static str,
+    /// What failed, Chinese.
+    pub zh: String,
+    /// What failed, English.
+    pub en: String,
+}
+
+/// While a regeneration keeps failing, it is tried again at most this often (every request
+/// for the CRL would otherwise take a CRL number and sign in vain).
+const CRL_RETRY_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl std::fmt::Debug for CaService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,16 +170,49 @@ impl CaService {
         }
         .map_err(en)
         .with_context(|| format!("opening the CA in {}", dir.display()))?;
+        // The root's ARL: signed here only when the root key is at hand (in the CA directory,
+        // or on the HSM); an offline root's ARL is signed ahead with `ekey ca root-crl`.
+        let arl = match hsm {
+            None => ekey_ca::ensure_root_crl(dir, &passphrase, now),
+            Some((module, token)) => ekey_ca::HsmConfig::from_env(module, token)
+                .and_then(|hsm| Authority::ensure_root_crl_in_hsm(dir, &hsm, now)),
+        };
+        match arl {
+            Ok(Some(arl)) => tracing::info!(
+                number = arl.number,
+                next_update = %arl.next_update,
+                "signed a new root CRL (ARL)"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!(
+                error = %e.message(ekey_domain::Lang::En),
+                code = e.code(),
+                "could not sign the root CRL (ARL)"
+            ),
+        }
         Ok(CaService {
+            dir: dir.to_path_buf(),
             authority,
             crl: Mutex::new(None),
             ocsp_cache: Mutex::new(OcspCache::default()),
+            crl_failure: Mutex::new(None),
         })
     }
 
     /// The authority (certificates, issuance).
     pub fn authority(&self) -> &Authority {
         &self.authority
+    }
+
+    /// The root's ARL as published in the CA directory (DER), if there is one.
+    pub fn root_crl_der(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join(ekey_ca::files::ROOT_CRL)).ok()
+    }
+
+    /// The published ARL, read and checked against the root; `Err` says what is wrong.
+    pub fn root_crl(&self) -> Option<Result<ekey_ca::RootCrl, ekey_ca::CaError>> {
+        self.root_crl_der()
+            .map(|der| ekey_ca::read_root_crl(self.authority.root_der(), &der))
     }
 
     /// Issues the one certificate of `order` for `spki`: a second call for the same order
@@ -173,6 +229,21 @@ impl CaService {
         now: DateTime<Utc>,
         audit: NewAudit,
     ) -> Result<CertificateRecord, IssueError> {
+        // Key hygiene, before anything is reserved or signed: one key, one enterprise, and
+        // never a key once revoked as compromised. Every door (production, renewal, the API,
+        // `ekey ca issue`) issues through here.
+        match store
+            .clear_key_for_issuance(&ekey_store::spki_sha256(&spki_der), credit_code, now)
+            .await?
+        {
+            ekey_store::KeyClearance::Clear => {}
+            ekey_store::KeyClearance::OtherEnterprise => {
+                return Err(ekey_ca::CaError::KeyOtherEnterprise.into());
+            }
+            ekey_store::KeyClearance::Compromised => {
+                return Err(ekey_ca::CaError::KeyCompromised.into());
+            }
+        }
         let mut reserved = None;
         for _ in 0..5 {
             let serial = Serial::random()?;
@@ -228,10 +299,88 @@ impl CaService {
             .await?)
     }
 
+    /// The CRL to serve (DER): the current one ([`CaService::fresh_crl`]) or, when making
+    /// it fails, the last good one — this instance's, else the newest any instance
+    /// published — so that relying parties never lose the CRL to a failure here. The
+    /// failure is logged and kept for the CA status ([`CaService::crl_failure`]). Fails
+    /// only when no CRL was ever made.
+    pub async fn crl(
+        &self,
+        store: &dyn Store,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<Vec<u8>>, IssueError> {
+        let backing_off = self
+            .crl_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|f| f.tried.elapsed() < CRL_RETRY_AFTER_FAILURE);
+        let error = if backing_off {
+            None
+        } else {
+            match self.fresh_crl(store, now).await {
+                Ok(der) => {
+                    *self.crl_failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    return Ok(der);
+                }
+                Err(e) => Some(e),
+            }
+        };
+        if let Some(e) = &error {
+            let (code, zh, en) = match e {
+                IssueError::Ca(c) => (
+                    c.code(),
+                    c.message(ekey_domain::Lang::Zh),
+                    c.message(ekey_domain::Lang::En),
+                ),
+                IssueError::Store(s) => (
+                    "ekey.store.backend",
+                    format!("数据库错误：{s}"),
+                    format!("database error: {s}"),
+                ),
+            };
+            tracing::error!(error = %e, code, "CRL regeneration failed; serving the last good CRL");
+            *self.crl_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(CrlFailure {
+                at: now,
+                tried: std::time::Instant::now(),
+                code,
+                zh,
+                en,
+            });
+        }
+        let cached = self
+            .crl
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|c| c.der.clone());
+        if let Some(der) = cached {
+            return Ok(der);
+        }
+        if let (_, Some(newest)) = store.crl_state().await?
+            && let Some(der) = store.published_crl(newest.number).await?
+        {
+            return Ok(self.keep_crl(newest, der));
+        }
+        match error {
+            Some(e) => Err(e),
+            // Backing off with nothing to serve: try once more.
+            None => self.fresh_crl(store, now).await,
+        }
+    }
+
+    /// The last CRL regeneration that failed, unless one worked since.
+    pub fn crl_failure(&self) -> Option<CrlFailure> {
+        self.crl_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The current CRL (DER), shared by every instance: the newest published CRL when it
     /// covers the current revocation counter and is less than half its lifetime old, else a
     /// new one (the next CRL number, signed here and published for the others).
-    pub async fn crl(
+    async fn fresh_crl(
         &self,
         store: &dyn Store,
         now: DateTime<Utc>,
@@ -255,7 +404,7 @@ impl CaService {
             entries.push(RevokedEntry {
                 serial: Serial::from_hex(&serial)?,
                 revoked_at: at,
-                reason: RevocationReason::parse(&reason).unwrap_or(RevocationReason::Unspecified),
+                reason: RevocationReason::from_record(&reason),
             });
         }
         let number = store.next_crl_number().await?;
@@ -316,6 +465,16 @@ impl CaService {
     /// others see the counter move).
     pub fn forget_crl(&self) {
         *self.crl.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // A new revocation is worth a new try at once, even right after a failure.
+        if let Some(f) = self
+            .crl_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            && let Some(earlier) = f.tried.checked_sub(CRL_RETRY_AFTER_FAILURE)
+        {
+            f.tried = earlier;
+        }
         let mut cache = self.ocsp_cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.responses.clear();
         cache.statuses.clear();
@@ -414,7 +573,7 @@ impl CaService {
                         at,
                         reason: reason
                             .as_deref()
-                            .and_then(|r| RevocationReason::parse(r).ok())
+                            .map(RevocationReason::from_record)
                             .unwrap_or(RevocationReason::Unspecified),
                     },
                     (None, _) => CertStatus::Good,
@@ -486,12 +645,26 @@ pub async fn issuing_crt(State(state): State<AppState>) -> Response {
     )
 }
 
-/// `GET /crl/issuing.crl` (DER).
+/// `GET /crl/issuing.crl` (DER). Never a 4xx: a failed regeneration serves the last good
+/// CRL; only when none was ever made (or the database is down) it is 503 with Retry-After.
 pub async fn issuing_crl(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let crl = state
-        .ca
-        .crl(state.store.as_ref(), state.clock.now())
-        .await?;
+    let crl = match state.ca.crl(state.store.as_ref(), state.clock.now()).await {
+        Ok(crl) => crl,
+        Err(e) => {
+            tracing::error!(error = %e, "no CRL to serve");
+            let mut answer = ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "ekey.ca.crl_unavailable",
+                "CRL 暂时无法提供，请稍后再试",
+                "The CRL is not available right now; try again shortly",
+            )
+            .into_response();
+            answer
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+            return Ok(answer);
+        }
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "application/pkix-crl"),
@@ -500,6 +673,28 @@ pub async fn issuing_crl(State(state): State<AppState>) -> Result<Response, ApiE
         crl.to_vec(),
     )
         .into_response())
+}
+
+/// `GET /crl/root.crl` (DER): the root's ARL, as signed ahead of time (`ekey ca init`,
+/// `ekey ca root-crl`) and placed in the CA directory; a new file is served at once.
+pub async fn root_crl(State(state): State<AppState>) -> Response {
+    match state.ca.root_crl_der() {
+        Some(der) => (
+            [
+                (header::CONTENT_TYPE, "application/pkix-crl"),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            der,
+        )
+            .into_response(),
+        None => ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "ekey.ca.root_crl_missing",
+            "根 CA 的 CRL 尚未发布（运营方须用根密钥执行 ekey ca root-crl）",
+            "The root CA's CRL is not published yet (the operator signs it with `ekey ca root-crl`)",
+        )
+        .into_response(),
+    }
 }
 
 fn ocsp_reply(bytes: Vec<u8>) -> Response {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod messages;
 pub mod outbox;
 pub mod reminders;
+pub mod revoke;
 pub mod routes;
 pub mod secrets;
 pub mod state;

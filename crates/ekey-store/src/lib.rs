@@ -9,6 +9,8 @@
 
 pub mod audit;
 pub mod blob;
+mod handrevoke;
+mod hygiene;
 mod sql;
 pub mod types;
 
@@ -19,6 +21,8 @@ use chrono::{DateTime, Utc};
 use ekey_domain::error::DomainError;
 use ekey_domain::request::Kind;
 
+pub use handrevoke::KeyRevocation;
+pub use hygiene::{KeyClearance, certificate_spki, spki_sha256};
 pub use sql::SqlStore;
 pub use types::*;
 
@@ -320,9 +324,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<CertificateRecord>;
     /// A certificate by serial (lower-case hex).
     async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>>;
+    /// Key hygiene: may the CA certify the public key whose SubjectPublicKeyInfo hashes to
+    /// `spki_sha256` ([`spki_sha256`]) for the enterprise `credit_code`? A key never
+    /// certified is bound to that enterprise now (when two race, the first commit wins); a
+    /// key certified for another credit code, or ever revoked as keyCompromise (every
+    /// revocation with that reason marks it), is refused. Every issuance asks first.
+    async fn clear_key_for_issuance(
+        &self,
+        spki_sha256: &str,
+        credit_code: &str,
+        at: DateTime<Utc>,
+    ) -> Result<KeyClearance>;
     /// Revokes one certificate on its own (operator command). Unknown → NotFound; already
     /// revoked → Duplicate("revocation").
     async fn revoke(&self, r: Revocation, audit: NewAudit) -> Result<CertificateRecord>;
+    /// Revokes one certificate by hand (provider page, API, `ekey ca revoke`) and, when it is
+    /// a key's current certificate, does what follows for that key in the same transaction:
+    /// its new state, a `certificate_revoked` line in its request's history, the enterprise's
+    /// notice. Unknown → NotFound; already revoked → Duplicate("revocation"); the key
+    /// changed since it was read → Conflict; nothing is done in any of these cases.
+    async fn revoke_by_hand(
+        &self,
+        r: Revocation,
+        audit: NewAudit,
+        key: Option<KeyRevocation>,
+    ) -> Result<CertificateRecord>;
     /// Certificates found by serial (hex, exact), the enterprise's credit code, or the key's
     /// login name; newest first.
     async fn search_certificates(&self, query: &str, limit: i64) -> Result<Vec<CertificateRecord>>;

@@ -28,6 +28,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_agent.sql")),
     (6, include_str!("../migrations/sqlite/0006_scale.sql")),
     (7, include_str!("../migrations/sqlite/0007_security.sql")),
+    (8, include_str!("../migrations/sqlite/0008_key_hygiene.sql")),
 ];
 const MIGRATIONS_PG: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -40,6 +41,10 @@ const MIGRATIONS_PG: &[(i64, &str)] = &[
     (5, include_str!("../migrations/postgres/0005_agent.sql")),
     (6, include_str!("../migrations/postgres/0006_scale.sql")),
     (7, include_str!("../migrations/postgres/0007_security.sql")),
+    (
+        8,
+        include_str!("../migrations/postgres/0008_key_hygiene.sql"),
+    ),
 ];
 
 /// The SQL store on SQLite or PostgreSQL.
@@ -453,6 +458,9 @@ impl Store for SqlStore {
                 }
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+                if *version == 8 {
+                    crate::hygiene::backfill(&mut tx).await?;
+                }
                 sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                     .bind(*version)
                     .bind(ms(Utc::now()))
@@ -1307,9 +1315,41 @@ impl Store for SqlStore {
             .await
     }
 
+    async fn clear_key_for_issuance(
+        &self,
+        spki_sha256: &str,
+        credit_code: &str,
+        at: DateTime<Utc>,
+    ) -> Result<crate::KeyClearance> {
+        let mut tx = self.begin_write().await?;
+        let clearance = crate::hygiene::clear_key(&mut tx, spki_sha256, credit_code, at).await?;
+        tx.commit().await?;
+        Ok(clearance)
+    }
+
     async fn revoke(&self, r: Revocation, audit: NewAudit) -> Result<CertificateRecord> {
         let mut tx = self.begin_write().await?;
         revoke_tx(&mut tx, &r).await?;
+        append_audit_tx(&mut tx, &audit).await?;
+        let row = sqlx::query(sql_certificate_by_serial())
+            .bind(&r.serial)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        certificate_from_row(&row)
+    }
+
+    async fn revoke_by_hand(
+        &self,
+        r: Revocation,
+        audit: NewAudit,
+        key: Option<crate::KeyRevocation>,
+    ) -> Result<CertificateRecord> {
+        let mut tx = self.begin_write().await?;
+        revoke_tx(&mut tx, &r).await?;
+        if let Some(k) = &key {
+            crate::handrevoke::follow_up(&mut tx, &r.serial, k).await?;
+        }
         append_audit_tx(&mut tx, &audit).await?;
         let row = sqlx::query(sql_certificate_by_serial())
             .bind(&r.serial)
@@ -2302,6 +2342,11 @@ async fn transition_tx(conn: &mut AnyConnection, t: &Transition) -> Result<()> {
     Ok(())
 }
 
+/// [`enqueue_tx`] for the store's other modules.
+pub(crate) async fn enqueue_in(conn: &mut AnyConnection, m: &NewMessage) -> Result<()> {
+    enqueue_tx(conn, m).await
+}
+
 /// Revokes inside a transaction and bumps the revocation counter. Unknown → NotFound;
 /// already revoked → Duplicate("revocation").
 async fn revoke_tx(conn: &mut AnyConnection, r: &Revocation) -> Result<()> {
@@ -2325,6 +2370,9 @@ async fn revoke_tx(conn: &mut AnyConnection, r: &Revocation) -> Result<()> {
             Some(_) => StoreError::Duplicate("revocation"),
             None => StoreError::NotFound,
         });
+    }
+    if r.reason == "keyCompromise" {
+        crate::hygiene::mark_compromised(conn, &r.serial, r.at).await?;
     }
     sqlx::query("UPDATE ca_state SET revocations = revocations + 1 WHERE id = 1")
         .execute(&mut *conn)

@@ -67,6 +67,7 @@ macro_rules! contract_suite {
             key_login_challenges_work_once_and_a_renewal_advances_once,
             a_timer_runs_once_per_due_time_across_instances,
             published_crls_and_holiday_years_are_shared,
+            a_key_is_certified_for_one_enterprise_and_never_after_compromise,
         );
     };
     (@tests $open:ident, $backend:expr; $($test:ident),+ $(,)?) => {
@@ -3398,5 +3399,121 @@ async fn published_crls_and_holiday_years_are_shared(db: &TestDb) -> Result<()> 
     assert_eq!(years.len(), 1);
     assert_eq!(years[0].data, "{\"year\":2027,\"v\":2}");
     assert!(s.verify_audit().await?.first_broken.is_none());
+    Ok(())
+}
+
+/// A certificate-shaped DER whose SubjectPublicKeyInfo is `spki` (only the structure up to
+/// the key matters to the store).
+fn cert_with_spki(spki: &[u8]) -> Vec<u8> {
+    let mut tbs_content = vec![0xa0, 0x03, 0x02, 0x01, 0x02, 0x02, 0x01, 0x07];
+    tbs_content.extend([0x30, 0x00, 0x30, 0x00, 0x30, 0x00, 0x30, 0x00]);
+    tbs_content.extend(spki);
+    let mut body = vec![0x30, u8::try_from(tbs_content.len()).unwrap()];
+    body.extend(&tbs_content);
+    body.extend([0x30, 0x00, 0x03, 0x01, 0x00]);
+    let mut cert = vec![0x30, u8::try_from(body.len()).unwrap()];
+    cert.extend(&body);
+    cert
+}
+
+/// Issue 15 (key hygiene): a public key is bound to the first enterprise it is certified
+/// for — under concurrency too, exactly one enterprise wins — and a keyCompromise
+/// revocation (on its own or in a batch) bars the key for good, for every enterprise.
+async fn a_key_is_certified_for_one_enterprise_and_never_after_compromise(
+    db: &TestDb,
+) -> Result<()> {
+    use ekey_store::KeyClearance::*;
+    let s = db.store();
+    s.migrate().await?;
+    let (a, b) = ("91320100MA1N2P3Q4X", "91110000600037341L");
+    assert_eq!(s.clear_key_for_issuance("k1", a, t0()).await?, Clear);
+    assert_eq!(s.clear_key_for_issuance("k1", a, t0()).await?, Clear);
+    assert_eq!(
+        s.clear_key_for_issuance("k1", b, t0()).await?,
+        OtherEnterprise
+    );
+
+    // Twelve issuances of one new key for two enterprises at once: one enterprise gets it.
+    let barrier = Arc::new(Barrier::new(12));
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = db.store.clone();
+        let barrier = barrier.clone();
+        let code = if i % 2 == 0 { a } else { b };
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            (code, store.clear_key_for_issuance("k2", code, t0()).await)
+        }));
+    }
+    let mut winners = BTreeSet::new();
+    for t in tasks {
+        let (code, got) = t.await?;
+        match got? {
+            Clear => {
+                winners.insert(code);
+            }
+            OtherEnterprise => {}
+            Compromised => bail!("k2 is not compromised"),
+        }
+    }
+    ensure!(winners.len() == 1, "one enterprise holds k2: {winners:?}");
+
+    // keyCompromise marks the key of the certificate: no enterprise gets it again.
+    let spki = [0x30, 0x06, 0x30, 0x00, 0x03, 0x02, 0x00, 0xaa];
+    let hash = ekey_store::spki_sha256(&spki);
+    assert_eq!(s.clear_key_for_issuance(&hash, a, t0()).await?, Clear);
+    s.reserve_certificate(reservation("0b01", "hygiene-1"))
+        .await?;
+    s.complete_certificate(
+        "0b01",
+        &cert_with_spki(&spki),
+        t0(),
+        t0() + Duration::days(730),
+        audit(t0(), "ca.issue", "0b01", ""),
+    )
+    .await?;
+    s.revoke(
+        Revocation {
+            serial: "0b01".into(),
+            reason: "superseded".into(),
+            at: t0(),
+        },
+        audit(t0(), "ca.revoke", "0b01", "superseded"),
+    )
+    .await?;
+    assert_eq!(
+        s.clear_key_for_issuance(&hash, a, t0()).await?,
+        Clear,
+        "superseded is no compromise"
+    );
+    let spki2 = [0x30, 0x06, 0x30, 0x00, 0x03, 0x02, 0x00, 0xbb];
+    let hash2 = ekey_store::spki_sha256(&spki2);
+    s.reserve_certificate(reservation("0b02", "hygiene-2"))
+        .await?;
+    s.complete_certificate(
+        "0b02",
+        &cert_with_spki(&spki2),
+        t0(),
+        t0() + Duration::days(730),
+        audit(t0(), "ca.issue", "0b02", ""),
+    )
+    .await?;
+    s.apply_batch(Batch {
+        revocations: vec![Revocation {
+            serial: "0b02".into(),
+            reason: "keyCompromise".into(),
+            at: t0(),
+        }],
+        audits: vec![audit(t0(), "ca.revoke", "0b02", "keyCompromise")],
+        ..Default::default()
+    })
+    .await?;
+    for code in [a, b] {
+        assert_eq!(
+            s.clear_key_for_issuance(&hash2, code, t0()).await?,
+            Compromised,
+            "{code}"
+        );
+    }
     Ok(())
 }

@@ -186,3 +186,133 @@ fn crl_with_many_entries_encodes_and_verifies() {
     ]));
     assert!(out.contains("verify OK"), "{out}");
 }
+
+/// Issue 15, item 6: a new CA publishes the root's CRL (ARL), which OpenSSL and pkilint
+/// accept; the issuing CA points to it; the root key can be written elsewhere (and the CA
+/// still opens without it); `renew_root_crl` signs the next one with the root key only;
+/// a CA made before the ARL existed gets one at start while its root key is at hand.
+#[test]
+fn the_root_crl_is_signed_ahead_and_the_root_key_can_live_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    let offline = dir.path().join("offline");
+    let cfg = config(KeyAlgorithm::EcdsaP256);
+    let root_pass = ekey_ca::Passphrase::new("another passphrase for the root").unwrap();
+    let now = Utc::now();
+    let ca = ekey_ca::Authority::create_with_root_key(
+        &ca_dir,
+        &passphrase(),
+        &cfg,
+        now,
+        Some((&offline, &root_pass)),
+    )
+    .unwrap();
+    assert!(!ca_dir.join("root.key.pem").exists());
+    assert!(offline.join("root.key.pem").exists());
+    let arl = ekey_ca::read_root_crl(
+        ca.root_der(),
+        &std::fs::read(ca_dir.join("root.crl")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(arl.number, 1);
+    assert_eq!(
+        arl.next_update - arl.this_update,
+        Duration::days(i64::from(ekey_ca::DEFAULT_ROOT_CRL_DAYS))
+    );
+    let root_pem = write(&dir.path().join("root.pem"), ca.root_pem().as_bytes());
+    let out = run_ok(openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        ca_dir.join("root.crl").to_str().unwrap(),
+        "-CAfile",
+        root_pem.to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]));
+    assert!(out.contains("verify OK"), "{out}");
+    pkilint(
+        "lint_crl",
+        &["-t", "CRL", "-p", "PKIX"],
+        &ca_dir.join("root.crl"),
+    );
+    let issuing = write(&dir.path().join("issuing.pem"), ca.issuing_pem().as_bytes());
+    let text = run_ok(openssl(&[
+        "x509",
+        "-in",
+        issuing.to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]));
+    assert!(
+        text.contains("X509v3 CRL Distribution Points") && text.contains("/crl/root.crl"),
+        "{text}"
+    );
+    pkilint("lint_pkix_cert", &[], &issuing);
+    // The CA opens without its root key.
+    ekey_ca::Authority::load(&ca_dir, &passphrase(), &cfg).unwrap();
+    // Nothing to do at start: the root key is not there.
+    assert_eq!(
+        ekey_ca::ensure_root_crl(&ca_dir, &passphrase(), now).unwrap(),
+        None
+    );
+
+    // The next ARL, with the root key only: the CA passphrase does not open it, the
+    // issuing key is not the root's.
+    let later = now + Duration::days(300);
+    let wrong = ekey_ca::renew_root_crl(
+        &ca_dir,
+        &offline.join("root.key.pem"),
+        &passphrase(),
+        later,
+        365,
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(wrong.code(), "ekey.ca.passphrase");
+    let not_root = ekey_ca::renew_root_crl(
+        &ca_dir,
+        &ca_dir.join("issuing.key.pem"),
+        &passphrase(),
+        later,
+        365,
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(not_root.code(), "ekey.ca.key_mismatch");
+    let next = ekey_ca::renew_root_crl(
+        &ca_dir,
+        &offline.join("root.key.pem"),
+        &root_pass,
+        later,
+        400,
+        None,
+    )
+    .unwrap();
+    assert_eq!(next.number, 2);
+    assert_eq!(next.next_update - next.this_update, Duration::days(400));
+    let served = ekey_ca::read_root_crl(
+        ca.root_der(),
+        &std::fs::read(ca_dir.join("root.crl")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(served, next);
+
+    // A CA made before ARLs (root key beside the others, no root.crl) gets one at start,
+    // and only when it needs one.
+    let fx = Fixture::new(KeyAlgorithm::EcdsaP256);
+    std::fs::remove_file(fx.ca_dir().join("root.crl")).unwrap();
+    let made = ekey_ca::ensure_root_crl(&fx.ca_dir(), &passphrase(), now)
+        .unwrap()
+        .unwrap();
+    assert_eq!(made.number, 1);
+    assert_eq!(
+        ekey_ca::ensure_root_crl(&fx.ca_dir(), &passphrase(), now + Duration::days(100)).unwrap(),
+        None
+    );
+    let renewed = ekey_ca::ensure_root_crl(&fx.ca_dir(), &passphrase(), now + Duration::days(200))
+        .unwrap()
+        .unwrap();
+    assert_eq!(renewed.number, 2);
+}

@@ -147,7 +147,13 @@ fn private_key_block<'a>(listing: &'a str, label: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no private key {label} in:\n{listing}"))
 }
 
-/// Only certificates in the CA directory: no key file, nothing with a private key.
+/// The DER inside a one-certificate PEM file.
+fn pem_der(pem: &[u8]) -> Vec<u8> {
+    x509_parser::pem::parse_x509_pem(pem).unwrap().1.contents
+}
+
+/// Only certificates (and the root's ARL) in the CA directory: no key file, nothing with a
+/// private key.
 fn assert_only_certificates(dir: &Path) {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -156,9 +162,20 @@ fn assert_only_certificates(dir: &Path) {
     names.sort();
     assert_eq!(
         names,
-        [files::ISSUING_CERT, files::OCSP_CERT, files::ROOT_CERT],
+        [
+            files::ISSUING_CERT,
+            files::OCSP_CERT,
+            files::ROOT_CRL,
+            files::ROOT_CERT
+        ],
         "unexpected files in the CA directory"
     );
+    // The root's ARL, signed by the root key on the token: DER, nothing secret.
+    let root = std::fs::read(dir.join(files::ROOT_CERT)).unwrap();
+    let root = pem_der(&root);
+    let arl = std::fs::read(dir.join(files::ROOT_CRL)).unwrap();
+    assert_eq!(ekey_ca::read_root_crl(&root, &arl).unwrap().number, 1);
+    names.retain(|n| n != files::ROOT_CRL);
     for name in names {
         let text = std::fs::read_to_string(dir.join(&name)).unwrap();
         assert!(!text.contains("PRIVATE KEY"), "{name} holds a private key");

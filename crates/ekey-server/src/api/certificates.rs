@@ -11,7 +11,7 @@ use ekey_domain::calendar::shanghai;
 use ekey_domain::error::DomainError;
 use ekey_domain::ident::CreditCode;
 use ekey_domain::request::Role;
-use ekey_store::{CertificateRecord, Revocation, StoreError};
+use ekey_store::{CertificateRecord, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -255,7 +255,10 @@ pub struct RevokeBody {
     pub reason: String,
 }
 
-/// Revoke a certificate (provider); CRL and OCSP say so at once. Audited.
+/// Revoke a certificate (provider); CRL and OCSP say so at once. When it is a key's current
+/// certificate, the key is revoked too, its request's history shows it and the enterprise
+/// is told by mail, in the same transaction. Audited. `removeFromCRL` and `certificateHold`
+/// are refused (422 `ekey.ca.reason_not_allowed`).
 #[utoipa::path(post, path = "/api/v1/certificates/{serial}/revoke", tag = "ca", security(("bearer" = [])),
     params(("serial" = String, Path)), request_body = RevokeBody,
     responses((status = 200, body = CertificateOut), (status = 404, body = ErrorBody),
@@ -268,20 +271,12 @@ pub async fn revoke(
 ) -> ApiResult<Json<CertificateOut>> {
     auth.require(&[Role::Provider])?;
     let serial = Serial::from_hex(&serial).map_err(ApiError::from)?;
-    let reason = RevocationReason::parse(body.reason.trim()).map_err(ApiError::from)?;
+    let reason =
+        RevocationReason::parse_for_revocation(body.reason.trim()).map_err(ApiError::from)?;
     let hex = serial.to_hex();
     let now = state.clock.now();
     let audit = auth.audit(now, "ca.revoke", "certificate", &hex, "", reason.as_str());
-    let record = state
-        .store
-        .revoke(
-            Revocation {
-                serial: hex.clone(),
-                reason: reason.as_str().into(),
-                at: now,
-            },
-            audit,
-        )
+    let record = crate::revoke::revoke_by_hand(&state, &hex, reason, now, &auth.account.id, audit)
         .await
         .map_err(|e| match e {
             StoreError::NotFound => ApiError::new(
@@ -298,7 +293,6 @@ pub async fn revoke(
             ),
             other => other.into(),
         })?;
-    state.ca.forget_crl();
     Ok(Json(record.into()))
 }
 
@@ -321,6 +315,27 @@ pub struct CaStatusOut {
     pub ocsp_certificate_not_after: String,
     /// Until when the issuing CA is valid.
     pub issuing_not_after: String,
+    /// The last CRL regeneration failed (the last good CRL is served meanwhile): when
+    /// (RFC 3339), the error's code and what failed. Null when the CRL is current.
+    pub crl_failure: Option<CrlFailureOut>,
+    /// The root's ARL (`/crl/root.crl`): its CRL number and nextUpdate, when published.
+    pub root_crl_number: Option<u64>,
+    /// nextUpdate of the root's ARL (RFC 3339).
+    pub root_crl_next_update: Option<String>,
+    /// What needs the operator about the root's ARL (missing, unreadable, expiring within
+    /// 30 days, expired: sign a new one with `ekey ca root-crl`); null when all is well.
+    pub root_crl_problem: Option<String>,
+}
+
+/// A CRL regeneration that failed.
+#[derive(Serialize, ToSchema)]
+pub struct CrlFailureOut {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Stable error code, e.g. `ekey.ca.signer`.
+    pub code: String,
+    /// What failed, in the caller's language.
+    pub message: String,
 }
 
 /// CA status (provider, admin).
@@ -329,8 +344,12 @@ pub struct CaStatusOut {
 pub async fn status(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<CaStatusOut>> {
     auth.require(&[Role::Provider, Role::Admin])?;
     let now = state.clock.now();
-    // Make sure there is a current CRL (this is what a client would download).
-    state.ca.crl(state.store.as_ref(), now).await?;
+    // Make sure there is a current CRL (this is what a client would download). A failure
+    // is shown below, never instead of the status.
+    if let Err(e) = state.ca.crl(state.store.as_ref(), now).await {
+        tracing::error!(error = %e, "CA status: no CRL could be made");
+    }
+    let lang = crate::error::current_lang();
     let made = state.ca.crl_made_at();
     let hours = i64::from(state.ca.authority().config().crl_next_update_hours);
     let (_, revocations) = state.store.ca_state().await?;
@@ -343,7 +362,28 @@ pub async fn status(State(state): State<AppState>, auth: Auth) -> ApiResult<Json
         .unwrap_or(now);
     let (issued_today, revoked_today) = state.store.certificate_counts(midnight).await?;
     let authority = state.ca.authority();
+    let root_crl = state.ca.root_crl();
+    let root_crl_problem = match &root_crl {
+        None => Some(lang.pick(
+            "根 CA 的 CRL（ARL）尚未发布：请用根密钥执行 ekey ca root-crl。",
+            "The root CA's CRL (ARL) is not published: sign one with the root key (ekey ca root-crl).",
+        ).to_string()),
+        Some(Err(e)) => Some(e.message(lang)),
+        Some(Ok(arl)) if arl.next_update <= now => Some(lang.pick(
+            "根 CA 的 CRL（ARL）已过期：请立即用根密钥执行 ekey ca root-crl。",
+            "The root CA's CRL (ARL) has expired: sign a new one with the root key now (ekey ca root-crl).",
+        ).to_string()),
+        Some(Ok(arl)) if arl.next_update - now < Duration::days(30) => Some(lang.pick(
+            "根 CA 的 CRL（ARL）将在 30 天内过期：请安排用根密钥执行 ekey ca root-crl。",
+            "The root CA's CRL (ARL) expires within 30 days: plan to sign a new one with the root key (ekey ca root-crl).",
+        ).to_string()),
+        Some(Ok(_)) => None,
+    };
+    let root_crl = root_crl.and_then(Result::ok);
     Ok(Json(CaStatusOut {
+        root_crl_number: root_crl.as_ref().map(|a| a.number),
+        root_crl_next_update: root_crl.as_ref().map(|a| rfc3339(a.next_update)),
+        root_crl_problem,
         crl_made_at: made.map(rfc3339),
         crl_next_update: made.map(|m| rfc3339(m + Duration::hours(hours))),
         revocations,
@@ -352,5 +392,10 @@ pub async fn status(State(state): State<AppState>, auth: Auth) -> ApiResult<Json
         ocsp_answering: authority.ocsp_cert_not_after() > now,
         ocsp_certificate_not_after: rfc3339(authority.ocsp_cert_not_after()),
         issuing_not_after: rfc3339(authority.issuing_not_after()),
+        crl_failure: state.ca.crl_failure().map(|f| CrlFailureOut {
+            at: rfc3339(f.at),
+            code: f.code.into(),
+            message: lang.pick(&f.zh, &f.en).to_string(),
+        }),
     }))
 }

@@ -357,6 +357,7 @@ fn fixed_routes() -> Routes {
             .get("/ca/root.crt", crate::ca::root_crt)
             .get("/ca/issuing.crt", crate::ca::issuing_crt)
             .get("/crl/issuing.crl", crate::ca::issuing_crl)
+            .get("/crl/root.crl", crate::ca::root_crl)
             .post("/ocsp", crate::ca::ocsp_post)
             .get("/ocsp/{*request}", crate::ca::ocsp_get),
     )

@@ -484,6 +484,9 @@ pub fn timeline(lang: Lang, history: &[crate::api::requests::HistoryOut]) -> Vec
                 .map(|a| lang.pick(a.label_zh(), a.label_en()).to_string())
                 .unwrap_or_else(|| match h.action.as_str() {
                     "create" => lang.pick("创建申请", "Created").to_string(),
+                    "certificate_revoked" => lang
+                        .pick("证书已被服务商吊销", "Certificate revoked by the provider")
+                        .to_string(),
                     other => other.to_string(),
                 });
             let role = Role::parse(&h.actor_role)

@@ -139,6 +139,7 @@ const EXPECTED: &[(&str, &str, Who)] = &[
     ("GET", "/ca/root.crt", Public),
     ("GET", "/ca/issuing.crt", Public),
     ("GET", "/crl/issuing.crl", Public),
+    ("GET", "/crl/root.crl", Public),
     ("POST", "/ocsp", Public),
     ("GET", "/ocsp/{*request}", Public),
     // Public pages.

@@ -29,7 +29,7 @@ fn openssl(args: &[&str]) -> (bool, String) {
 }
 
 /// A P-256 CSR made by `openssl req` with subject C/O/CN/serialNumber; returns its PEM.
-fn make_csr(dir: &Path, file: &str, name: &str, code: &str) -> String {
+pub fn make_csr(dir: &Path, file: &str, name: &str, code: &str) -> String {
     let csr = dir.join(format!("{file}.csr"));
     let key = dir.join(format!("{file}.key"));
     let (ok, text) = openssl(&[

@@ -37,6 +37,7 @@ mod notify;
 mod pages;
 mod reminders;
 mod renewal_expiry;
+mod revocation;
 mod softhsm;
 mod storage;
 mod unlock;
