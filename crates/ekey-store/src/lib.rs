@@ -245,6 +245,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<()>;
     /// Forgets the failures under `key` (after a successful login).
     async fn clear_login_failures(&self, key: &str) -> Result<()>;
+    /// Reserves one attempt under every bucket at once, or under none: in one
+    /// transaction, each bucket's count (forgotten when its last attempt is older than
+    /// `forget_before`) is checked against its policy, and only when none must wait are all
+    /// counted, so concurrent attempts cannot all pass a check made before any was counted.
+    /// `WaitUntil` names the latest end of a wait and changes nothing.
+    async fn reserve_attempt(
+        &self,
+        buckets: &[(String, ekey_domain::throttle::Policy)],
+        now: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<ekey_domain::throttle::Attempt>;
+    /// Gives back a reserved attempt that turned out well: the counts under `decrement` go
+    /// down by one, those under `clear` are forgotten.
+    async fn release_attempt(&self, decrement: &[String], clear: &[String]) -> Result<()>;
     /// Records (or replaces) how the enterprise will receive its key.
     async fn set_collection_choice(&self, choice: CollectionChoice, audit: NewAudit) -> Result<()>;
     /// The enterprise's choice for a request, if any.

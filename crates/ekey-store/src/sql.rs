@@ -2045,6 +2045,109 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn reserve_attempt(
+        &self,
+        buckets: &[(String, ekey_domain::throttle::Policy)],
+        now: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<ekey_domain::throttle::Attempt> {
+        use ekey_domain::throttle::Attempt;
+        // Rows are locked in one order (by key) so that two reservations cannot deadlock.
+        let mut sorted: Vec<&(String, ekey_domain::throttle::Policy)> = buckets.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        sorted.dedup_by(|a, b| a.0 == b.0);
+        let forget = (now - forget_before).to_std().unwrap_or_default();
+        let mut tx = self.begin_write().await?;
+        let mut until: Option<DateTime<Utc>> = None;
+        for (key, policy) in &sorted {
+            // SQLite: BEGIN IMMEDIATE already serialises writers. PostgreSQL: make the row
+            // exist (a concurrent insert waits for ours), then lock it until commit.
+            let row = match self.backend {
+                Backend::Sqlite => {
+                    sqlx::query("SELECT failures, last_at FROM login_failures WHERE key = $1")
+                        .bind(key)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+                Backend::Postgres => {
+                    sqlx::query(
+                        "INSERT INTO login_failures (key, failures, last_at) VALUES ($1, 0, $2) \
+                         ON CONFLICT (key) DO NOTHING",
+                    )
+                    .bind(key)
+                    .bind(ms(now))
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "SELECT failures, last_at FROM login_failures WHERE key = $1 FOR UPDATE",
+                    )
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+            };
+            let Some(row) = row else { continue };
+            let count = row.try_get::<i64, _>("failures")?;
+            let last_at = from_ms(row.try_get::<i64, _>("last_at")?);
+            if let Some(end) = policy.next_allowed(count, last_at, now, forget)
+                && until.is_none_or(|u| end > u)
+            {
+                until = Some(end);
+            }
+        }
+        if let Some(until) = until {
+            tx.rollback().await?;
+            return Ok(Attempt::WaitUntil(until));
+        }
+        for (key, _) in &sorted {
+            sqlx::query(
+                "INSERT INTO login_failures (key, failures, last_at) VALUES ($1, 1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 failures = CASE WHEN login_failures.last_at < $3 THEN 1 \
+                                 ELSE login_failures.failures + 1 END, \
+                 last_at = $2",
+            )
+            .bind(key)
+            .bind(ms(now))
+            .bind(ms(forget_before))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Attempt::Reserved)
+    }
+
+    async fn release_attempt(&self, decrement: &[String], clear: &[String]) -> Result<()> {
+        // In key order, like reservations, so that the two cannot deadlock.
+        let mut ops: Vec<(&String, bool)> = decrement
+            .iter()
+            .map(|k| (k, false))
+            .chain(clear.iter().map(|k| (k, true)))
+            .collect();
+        ops.sort();
+        let mut tx = self.begin_write().await?;
+        for (key, clear) in ops {
+            if !clear {
+                sqlx::query(
+                    "UPDATE login_failures SET failures = failures - 1 \
+                     WHERE key = $1 AND failures > 0",
+                )
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // A count back at zero is no row at all: the table holds only what is counted.
+            let sql = if clear {
+                "DELETE FROM login_failures WHERE key = $1"
+            } else {
+                "DELETE FROM login_failures WHERE key = $1 AND failures <= 0"
+            };
+            sqlx::query(sql).bind(key).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn set_account_active(
         &self,
         id: &str,

@@ -137,7 +137,7 @@ pub fn soft_token(s: &TestServer, serial: &str) -> Arc<dyn Token> {
 }
 
 /// Challenge → agent signature → session, as the login page does it.
-async fn key_login(
+pub async fn key_login(
     s: &TestServer,
     agent: &RunningAgent,
     serial: &str,

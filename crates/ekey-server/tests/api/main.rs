@@ -38,4 +38,5 @@ mod pages;
 mod reminders;
 mod softhsm;
 mod storage;
+mod throttle;
 mod unlock;
