@@ -74,7 +74,7 @@ pub const RESETS_PER_ADDRESS: Policy = Policy {
 pub const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// The address as counted: an IPv6 client owns a whole /64, so it is counted as one.
-fn address_bucket(address: &str) -> String {
+pub(crate) fn address_bucket(address: &str) -> String {
     match address.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
             let s = v6.segments();
@@ -161,13 +161,32 @@ fn minutes_until(state: &AppState, until: DateTime<Utc>) -> i64 {
     (seconds + 59) / 60
 }
 
+/// The longest login there can be: an email address (RFC 5321: 254 characters).
+pub const MAX_LOGIN_CHARS: usize = 254;
+
+/// Refuses a login longer than any account's (400 `ekey.auth.login_too_long`) before the
+/// back-off table or the audit log is touched, so that neither grows by what a caller types.
+pub fn check_login_length(login: &str) -> ApiResult<()> {
+    if login.trim().chars().count() > MAX_LOGIN_CHARS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ekey.auth.login_too_long",
+            format!("登录名过长：最多 {MAX_LOGIN_CHARS} 个字符"),
+            format!("The login is too long: at most {MAX_LOGIN_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
 /// Reserves one password check of `login` from `address`, or refuses with 429
-/// `ekey.auth.rate_limited` (naming the wait) before anything is checked.
+/// `ekey.auth.rate_limited` (naming the wait) before anything is checked; a login longer
+/// than [`MAX_LOGIN_CHARS`] is refused first and counts nowhere.
 pub async fn reserve_login(
     state: &AppState,
     login: &str,
     address: &str,
 ) -> ApiResult<LoginAttempt> {
+    check_login_length(login)?;
     let buckets = vec![
         (pair_key(login, address), PER_LOGIN_AND_ADDRESS),
         (login_key(login), PER_LOGIN),
@@ -193,8 +212,10 @@ pub async fn reserve_login(
 }
 
 /// Counts one password-reset request of `login` from `address`, or refuses with 429
-/// `ekey.auth.rate_limited` (naming the wait). Failed logins play no part.
+/// `ekey.auth.rate_limited` (naming the wait). Failed logins play no part. A login longer
+/// than [`MAX_LOGIN_CHARS`] is refused first and counts nowhere.
 pub async fn reset_requested(state: &AppState, login: &str, address: &str) -> ApiResult<()> {
+    check_login_length(login)?;
     let buckets = vec![
         (reset_login_key(login), RESETS_PER_LOGIN),
         (reset_address_key(address), RESETS_PER_ADDRESS),

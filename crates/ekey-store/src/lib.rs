@@ -195,6 +195,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn session_key(&self, token_hash: &str) -> Result<Option<String>>;
     /// Stores a certificate-login challenge.
     async fn create_login_challenge(&self, c: LoginChallenge) -> Result<()>;
+    /// Stores a certificate-login challenge asked for from `address`, unless that address
+    /// already has `max_live` unexpired ones (false: nothing stored); expired challenges of
+    /// every address are deleted on the way.
+    async fn create_login_challenge_from(
+        &self,
+        c: LoginChallenge,
+        address: &str,
+        max_live: i64,
+    ) -> Result<bool>;
     /// A certificate-login challenge, used or not.
     async fn login_challenge(&self, id: &str) -> Result<Option<LoginChallenge>>;
     /// Uses a challenge: true only for the one caller that marked it used while it was

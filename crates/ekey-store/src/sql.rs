@@ -28,6 +28,10 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
     (5, include_str!("../migrations/sqlite/0005_agent.sql")),
     (6, include_str!("../migrations/sqlite/0006_scale.sql")),
     (7, include_str!("../migrations/sqlite/0007_security.sql")),
+    (
+        10,
+        include_str!("../migrations/sqlite/0010_bounded_growth.sql"),
+    ),
 ];
 const MIGRATIONS_PG: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -40,6 +44,10 @@ const MIGRATIONS_PG: &[(i64, &str)] = &[
     (5, include_str!("../migrations/postgres/0005_agent.sql")),
     (6, include_str!("../migrations/postgres/0006_scale.sql")),
     (7, include_str!("../migrations/postgres/0007_security.sql")),
+    (
+        10,
+        include_str!("../migrations/postgres/0010_bounded_growth.sql"),
+    ),
 ];
 
 /// The SQL store on SQLite or PostgreSQL.
@@ -747,6 +755,54 @@ impl Store for SqlStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn create_login_challenge_from(
+        &self,
+        c: LoginChallenge,
+        address: &str,
+        max_live: i64,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            // One creator per address at a time, so the count below cannot be overtaken.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("key-login-challenge:{address}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Expired challenges are of no use to anyone: they go as new ones come.
+        sqlx::query("DELETE FROM key_login_challenges WHERE expires_at <= $1")
+            .bind(ms(c.created_at))
+            .execute(&mut *tx)
+            .await?;
+        let live: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM key_login_challenges WHERE address = $1 AND expires_at > $2",
+        )
+        .bind(address)
+        .bind(ms(c.created_at))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if live >= max_live {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO key_login_challenges \
+             (id, challenge, seed_hash, created_at, expires_at, address) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&c.id)
+        .bind(&c.challenge)
+        .bind(&c.seed_hash)
+        .bind(ms(c.created_at))
+        .bind(ms(c.expires_at))
+        .bind(address)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn login_challenge(&self, id: &str) -> Result<Option<LoginChallenge>> {

@@ -58,6 +58,7 @@ fn bad_credentials() -> ApiError {
 /// Log in with login and password.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "accounts", request_body = LoginBody,
     responses((status = 200, body = SessionOut), (status = 401, body = ErrorBody),
+              (status = 400, description = "a login longer than 254 characters", body = ErrorBody),
               (status = 403, description = "account not activated", body = ErrorBody),
               (status = 429, description = "too many failed attempts", body = ErrorBody)))]
 pub async fn login(

@@ -206,3 +206,111 @@ async fn failed_logins_lock_out_nobody_else(db: Db) {
     s.stop().await;
 }
 on_both_databases!(failed_logins_lock_out_nobody_else);
+
+async fn rows(s: &TestServer, table: &str) -> i64 {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) AS n FROM {table}"
+    )))
+    .fetch_one(s.raw().pool())
+    .await
+    .unwrap()
+    .try_get("n")
+    .unwrap()
+}
+
+/// What an anonymous caller can make the server store is bounded: a login longer than an
+/// email address is refused before the back-off table or the audit log grows; key-login
+/// challenges are limited per address and expired ones deleted; a search longer than the
+/// limit is refused rather than dropped (which answered every request).
+async fn growth_is_bounded(db: Db) {
+    let s = start(db).await;
+
+    // Logins: 254 characters is an email's limit and counted as usual; 255 is refused.
+    let long = format!("{}@example.com", "a".repeat(255 - 12));
+    assert_eq!(long.chars().count(), 255);
+    let before = (s.snapshot().await, rows(&s, "login_failures").await);
+    let (status, v) = login_from(&s, "203.0.113.7", &long, "Wrong-2026").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["code"], "ekey.auth.login_too_long");
+    let res = s
+        .client
+        .post(s.url("/api/v1/password-resets"))
+        .json(&json!({"login": long}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["code"], "ekey.auth.login_too_long");
+    assert_eq!(
+        before,
+        (s.snapshot().await, rows(&s, "login_failures").await),
+        "nothing stored, nothing audited"
+    );
+    let (status, v) = login_from(&s, "203.0.113.7", &long[1..], "Wrong-2026").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+
+    // Key-login challenges: 60 live ones per address, then 429; another address is not
+    // affected; once they expire, the next one deletes them.
+    let challenge = |address: &'static str| {
+        s.client
+            .post(s.url("/api/v1/key-login/challenges"))
+            .header("x-forwarded-for", address)
+            .json(&json!({}))
+            .send()
+    };
+    for n in 0..60 {
+        let res = challenge("203.0.113.8").await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED, "challenge {n}");
+    }
+    let res = challenge("203.0.113.8").await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["code"], "ekey.keylogin.rate_limited");
+    assert_eq!(
+        challenge("203.0.113.9").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(rows(&s, "key_login_challenges").await, 61);
+    s.clock.advance(chrono::Duration::seconds(301));
+    assert_eq!(
+        challenge("203.0.113.8").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        rows(&s, "key_login_challenges").await,
+        1,
+        "expired ones deleted"
+    );
+
+    // Searches: 100 characters are searched (nothing matches); 101 are refused, where they
+    // used to be dropped and every request answered.
+    let provider = s.login("provider").await;
+    let ent = s.login("demo@ekey.example").await;
+    let (status, v) = s
+        .post(
+            "/api/v1/requests",
+            Some(&ent),
+            first_request("liming@example.com"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let (status, v) = s
+        .get(
+            &format!("/api/v1/requests?q={}", "无".repeat(100)),
+            Some(&provider),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v, json!([]));
+    let (status, v) = s
+        .get(
+            &format!("/api/v1/requests?q={}", "无".repeat(101)),
+            Some(&provider),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["code"], "ekey.search.too_long");
+    s.stop().await;
+}
+on_both_databases!(growth_is_bounded);
