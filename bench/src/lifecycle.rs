@@ -109,6 +109,7 @@ pub fn server_config(db_url: &str, listen: SocketAddr, data_dir: &Path) -> Confi
         public_url: Some(format!("http://{listen}")),
         demo: false,
         mail_transport: MailTransport::Log,
+        allow_software_tokens_insecure: true,
         ..Config::default()
     }
 }
@@ -125,7 +126,8 @@ fn toml_string(s: &str) -> anyhow::Result<String> {
 pub fn write_config(path: &Path, c: &Config) -> anyhow::Result<()> {
     let text = format!(
         "# ekey serve, written by ekey-bench\n\
-         database_url = {}\nlisten = {}\ndata_dir = {}\npublic_url = {}\nmail_transport = \"log\"\n",
+         database_url = {}\nlisten = {}\ndata_dir = {}\npublic_url = {}\nmail_transport = \"log\"\n\
+         allow_software_tokens_insecure = true\n",
         toml_string(&c.database_url)?,
         toml_string(&c.listen)?,
         toml_string(&c.data_dir.display().to_string())?,

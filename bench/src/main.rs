@@ -136,6 +136,7 @@ fn server_config(data_dir: &std::path::Path, db_url: &str, public_url: &str) -> 
         public_url: Some(public_url.to_string()),
         demo: false,
         mail_transport: MailTransport::Log,
+        allow_software_tokens_insecure: true,
         ..Config::default()
     }
 }

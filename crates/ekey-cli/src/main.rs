@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use ekey_server::Config;
 use ekey_server::demo::{DEMO_LOGINS, DEMO_PASSWORD};
 
+mod admin;
 mod ca;
 mod key;
 
@@ -58,6 +59,11 @@ enum Command {
     Ca {
         #[command(subcommand)]
         command: CaCommand,
+    },
+    /// Administrator commands: create the first administrator of a production install.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
     },
     /// Audit log commands.
     Audit {
@@ -334,6 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Key { command } => key::run(command).await,
         Command::Ca { command } => ca::run(command, target_config).await,
+        Command::Admin { command } => admin::run(command, target_config).await,
         Command::Audit {
             command: AuditCommand::Verify(target),
         } => {

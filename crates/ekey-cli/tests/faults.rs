@@ -126,6 +126,7 @@ data_dir = "{data}"
 public_url = "http://127.0.0.1:{port}"
 mail_transport = "smtp"
 smtp_url = "{smtp}"
+allow_software_tokens_insecure = true
 outbox_poll_ms = 100
 reminder_poll_ms = 3600000
 "#,

@@ -129,6 +129,7 @@ data_dir = "{data}"
 public_url = "http://127.0.0.1:{port}"
 mail_transport = "smtp"
 smtp_url = "{smtp}"
+allow_software_tokens_insecure = true
 sms_url = "{sms}"
 storage_url = "s3://ekey-files/deployment"
 s3_endpoint = "{s3}"

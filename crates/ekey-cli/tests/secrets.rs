@@ -34,6 +34,7 @@ data_dir = "{data}"
 public_url = "http://127.0.0.1:{port}"
 mail_transport = "smtp"
 smtp_url = "smtp://127.0.0.1:9"
+allow_software_tokens_insecure = true
 "#,
             db = data.join("ekey.db").display(),
             data = data.display(),
@@ -205,4 +206,57 @@ fn production_secrets_come_from_the_environment_and_never_reach_the_log() {
     );
     assert!(!ok, "started with the wrong CA passphrase:\n{text}");
     assert!(!text.contains("another-passphrase"), "{text}");
+}
+
+/// Production personalises hardware keys: without a PKCS#11 token module, `ekey serve`
+/// refuses to start unless software tokens are allowed in so many words (in the file, or
+/// `EKEY_ALLOW_SOFTWARE_TOKENS_INSECURE`); the demo needs no such setting.
+#[test]
+fn production_refuses_software_tokens_unless_allowed_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = ekey_testkit::free_port();
+    let config = dir.path().join("ekey.toml");
+    write_config(&config, &data, port);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("allow_software_tokens_insecure = true\n", ""),
+    )
+    .unwrap();
+    let serve = || {
+        let mut c = ekey();
+        c.args(["serve", "--config"])
+            .arg(&config)
+            .env("EKEY_CA_PASSPHRASE", "ca-passphrase-software-tokens-3e8a")
+            .env("EKEY_PROVIDER_MASTER", "provider-master-software-tokens-51")
+            .env("EKEY_PIN_SECRET", "pin-secret-software-tokens-0c7f2d");
+        c
+    };
+    let (ok, text) = run_to_end(&mut serve());
+    assert!(!ok, "ekey serve started with software tokens:\n{text}");
+    assert!(
+        text.contains("refusing to start in production mode")
+            && text.contains("software tokens")
+            && text.contains("allow_software_tokens_insecure = true")
+            && text.contains("EKEY_TOKEN_PKCS11_MODULE"),
+        "{text}"
+    );
+    assert_eq!(http(port, "GET", "/healthz", "").0, 0, "nothing listens");
+
+    // Allowed by the environment variable: it serves.
+    let mut child = serve()
+        .env("EKEY_ALLOW_SOFTWARE_TOKENS_INSECURE", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http(port, "GET", "/healthz", "").0 != 200 {
+        assert!(child.try_wait().unwrap().is_none(), "ekey serve stopped");
+        assert!(Instant::now() < deadline, "ekey serve did not answer");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    child.wait().unwrap();
 }

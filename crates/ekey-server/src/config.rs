@@ -101,6 +101,11 @@ pub struct Config {
     /// believed; the client is then the nearest address in it that is not one of them.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Production only: personalise keys as **software tokens** (key files written by this
+    /// server, not hardware keys) when no `token_pkcs11_module` is set. Off by default:
+    /// `ekey serve` refuses to start without one or the other, so that nobody ships software
+    /// keys by mistake. For test installations (`EKEY_ALLOW_SOFTWARE_TOKENS_INSECURE`).
+    pub allow_software_tokens_insecure: bool,
 }
 
 impl Default for Config {
@@ -138,6 +143,7 @@ impl Default for Config {
             s3_secret_access_key: None,
             s3_session_token: None,
             trusted_proxies: Vec::new(),
+            allow_software_tokens_insecure: false,
         }
     }
 }
@@ -180,6 +186,9 @@ impl Config {
                 .map(|p| p.trim().to_string())
                 .filter(|p| !p.is_empty())
                 .collect();
+        }
+        if let Some(v) = get("EKEY_ALLOW_SOFTWARE_TOKENS_INSECURE") {
+            self.allow_software_tokens_insecure = matches!(v.as_str(), "1" | "true" | "yes");
         }
         if let Some(v) = get("EKEY_DEMO") {
             self.demo = matches!(v.as_str(), "1" | "true" | "yes");

@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod documents;
 pub mod error;
+pub mod first_admin;
 pub mod messages;
 pub mod outbox;
 pub mod reminders;

@@ -174,8 +174,17 @@ impl Secrets {
             && config.token_transport_so_pin == crate::Config::default().token_transport_so_pin
         {
             out.push(
-                "token_transport_so_pin is the default; set EKEY_TOKEN_TRANSPORT_SO_PIN to the \
+                "token_transport_so_pin is the default; set EKEY_TOKEN_SO_PIN to the \
                  transport PIN the key supplier gave you"
+                    .into(),
+            );
+        }
+        if config.token_pkcs11_module.is_none() && !config.allow_software_tokens_insecure {
+            out.push(
+                "no token_pkcs11_module (EKEY_TOKEN_PKCS11_MODULE): keys would be personalised \
+                 as software tokens, key files on this server instead of hardware keys; name the \
+                 key vendor's PKCS#11 library, or, for a test installation only, set \
+                 allow_software_tokens_insecure = true (EKEY_ALLOW_SOFTWARE_TOKENS_INSECURE=1)"
                     .into(),
             );
         }
@@ -301,9 +310,20 @@ mod tests {
         let config = crate::Config {
             mail_transport: crate::config::MailTransport::Smtp,
             smtp_url: Some("smtp://127.0.0.1:25".into()),
+            allow_software_tokens_insecure: true,
             ..crate::Config::default()
         };
         assert!(good.production_problems(&secrets_dir, &config).is_empty());
+        // Software tokens only when allowed in so many words.
+        let software = crate::Config {
+            allow_software_tokens_insecure: false,
+            ..config.clone()
+        };
+        let problems = good.production_problems(&secrets_dir, &software);
+        assert!(
+            problems.len() == 1 && problems[0].contains("allow_software_tokens_insecure"),
+            "{problems:?}"
+        );
 
         // Made by `ekey demo`.
         Secrets::mark_demo(&secrets_dir).unwrap();

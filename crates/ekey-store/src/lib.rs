@@ -199,6 +199,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn session_key(&self, token_hash: &str) -> Result<Option<String>>;
     /// Stores a certificate-login challenge.
     async fn create_login_challenge(&self, c: LoginChallenge) -> Result<()>;
+    /// Stores a certificate-login challenge asked for from `address`, unless that address
+    /// already has `max_live` unexpired ones (false: nothing stored); expired challenges of
+    /// every address are deleted on the way.
+    async fn create_login_challenge_from(
+        &self,
+        c: LoginChallenge,
+        address: &str,
+        max_live: i64,
+    ) -> Result<bool>;
     /// A certificate-login challenge, used or not.
     async fn login_challenge(&self, id: &str) -> Result<Option<LoginChallenge>>;
     /// Uses a challenge: true only for the one caller that marked it used while it was
@@ -249,6 +258,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<()>;
     /// Forgets the failures under `key` (after a successful login).
     async fn clear_login_failures(&self, key: &str) -> Result<()>;
+    /// Reserves one attempt under every bucket at once, or under none: in one
+    /// transaction, each bucket's count (forgotten when its last attempt is older than
+    /// `forget_before`) is checked against its policy, and only when none must wait are all
+    /// counted, so concurrent attempts cannot all pass a check made before any was counted.
+    /// `WaitUntil` names the latest end of a wait and changes nothing.
+    async fn reserve_attempt(
+        &self,
+        buckets: &[(String, ekey_domain::throttle::Policy)],
+        now: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<ekey_domain::throttle::Attempt>;
+    /// Gives back a reserved attempt that turned out well: the counts under `decrement` go
+    /// down by one, those under `clear` are forgotten.
+    async fn release_attempt(&self, decrement: &[String], clear: &[String]) -> Result<()>;
     /// Records (or replaces) how the enterprise will receive its key.
     async fn set_collection_choice(&self, choice: CollectionChoice, audit: NewAudit) -> Result<()>;
     /// The enterprise's choice for a request, if any.

@@ -29,6 +29,10 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite/0006_scale.sql")),
     (7, include_str!("../migrations/sqlite/0007_security.sql")),
     (8, include_str!("../migrations/sqlite/0008_key_hygiene.sql")),
+    (
+        10,
+        include_str!("../migrations/sqlite/0010_bounded_growth.sql"),
+    ),
 ];
 const MIGRATIONS_PG: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -44,6 +48,10 @@ const MIGRATIONS_PG: &[(i64, &str)] = &[
     (
         8,
         include_str!("../migrations/postgres/0008_key_hygiene.sql"),
+    ),
+    (
+        10,
+        include_str!("../migrations/postgres/0010_bounded_growth.sql"),
     ),
 ];
 
@@ -755,6 +763,54 @@ impl Store for SqlStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn create_login_challenge_from(
+        &self,
+        c: LoginChallenge,
+        address: &str,
+        max_live: i64,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            // One creator per address at a time, so the count below cannot be overtaken.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("key-login-challenge:{address}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Expired challenges are of no use to anyone: they go as new ones come.
+        sqlx::query("DELETE FROM key_login_challenges WHERE expires_at <= $1")
+            .bind(ms(c.created_at))
+            .execute(&mut *tx)
+            .await?;
+        let live: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM key_login_challenges WHERE address = $1 AND expires_at > $2",
+        )
+        .bind(address)
+        .bind(ms(c.created_at))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if live >= max_live {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO key_login_challenges \
+             (id, challenge, seed_hash, created_at, expires_at, address) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&c.id)
+        .bind(&c.challenge)
+        .bind(&c.seed_hash)
+        .bind(ms(c.created_at))
+        .bind(ms(c.expires_at))
+        .bind(address)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn login_challenge(&self, id: &str) -> Result<Option<LoginChallenge>> {
@@ -2103,6 +2159,109 @@ impl Store for SqlStore {
             .bind(key)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    async fn reserve_attempt(
+        &self,
+        buckets: &[(String, ekey_domain::throttle::Policy)],
+        now: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<ekey_domain::throttle::Attempt> {
+        use ekey_domain::throttle::Attempt;
+        // Rows are locked in one order (by key) so that two reservations cannot deadlock.
+        let mut sorted: Vec<&(String, ekey_domain::throttle::Policy)> = buckets.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        sorted.dedup_by(|a, b| a.0 == b.0);
+        let forget = (now - forget_before).to_std().unwrap_or_default();
+        let mut tx = self.begin_write().await?;
+        let mut until: Option<DateTime<Utc>> = None;
+        for (key, policy) in &sorted {
+            // SQLite: BEGIN IMMEDIATE already serialises writers. PostgreSQL: make the row
+            // exist (a concurrent insert waits for ours), then lock it until commit.
+            let row = match self.backend {
+                Backend::Sqlite => {
+                    sqlx::query("SELECT failures, last_at FROM login_failures WHERE key = $1")
+                        .bind(key)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                }
+                Backend::Postgres => {
+                    sqlx::query(
+                        "INSERT INTO login_failures (key, failures, last_at) VALUES ($1, 0, $2) \
+                         ON CONFLICT (key) DO NOTHING",
+                    )
+                    .bind(key)
+                    .bind(ms(now))
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "SELECT failures, last_at FROM login_failures WHERE key = $1 FOR UPDATE",
+                    )
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                }
+            };
+            let Some(row) = row else { continue };
+            let count = row.try_get::<i64, _>("failures")?;
+            let last_at = from_ms(row.try_get::<i64, _>("last_at")?);
+            if let Some(end) = policy.next_allowed(count, last_at, now, forget)
+                && until.is_none_or(|u| end > u)
+            {
+                until = Some(end);
+            }
+        }
+        if let Some(until) = until {
+            tx.rollback().await?;
+            return Ok(Attempt::WaitUntil(until));
+        }
+        for (key, _) in &sorted {
+            sqlx::query(
+                "INSERT INTO login_failures (key, failures, last_at) VALUES ($1, 1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 failures = CASE WHEN login_failures.last_at < $3 THEN 1 \
+                                 ELSE login_failures.failures + 1 END, \
+                 last_at = $2",
+            )
+            .bind(key)
+            .bind(ms(now))
+            .bind(ms(forget_before))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Attempt::Reserved)
+    }
+
+    async fn release_attempt(&self, decrement: &[String], clear: &[String]) -> Result<()> {
+        // In key order, like reservations, so that the two cannot deadlock.
+        let mut ops: Vec<(&String, bool)> = decrement
+            .iter()
+            .map(|k| (k, false))
+            .chain(clear.iter().map(|k| (k, true)))
+            .collect();
+        ops.sort();
+        let mut tx = self.begin_write().await?;
+        for (key, clear) in ops {
+            if !clear {
+                sqlx::query(
+                    "UPDATE login_failures SET failures = failures - 1 \
+                     WHERE key = $1 AND failures > 0",
+                )
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // A count back at zero is no row at all: the table holds only what is counted.
+            let sql = if clear {
+                "DELETE FROM login_failures WHERE key = $1"
+            } else {
+                "DELETE FROM login_failures WHERE key = $1 AND failures <= 0"
+            };
+            sqlx::query(sql).bind(key).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

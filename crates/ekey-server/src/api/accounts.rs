@@ -58,6 +58,7 @@ fn bad_credentials() -> ApiError {
 /// Log in with login and password.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "accounts", request_body = LoginBody,
     responses((status = 200, body = SessionOut), (status = 401, body = ErrorBody),
+              (status = 400, description = "a login longer than 254 characters", body = ErrorBody),
               (status = 403, description = "account not activated", body = ErrorBody),
               (status = 429, description = "too many failed attempts", body = ErrorBody)))]
 pub async fn login(
@@ -66,7 +67,8 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Json<SessionOut>> {
     let login = body.login.trim().to_lowercase();
-    crate::throttle::check(&state, &login, &address).await?;
+    // Counted before Argon2 runs, so simultaneous guesses cannot overtake the count.
+    let attempt = crate::throttle::reserve_login(&state, &login, &address).await?;
     let account = state.store.account_by_login(&login).await?;
     let hash = account
         .as_ref()
@@ -74,7 +76,7 @@ pub async fn login(
         .unwrap_or_else(|| DUMMY_HASH.to_string());
     let ok = verify_password_off_thread(&body.password, &hash).await?;
     let Some(account) = account.filter(|_| ok) else {
-        crate::throttle::failed(&state, &login, &address).await?;
+        // The reservation stays counted as the failure.
         state
             .store
             .append_audit(NewAudit {
@@ -105,7 +107,7 @@ pub async fn login(
             "The account is not activated yet: open the link in the activation mail, or ask for it again",
         ));
     }
-    crate::throttle::succeeded(&state, &login).await?;
+    attempt.succeeded(&state).await?;
     let (token, expires) = open_session(
         &state,
         &account,
@@ -626,11 +628,10 @@ pub async fn change_password(
     ApiJson(body): ApiJson<PasswordChangeBody>,
 ) -> ApiResult<Json<PasswordChangeOut>> {
     let login = auth.account.login.clone();
-    crate::throttle::check(&state, &login, &auth.address).await?;
+    let attempt = crate::throttle::reserve_login(&state, &login, &auth.address).await?;
     let ok =
         verify_password_off_thread(&body.current_password, &auth.account.password_hash).await?;
     if !ok {
-        crate::throttle::failed(&state, &login, &auth.address).await?;
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "ekey.auth.wrong_password",
@@ -654,7 +655,7 @@ pub async fn change_password(
         .store
         .change_password(&auth.account.id, &new_hash, &auth.token_hash, now, audit)
         .await?;
-    crate::throttle::succeeded(&state, &login).await?;
+    attempt.succeeded(&state).await?;
     Ok(Json(PasswordChangeOut {
         ended_sessions: ended,
     }))

@@ -317,17 +317,10 @@ pub struct NewUserBody {
     pub password: String,
 }
 
-/// Create a staff account (administrator).
-#[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = [])),
-    request_body = NewUserBody,
-    responses((status = 201, body = UserOut), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn create_user(
-    State(state): State<AppState>,
-    auth: Auth,
-    ApiJson(body): ApiJson<NewUserBody>,
-) -> ApiResult<(StatusCode, Json<UserOut>)> {
-    auth.require(&[Role::Admin])?;
-    let login = body.login.trim().to_lowercase();
+/// A staff login as stored (lower case), or `ekey.user.login`: 3–40 letters, digits, `-`,
+/// `_`, `.` — for accounts made by an administrator and by `ekey admin create`.
+pub(crate) fn staff_login(raw: &str) -> ApiResult<String> {
+    let login = raw.trim().to_lowercase();
     let ok_login = (3..=40).contains(&login.len())
         && login
             .chars()
@@ -340,6 +333,20 @@ pub async fn create_user(
             "A login has 3–40 letters, digits or - _ .",
         ));
     }
+    Ok(login)
+}
+
+/// Create a staff account (administrator).
+#[utoipa::path(post, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = [])),
+    request_body = NewUserBody,
+    responses((status = 201, body = UserOut), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(body): ApiJson<NewUserBody>,
+) -> ApiResult<(StatusCode, Json<UserOut>)> {
+    auth.require(&[Role::Admin])?;
+    let login = staff_login(&body.login)?;
     let role = match body.role.as_str() {
         "agency" => Role::Agency,
         "provider" => Role::Provider,

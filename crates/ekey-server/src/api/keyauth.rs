@@ -31,6 +31,10 @@ use super::requests::{act_as, visible};
 /// How long a login challenge can be used.
 const CHALLENGE_TTL: Duration = Duration::minutes(5);
 
+/// Unexpired challenges one client address may hold (so at most this many per
+/// [`CHALLENGE_TTL`]): plenty for an office behind one address, and a bound on the table.
+pub const MAX_LIVE_CHALLENGES_PER_ADDRESS: i64 = 60;
+
 fn unauthorized(code: &'static str, zh: &str, en: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, code, zh, en)
 }
@@ -101,11 +105,14 @@ pub struct ChallengeOut {
 }
 
 /// A one-time challenge for a certificate login (5 minutes, single use; bound to the
-/// browser when it carries the portal's cookie).
+/// browser when it carries the portal's cookie). At most 60 unexpired ones per client
+/// address; expired ones are deleted as new ones are made.
 #[utoipa::path(post, path = "/api/v1/key-login/challenges", tag = "keys",
-    responses((status = 201, body = ChallengeOut)))]
+    responses((status = 201, body = ChallengeOut),
+              (status = 429, description = "too many challenges from this address", body = ErrorBody)))]
 pub async fn create_challenge(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     headers: HeaderMap,
 ) -> ApiResult<(StatusCode, Json<ChallengeOut>)> {
     let mut bytes = [0u8; 32];
@@ -119,7 +126,22 @@ pub async fn create_challenge(
         expires_at: now + CHALLENGE_TTL,
         used_at: None,
     };
-    state.store.create_login_challenge(c.clone()).await?;
+    let made = state
+        .store
+        .create_login_challenge_from(
+            c.clone(),
+            &crate::throttle::address_bucket(&address),
+            MAX_LIVE_CHALLENGES_PER_ADDRESS,
+        )
+        .await?;
+    if !made {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ekey.keylogin.rate_limited",
+            "登录挑战请求过于频繁，请 5 分钟后再试",
+            "Too many key-login challenges from this address; try again in 5 minutes",
+        ));
+    }
     Ok((
         StatusCode::CREATED,
         Json(ChallengeOut {

@@ -290,6 +290,9 @@ fn concerns(kind: Kind, given: &[String]) -> ApiResult<Vec<String>> {
     Ok(out)
 }
 
+/// The longest search of a list.
+pub const MAX_SEARCH_CHARS: usize = 100;
+
 /// Paging and filtering of lists.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -297,7 +300,7 @@ pub struct ListQuery {
     /// Comma-separated statuses.
     pub status: Option<String>,
     /// Search: request number, login name or credit code (exact), or part of the
-    /// enterprise's name.
+    /// enterprise's name; at most 100 characters (longer is refused, not ignored).
     pub q: Option<String>,
     /// Maximum rows (≤ 500, default 100).
     pub limit: Option<i64>,
@@ -836,7 +839,9 @@ pub async fn create(
 /// Requests the caller may see: an enterprise its own, an agency its province's, the
 /// provider all; soonest due first.
 #[utoipa::path(get, path = "/api/v1/requests", tag = "requests", security(("bearer" = [])),
-    params(ListQuery), responses((status = 200, body = Vec<RequestSummary>), (status = 422, body = ErrorBody)))]
+    params(ListQuery), responses((status = 200, body = Vec<RequestSummary>),
+        (status = 400, description = "a search longer than 100 characters", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     auth: Auth,
@@ -860,9 +865,22 @@ pub async fn list(
             )
         })?);
     }
+    // A search too long to match anything is refused: dropping it would answer every
+    // request instead of the few asked for.
+    if q.q
+        .as_deref()
+        .is_some_and(|v| v.trim().chars().count() > MAX_SEARCH_CHARS)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "ekey.search.too_long",
+            format!("搜索内容过长：最多 {MAX_SEARCH_CHARS} 个字符"),
+            format!("The search is too long: at most {MAX_SEARCH_CHARS} characters"),
+        ));
+    }
     let mut filter = RequestFilter {
         statuses,
-        query: q.q.clone().filter(|v| v.trim().chars().count() <= 100),
+        query: q.q.clone(),
         limit: q.limit.unwrap_or(100),
         offset: q.offset.unwrap_or(0),
         ..Default::default()

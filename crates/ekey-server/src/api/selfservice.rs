@@ -44,10 +44,8 @@ pub async fn request_reset(
     ApiJson(body): ApiJson<ResetRequestBody>,
 ) -> ApiResult<StatusCode> {
     let login = body.login.trim().to_lowercase();
-    // Counted like a failed login: a flood of reset mails is refused like a flood of
-    // guesses.
-    crate::throttle::check(&state, &login, &address).await?;
-    crate::throttle::failed(&state, &login, &address).await?;
+    // A quota of its own: never refused because of failed logins, never counted as one.
+    crate::throttle::reset_requested(&state, &login, &address).await?;
     let Some(account) = state.store.account_by_login(&login).await? else {
         return Ok(StatusCode::ACCEPTED);
     };
@@ -137,7 +135,7 @@ pub async fn complete_reset(
             now,
             NewAudit {
                 at: now,
-                address,
+                address: address.clone(),
                 action: "password.reset".into(),
                 object_type: "account".into(),
                 ..Default::default()
@@ -153,7 +151,7 @@ pub async fn complete_reset(
             ),
             other => other.into(),
         })?;
-    crate::throttle::succeeded(&state, &account.login).await?;
+    crate::throttle::password_was_reset(&state, &account.login, &address).await?;
     Ok(Json(ResetOut {
         login: account.login,
     }))

@@ -158,7 +158,7 @@ pub fn soft_token(s: &TestServer, serial: &str) -> Arc<dyn Token> {
 }
 
 /// Challenge → agent signature → session, as the login page does it.
-pub(crate) async fn key_login(
+pub async fn key_login(
     s: &TestServer,
     agent: &RunningAgent,
     serial: &str,

@@ -40,4 +40,5 @@ mod renewal_expiry;
 mod revocation;
 mod softhsm;
 mod storage;
+mod throttle;
 mod unlock;
