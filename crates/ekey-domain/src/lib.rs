@@ -10,6 +10,7 @@ pub mod key;
 pub mod keyproof;
 pub mod province;
 pub mod request;
+pub mod text;
 pub mod upload;
 
 /// Language of a user-facing message. Chinese first; English when the caller asks.
