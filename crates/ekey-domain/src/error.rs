@@ -63,6 +63,13 @@ pub enum DomainError {
         /// The maximum number of characters.
         max: usize,
     },
+    /// A name or address holds a control character, a bidirectional override or an
+    /// invisible character (see [`crate::text::is_forbidden_char`]).
+    #[error("field {field} holds forbidden characters")]
+    ForbiddenCharacters {
+        /// Machine name of the field.
+        field: &'static str,
+    },
     /// No licence business was ticked on the form.
     #[error("no licence type chosen")]
     NoLicenceType,
@@ -98,6 +105,12 @@ pub enum DomainError {
     /// The login name is registered to someone else.
     #[error("login name taken")]
     LoginNameTaken,
+    /// A name of the registry's allocation namespace was typed in as an existing one.
+    #[error("login name in the allocation namespace")]
+    LoginNameAllocatedPattern,
+    /// The enterprise holds the most unused reserved login names already.
+    #[error("too many reserved login names")]
+    TooManyLoginNameReservations,
     /// The login name is not one of this enterprise's.
     #[error("login name not owned by the enterprise")]
     LoginNameNotOwned,
@@ -182,6 +195,7 @@ impl DomainError {
             UnlockChallengeFormat => "ekey.unlock.challenge_format",
             Required { .. } => "ekey.input.required",
             TooLong { .. } => "ekey.input.too_long",
+            ForbiddenCharacters { .. } => "ekey.input.forbidden_characters",
             NoLicenceType => "ekey.request.no_licence_type",
             ReasonRequired(_) => "ekey.request.reason_required",
             TooManyKeys { .. } => "ekey.request.too_many_keys",
@@ -191,6 +205,8 @@ impl DomainError {
             LoginNameRequired => "ekey.login_name.required",
             LoginNameFormat => "ekey.login_name.format",
             LoginNameTaken => "ekey.login_name.taken",
+            LoginNameAllocatedPattern => "ekey.login_name.allocated_pattern",
+            TooManyLoginNameReservations => "ekey.login_name.too_many_reservations",
             LoginNameNotOwned => "ekey.login_name.not_owned",
             ExistingNameNeedsMechanical => "ekey.login_name.existing_needs_mechanical",
             AuthorisedUserMismatch => "ekey.request.authorised_user_mismatch",
@@ -213,9 +229,11 @@ impl DomainError {
         use DomainError::*;
         match self {
             WrongRole { .. } | OutOfScope => ErrorClass::Forbidden,
-            WrongState { .. } | MaterialsLocked(_) | LoginNameTaken | KeyWrongState { .. } => {
-                ErrorClass::Conflict
-            }
+            WrongState { .. }
+            | MaterialsLocked(_)
+            | LoginNameTaken
+            | TooManyLoginNameReservations
+            | KeyWrongState { .. } => ErrorClass::Conflict,
             _ => ErrorClass::Invalid,
         }
     }
@@ -275,6 +293,19 @@ impl DomainError {
                     format!("{}过长，最多 {max} 个字", field_zh(field))
                 } else {
                     format!("{} is too long: at most {max} characters", field_en(field))
+                }
+            }
+            ForbiddenCharacters { field } => {
+                if zh {
+                    format!(
+                        "{}含有不允许的字符（控制字符、换行、文字方向控制符或不可见字符），请删除后重新填写",
+                        field_zh(field)
+                    )
+                } else {
+                    format!(
+                        "{} holds characters that are not allowed (control characters, line breaks, text-direction overrides or invisible characters)",
+                        field_en(field)
+                    )
                 }
             }
             NoLicenceType => lang
@@ -341,6 +372,18 @@ impl DomainError {
                 .pick(
                     "该用户登录名已被使用（一个登录名只能对应一个电子钥匙），请核对或点击“获取登录名”",
                     "This login name is already in use (one login name, one key)",
+                )
+                .into(),
+            LoginNameAllocatedPattern => lang
+                .pick(
+                    "以“ek”加九位数字组成的登录名由系统分配，不能作为已有用户名录入；请点击“获取登录名”，或录入机电产品进口单证系统中的原用户名",
+                    "Names of \"ek\" and nine digits are allocated by the system and cannot be entered as an existing name; get one allocated instead",
+                )
+                .into(),
+            TooManyLoginNameReservations => lang
+                .pick(
+                    "贵单位已获取的登录名尚未使用的已达上限（3 个），请先在申请中使用已获取的登录名；未使用的登录名 7 天后自动释放",
+                    "Your enterprise already holds the most unused reserved login names (3); use one in a request first (unused ones are released after 7 days)",
                 )
                 .into(),
             LoginNameNotOwned => lang

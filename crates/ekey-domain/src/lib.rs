@@ -11,6 +11,7 @@ pub mod keyproof;
 pub mod province;
 pub mod request;
 pub mod throttle;
+pub mod text;
 pub mod upload;
 
 /// Language of a user-facing message. Chinese first; English when the caller asks.

@@ -982,6 +982,30 @@ pub const MAX_KEYS: u32 = 3;
 /// Longest reason accepted.
 pub const MAX_REASON: usize = 500;
 
+/// At most this many login names reserved by 获取登录名 and not yet used by a request may
+/// an enterprise hold at once (it holds at most [`MAX_KEYS`] keys).
+pub const MAX_LOGIN_NAME_RESERVATIONS: i64 = 3;
+/// A login name reserved by 获取登录名 and not used by a request within this many days is
+/// released.
+pub const LOGIN_NAME_RESERVATION_DAYS: i64 = 7;
+
+/// The login name the registry allocates for `province` from the number `n` (0–9,999,999):
+/// `ek`, the province's first two digits, seven digits. Only the registry makes these.
+pub fn allocated_login_name(province: &str, n: u32) -> String {
+    let prefix = province.get(..2).unwrap_or("00");
+    format!("ek{prefix}{:07}", n % 10_000_000)
+}
+
+/// Whether `name` is in the registry's allocation namespace (`ek` and nine digits, any
+/// case): such a name cannot be typed in as an existing one, or someone could claim a
+/// name the registry is about to give another enterprise.
+pub fn is_allocated_pattern(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower
+        .strip_prefix("ek")
+        .is_some_and(|rest| rest.len() == 9 && rest.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Checks a login name's form: 3–32 of `[A-Za-z0-9_.-]`.
 pub fn check_login_name(name: &str) -> Result<(), DomainError> {
     let ok = (3..=32).contains(&name.len())
@@ -998,17 +1022,11 @@ pub fn check_login_name(name: &str) -> Result<(), DomainError> {
 /// Checks the rules of a request's form that need no database: names, licence types,
 /// reasons, login-name modes, one authorised user on form and confirmation letter.
 pub fn validate_form(kind: Kind, form: &RequestForm) -> Result<(), DomainError> {
-    if form.authorised_user.name.trim().is_empty() {
-        return Err(DomainError::Required {
-            field: "authorised_user.name",
-        });
-    }
-    if form.authorised_user.name.chars().count() > 50 {
-        return Err(DomainError::TooLong {
-            field: "authorised_user.name",
-            max: 50,
-        });
-    }
+    crate::text::check_line(
+        "authorised_user.name",
+        &form.authorised_user.name,
+        crate::text::PERSON_NAME_MAX,
+    )?;
     if let Some(other) = &form.confirmation_letter_user
         && (other.id_number != form.authorised_user.id_number
             || other.name.trim() != form.authorised_user.name.trim())
@@ -1022,12 +1040,7 @@ pub fn validate_form(kind: Kind, form: &RequestForm) -> Result<(), DomainError> 
     if kind.needs_reason() && reason.is_empty() {
         return Err(DomainError::ReasonRequired(kind));
     }
-    if reason.chars().count() > MAX_REASON {
-        return Err(DomainError::TooLong {
-            field: "reason",
-            max: MAX_REASON,
-        });
-    }
+    crate::text::check_paragraph("reason", reason, MAX_REASON)?;
     let mode_ok = match kind {
         Kind::First | Kind::Additional | Kind::Reapplication => matches!(
             form.login_name_mode,
@@ -1055,6 +1068,11 @@ pub fn validate_form(kind: Kind, form: &RequestForm) -> Result<(), DomainError> 
             .contains(&LicenceType::AutoImportMechanical)
     {
         return Err(DomainError::ExistingNameNeedsMechanical);
+    }
+    if form.login_name_mode == LoginNameMode::Existing
+        && form.login_name.as_deref().is_some_and(is_allocated_pattern)
+    {
+        return Err(DomainError::LoginNameAllocatedPattern);
     }
     Ok(())
 }
@@ -1574,6 +1592,29 @@ mod tests {
         validate_new_request(Kind::Replacement, &replacement, Holdings { keys_held: 3 }).unwrap();
         assert_eq!(check_login_name("a b"), Err(DomainError::LoginNameFormat));
         assert_eq!(check_login_name("ab"), Err(DomainError::LoginNameFormat));
+    }
+
+    #[test]
+    fn the_allocation_namespace_cannot_be_typed_in_as_existing() {
+        let allocated = allocated_login_name("320000", 1234);
+        assert_eq!(allocated, "ek320001234");
+        assert!(is_allocated_pattern(&allocated));
+        assert!(is_allocated_pattern("EK110000001"));
+        assert!(!is_allocated_pattern("ek32000123"));
+        assert!(!is_allocated_pattern("ek3200012345"));
+        assert!(!is_allocated_pattern("jd_import01"));
+        for name in [allocated.as_str(), "EK320009999", "Ek110000000"] {
+            let mut f = form(LoginNameMode::Existing, Some(name));
+            f.licence_types.push(LicenceType::AutoImportMechanical);
+            assert_eq!(
+                validate_new_request(Kind::First, &f, Holdings::default()),
+                Err(DomainError::LoginNameAllocatedPattern),
+                "{name}"
+            );
+            // Reserved beforehand, the same name is fine with mode allocate.
+            let reserved = form(LoginNameMode::Allocate, Some(name));
+            validate_new_request(Kind::First, &reserved, Holdings::default()).unwrap();
+        }
     }
 
     #[test]

@@ -170,7 +170,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn enterprise_account(&self, enterprise_id: &str) -> Result<Option<Account>>;
     /// An enterprise by id.
     async fn enterprise(&self, id: &str) -> Result<Option<Enterprise>>;
-    /// Uses a single-use activation token: marks it used and the account active.
+    /// Uses a single-use activation token: marks it used and the account active; or, for
+    /// a pending registration, creates its enterprise and account (see
+    /// [`Store::register_pending`]).
     async fn activate(
         &self,
         token_hash: &str,
@@ -185,6 +187,56 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         token: NewToken,
         mail: NewMessage,
     ) -> Result<()>;
+    /// An enterprise by its credit code (a released enterprise no longer has it).
+    async fn enterprise_by_credit_code(&self, credit_code: &str) -> Result<Option<Enterprise>>;
+    /// Records a registration that waits for its activation link, with its mail and audit
+    /// record, in one transaction. It claims neither the credit code nor the email: any
+    /// number may name the same ones, and [`Store::activate`] makes the first one activated
+    /// the enterprise and its account (the others' links then fail with
+    /// `Duplicate("credit_code")` or `Duplicate("login")`). Pending registrations whose link
+    /// expired before `forget_before` are deleted.
+    async fn register_pending(
+        &self,
+        reg: NewRegistration,
+        forget_before: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The newest pending registration naming `email`, expired or not (until forgotten).
+    async fn pending_registration(&self, email: &str) -> Result<Option<PendingRegistration>>;
+    /// A new link for a pending registration (the older one stops working), queueing its
+    /// mail in the same transaction.
+    async fn reissue_pending_activation(
+        &self,
+        id: &str,
+        token: NewToken,
+        mail: NewMessage,
+    ) -> Result<()>;
+    /// Takes one unit from each of `takes` at once, or none when one of them is used up
+    /// (then names it). Counted in the database, so every instance counts alike; safe
+    /// under concurrency (never more than `limit` units per window).
+    async fn take_quota(&self, takes: &[QuotaTake], now: DateTime<Utc>) -> Result<QuotaOutcome>;
+    /// Releases an enterprise (administrator): its credit code is set free for a new
+    /// registration (kept as `released_credit_code`), its accounts lose their login and
+    /// every session and reset link; `mails` and the audit record in the same transaction.
+    /// `NotFound` when it does not exist or was released already.
+    async fn release_enterprise(
+        &self,
+        enterprise_id: &str,
+        now: DateTime<Utc>,
+        mails: Vec<NewMessage>,
+        audit: NewAudit,
+    ) -> Result<Enterprise>;
+    /// Transfers an enterprise's account to a new email (administrator): login and email
+    /// change, the old password and every session end, `reset` is the new owner's link to
+    /// set a password; `mails` and the audit record in the same transaction.
+    /// `Duplicate("login")` when the email is another account's.
+    async fn transfer_enterprise_account(
+        &self,
+        account_id: &str,
+        new_email: &str,
+        reset: NewToken,
+        mails: Vec<NewMessage>,
+        audit: NewAudit,
+    ) -> Result<Account>;
     /// Stores a session (token hashed) and the login audit record.
     async fn create_session(&self, session: NewSession, audit: NewAudit) -> Result<()>;
     /// The account of a live session.
@@ -278,8 +330,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn collection_choice(&self, request_id: &str) -> Result<Option<CollectionChoice>>;
 
     // ----- login names -----
-    /// Allocates and reserves a fresh login name for the enterprise (获取登录名).
-    async fn reserve_login_name(&self, enterprise_id: &str, province: &str) -> Result<String>;
+    /// Allocates and reserves a fresh login name for the enterprise (获取登录名): at most
+    /// [`ekey_domain::request::MAX_LOGIN_NAME_RESERVATIONS`] unused at once
+    /// (`TooManyLoginNameReservations`); one unused for
+    /// [`ekey_domain::request::LOGIN_NAME_RESERVATION_DAYS`] is released.
+    async fn reserve_login_name(
+        &self,
+        enterprise_id: &str,
+        province: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String>;
 
     // ----- requests -----
     /// Creates a request in `draft`: checks the domain rules against the enterprise's

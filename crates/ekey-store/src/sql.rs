@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use ekey_domain::calendar::shanghai;
 use ekey_domain::error::DomainError;
 use ekey_domain::request::{
-    Holdings, Kind, Material, RequestForm, Role, Status, validate_new_request,
+    Action, Holdings, Kind, Material, RequestForm, Role, Status, validate_new_request,
 };
 use rand::Rng;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -33,6 +33,7 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/sqlite/0010_bounded_growth.sql"),
     ),
+    (11, include_str!("../migrations/sqlite/0011_doors.sql")),
 ];
 const MIGRATIONS_PG: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -53,6 +54,7 @@ const MIGRATIONS_PG: &[(i64, &str)] = &[
         10,
         include_str!("../migrations/postgres/0010_bounded_growth.sql"),
     ),
+    (11, include_str!("../migrations/postgres/0011_doors.sql")),
 ];
 
 /// The SQL store on SQLite or PostgreSQL.
@@ -387,8 +389,12 @@ async fn holdings_tx(conn: &mut AnyConnection, enterprise_id: &str) -> Result<Ho
 
 fn allocate_name(province: &str) -> String {
     let mut rng = rand::rng();
-    let prefix = province.get(..2).unwrap_or("00");
-    format!("ek{prefix}{:07}", rng.random_range(0..10_000_000u32))
+    ekey_domain::request::allocated_login_name(province, rng.random_range(0..10_000_000u32))
+}
+
+/// How long a login name reserved by 获取登录名 waits for a request.
+fn reservation_ttl() -> chrono::Duration {
+    chrono::Duration::days(ekey_domain::request::LOGIN_NAME_RESERVATION_DAYS)
 }
 
 /// Inserts a freshly allocated login name; retries on the rare collision.
@@ -544,6 +550,254 @@ impl Store for SqlStore {
         agency_from_row(&row)
     }
 
+    async fn enterprise_by_credit_code(&self, credit_code: &str) -> Result<Option<Enterprise>> {
+        self.by_key(
+            sql_enterprise_by_credit_code(),
+            credit_code,
+            enterprise_from_row,
+        )
+        .await
+    }
+
+    async fn register_pending(
+        &self,
+        reg: NewRegistration,
+        forget_before: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("DELETE FROM pending_registrations WHERE expires_at < $1")
+            .bind(ms(forget_before))
+            .execute(&mut *tx)
+            .await?;
+        let (e, a, t) = (&reg.enterprise, &reg.account, &reg.activation);
+        sqlx::query(
+            "INSERT INTO pending_registrations (id, token_hash, enterprise_id, name, credit_code, \
+             province, address, legal_representative, email, display_name, mobile, \
+             password_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&a.id)
+        .bind(&t.token_hash)
+        .bind(&e.id)
+        .bind(&e.name)
+        .bind(&e.credit_code)
+        .bind(&e.province)
+        .bind(&e.address)
+        .bind(&e.legal_representative)
+        .bind(&a.email)
+        .bind(&a.display_name)
+        .bind(&a.mobile)
+        .bind(&a.password_hash)
+        .bind(ms(a.created_at))
+        .bind(ms(t.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        enqueue_tx(&mut tx, &reg.mail).await?;
+        append_audit_tx(&mut tx, &reg.audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pending_registration(&self, email: &str) -> Result<Option<PendingRegistration>> {
+        let row = sqlx::query(
+            "SELECT id, name, credit_code, email, password_hash, expires_at \
+             FROM pending_registrations WHERE email = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(PendingRegistration {
+                id: r.try_get("id")?,
+                enterprise_name: r.try_get("name")?,
+                credit_code: r.try_get("credit_code")?,
+                email: r.try_get("email")?,
+                password_hash: r.try_get("password_hash")?,
+                expires_at: from_ms(r.try_get("expires_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn reissue_pending_activation(
+        &self,
+        id: &str,
+        token: NewToken,
+        mail: NewMessage,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE pending_registrations SET token_hash = $1, expires_at = $2 WHERE id = $3",
+        )
+        .bind(&token.token_hash)
+        .bind(ms(token.expires_at))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        enqueue_tx(&mut tx, &mail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn take_quota(&self, takes: &[QuotaTake], now: DateTime<Utc>) -> Result<QuotaOutcome> {
+        // Always in the same order, so two takes of the same keys cannot deadlock.
+        let mut sorted: Vec<&QuotaTake> = takes.iter().collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        let longest = sorted.iter().map(|t| t.window).max().unwrap_or_default();
+        // Rows whose window ended long ago say nothing any more (outside the transaction,
+        // so that it never waits on, or makes wait, the row locks below).
+        sqlx::query("DELETE FROM mail_quota WHERE window_start < $1")
+            .bind(ms(now - longest - longest))
+            .execute(&self.pool)
+            .await?;
+        let mut tx = self.begin_write().await?;
+        for t in sorted {
+            // The upsert locks the row: concurrent takes of one key queue here, so the
+            // count each one reads back is exact.
+            let row = sqlx::query(
+                "INSERT INTO mail_quota (key, window_start, used) VALUES ($1, $2, 1) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 used = CASE WHEN mail_quota.window_start <= $3 THEN 1 \
+                             ELSE mail_quota.used + 1 END, \
+                 window_start = CASE WHEN mail_quota.window_start <= $3 THEN $2 \
+                                     ELSE mail_quota.window_start END \
+                 RETURNING used, window_start",
+            )
+            .bind(&t.key)
+            .bind(ms(now))
+            .bind(ms(now - t.window))
+            .fetch_one(&mut *tx)
+            .await?;
+            let used: i64 = row.try_get("used")?;
+            if used > t.limit {
+                let start = from_ms(row.try_get("window_start")?);
+                tx.rollback().await?;
+                return Ok(QuotaOutcome::Refused {
+                    key: t.key.clone(),
+                    until: start + t.window,
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(QuotaOutcome::Taken)
+    }
+
+    async fn release_enterprise(
+        &self,
+        enterprise_id: &str,
+        now: DateTime<Utc>,
+        mails: Vec<NewMessage>,
+        audit: NewAudit,
+    ) -> Result<Enterprise> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE enterprises SET released_at = $1, released_credit_code = credit_code, \
+             credit_code = 'released:' || id WHERE id = $2 AND released_at IS NULL",
+        )
+        .bind(ms(now))
+        .bind(enterprise_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE revoked_at IS NULL \
+             AND account_id IN (SELECT id FROM accounts WHERE enterprise_id = $2)",
+        )
+        .bind(ms(now))
+        .bind(enterprise_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE password_resets SET used_at = $1 WHERE used_at IS NULL \
+             AND account_id IN (SELECT id FROM accounts WHERE enterprise_id = $2)",
+        )
+        .bind(ms(now))
+        .bind(enterprise_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE accounts SET active = 0, login = 'released:' || id WHERE enterprise_id = $1",
+        )
+        .bind(enterprise_id)
+        .execute(&mut *tx)
+        .await?;
+        for m in &mails {
+            enqueue_tx(&mut tx, m).await?;
+        }
+        append_audit_tx(&mut tx, &audit).await?;
+        let row = sqlx::query(sql_enterprise_by_id())
+            .bind(enterprise_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        enterprise_from_row(&row)
+    }
+
+    async fn transfer_enterprise_account(
+        &self,
+        account_id: &str,
+        new_email: &str,
+        reset: NewToken,
+        mails: Vec<NewMessage>,
+        audit: NewAudit,
+    ) -> Result<Account> {
+        let mut tx = self.begin_write().await?;
+        // The old password stops working ('!' is no PHC string); the new owner sets one
+        // with the reset link.
+        let r = sqlx::query(
+            "UPDATE accounts SET login = $1, email = $1, password_hash = '!', active = 1 \
+             WHERE id = $2 AND role = 'enterprise' AND login NOT LIKE 'released:%'",
+        )
+        .bind(new_email)
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await;
+        match r {
+            Ok(done) if done.rows_affected() == 1 => {}
+            Ok(_) => return Err(StoreError::NotFound),
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::Duplicate("login")),
+            Err(e) => return Err(e.into()),
+        }
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE account_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(ms(reset.created_at))
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE password_resets SET used_at = $1 WHERE account_id = $2 AND used_at IS NULL",
+        )
+        .bind(ms(reset.created_at))
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO password_resets (token_hash, account_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&reset.token_hash)
+        .bind(account_id)
+        .bind(ms(reset.created_at))
+        .bind(ms(reset.expires_at))
+        .execute(&mut *tx)
+        .await?;
+        for m in &mails {
+            enqueue_tx(&mut tx, m).await?;
+        }
+        append_audit_tx(&mut tx, &audit).await?;
+        let account = fetch_account_tx(&mut tx, account_id).await?;
+        tx.commit().await?;
+        Ok(account)
+    }
+
     async fn register(&self, reg: NewRegistration) -> Result<Account> {
         let mut tx = self.begin_write().await?;
         let e = &reg.enterprise;
@@ -657,7 +911,12 @@ impl Store for SqlStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            return Err(StoreError::TokenInvalid);
+            let account = activate_pending_tx(&mut tx, token_hash, now).await?;
+            audit.actor_id = account.id.clone();
+            audit.object_id = account.id.clone();
+            append_audit_tx(&mut tx, &audit).await?;
+            tx.commit().await?;
+            return Ok(account);
         };
         let account_id: String = row.try_get("account_id")?;
         sqlx::query("UPDATE accounts SET active = 1 WHERE id = $1")
@@ -1003,10 +1262,41 @@ impl Store for SqlStore {
         .await
     }
 
-    async fn reserve_login_name(&self, enterprise_id: &str, province: &str) -> Result<String> {
+    async fn reserve_login_name(
+        &self,
+        enterprise_id: &str,
+        province: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String> {
         let mut tx = self.begin_write().await?;
-        let name =
-            allocate_login_name_tx(&mut tx, enterprise_id, province, None, Utc::now()).await?;
+        // Lock the enterprise: two concurrent reservations cannot both see room.
+        let locked = sqlx::query("UPDATE enterprises SET version = version + 1 WHERE id = $1")
+            .bind(enterprise_id)
+            .execute(&mut *tx)
+            .await?;
+        if locked.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        // Reservations no request used in time are released (everyone's, as they are met).
+        sqlx::query(
+            "DELETE FROM login_names WHERE source = 'allocated' AND request_id IS NULL \
+             AND created_at < $1",
+        )
+        .bind(ms(now - reservation_ttl()))
+        .execute(&mut *tx)
+        .await?;
+        let unused: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM login_names WHERE enterprise_id = $1 \
+             AND source = 'allocated' AND request_id IS NULL",
+        )
+        .bind(enterprise_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if unused >= ekey_domain::request::MAX_LOGIN_NAME_RESERVATIONS {
+            return Err(DomainError::TooManyLoginNameReservations.into());
+        }
+        let name = allocate_login_name_tx(&mut tx, enterprise_id, province, None, now).await?;
         tx.commit().await?;
         Ok(name)
     }
@@ -1035,13 +1325,15 @@ impl Store for SqlStore {
                 .await?
             }
             LoginNameClaim::Reserved(name) => {
+                // An expired reservation is no longer the enterprise's.
                 let bound = sqlx::query(
                     "UPDATE login_names SET request_id = $1 WHERE name = $2 AND enterprise_id = $3 \
-                     AND source = 'allocated' AND request_id IS NULL",
+                     AND source = 'allocated' AND request_id IS NULL AND created_at >= $4",
                 )
                 .bind(&new.id)
                 .bind(name)
                 .bind(&new.enterprise_id)
+                .bind(ms(new.at - reservation_ttl()))
                 .execute(&mut *tx)
                 .await?;
                 if bound.rows_affected() == 0 {
@@ -1054,34 +1346,13 @@ impl Store for SqlStore {
                 name.clone()
             }
             LoginNameClaim::Existing(name) => {
-                let inserted = sqlx::query(
-                    "INSERT INTO login_names (name, enterprise_id, source, request_id, created_at) \
-                     VALUES ($1, $2, 'existing', $3, $4) ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(name)
-                .bind(&new.enterprise_id)
-                .bind(&new.id)
-                .bind(ms(new.at))
-                .execute(&mut *tx)
-                .await?;
-                if inserted.rows_affected() == 0 {
-                    // Already registered: only its owner may bring it again, and only when no
-                    // open request or live key uses it (one login name, one key).
-                    let rebound = sqlx::query(
-                        "UPDATE login_names SET request_id = $1 WHERE name = $2 AND enterprise_id = $3 \
-                         AND (request_id IS NULL OR request_id IN (SELECT id FROM requests \
-                              WHERE status IN ('withdrawn', 'refused'))) \
-                         AND NOT EXISTS (SELECT 1 FROM keys WHERE login_name = $2 \
-                              AND status NOT IN ('revoked', 'lost', 'damaged', 'expired'))",
-                    )
-                    .bind(&new.id)
-                    .bind(name)
-                    .bind(&new.enterprise_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    if rebound.rows_affected() == 0 {
-                        return Err(DomainError::LoginNameTaken.into());
-                    }
+                // Nothing is claimed yet: the name is bound when the agency approves (see
+                // `bind_existing_login_name_tx`), so an unapproved request squats nothing.
+                // Refused now only when the binding could never succeed: the name is bound
+                // to another enterprise, or serves one of this enterprise's open requests or
+                // live keys.
+                if !existing_login_name_free_tx(&mut tx, name, &new.enterprise_id, None).await? {
+                    return Err(DomainError::LoginNameTaken.into());
                 }
                 name.clone()
             }
@@ -2412,6 +2683,104 @@ impl Store for SqlStore {
 
 /// One request transition inside a transaction: check-and-set, history, materials, outbox,
 /// audit. Zero rows matched → Conflict (or NotFound).
+/// Whether `name` may become (or stay) `enterprise_id`'s existing login name for
+/// `request_id`: not bound to another enterprise, and not serving another open request or
+/// a live key of this one (one login name, one key).
+async fn existing_login_name_free_tx(
+    conn: &mut AnyConnection,
+    name: &str,
+    enterprise_id: &str,
+    request_id: Option<&str>,
+) -> Result<bool> {
+    let row = sqlx::query("SELECT enterprise_id, request_id FROM login_names WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = &row
+        && row.try_get::<String, _>("enterprise_id")? != enterprise_id
+    {
+        return Ok(false);
+    }
+    let busy = sqlx::query(
+        "SELECT 1 AS one FROM requests WHERE enterprise_id = $1 AND login_name = $2 \
+         AND id <> $3 AND status NOT IN ('withdrawn', 'refused') \
+         UNION ALL SELECT 1 AS one FROM keys WHERE login_name = $2 \
+         AND status NOT IN ('revoked', 'lost', 'damaged', 'expired')",
+    )
+    .bind(enterprise_id)
+    .bind(name)
+    .bind(request_id.unwrap_or(""))
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(busy.is_none())
+}
+
+/// At the agency's approval of a request that brings an existing (机电) login name: binds
+/// the name to the enterprise and the request, or refuses with `LoginNameTaken` when
+/// another enterprise's approval bound it first.
+async fn bind_existing_login_name_tx(conn: &mut AnyConnection, t: &Transition) -> Result<()> {
+    let row = sqlx::query("SELECT enterprise_id, login_name, form FROM requests WHERE id = $1")
+        .bind(&t.request_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let form: RequestForm = serde_json::from_str(&row.try_get::<String, _>("form")?)
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    let (Some(name), ekey_domain::request::LoginNameMode::Existing) = (
+        row.try_get::<Option<String>, _>("login_name")?,
+        form.login_name_mode,
+    ) else {
+        return Ok(());
+    };
+    let enterprise_id: String = row.try_get("enterprise_id")?;
+    let inserted = sqlx::query(
+        "INSERT INTO login_names (name, enterprise_id, source, request_id, created_at) \
+         VALUES ($1, $2, 'existing', $3, $4) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(&name)
+    .bind(&enterprise_id)
+    .bind(&t.request_id)
+    .bind(ms(t.at))
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(());
+    }
+    if !existing_login_name_free_tx(conn, &name, &enterprise_id, Some(&t.request_id)).await? {
+        return Err(DomainError::LoginNameTaken.into());
+    }
+    let rebound = sqlx::query(
+        "UPDATE login_names SET request_id = $1 WHERE name = $2 AND enterprise_id = $3",
+    )
+    .bind(&t.request_id)
+    .bind(&name)
+    .bind(&enterprise_id)
+    .execute(&mut *conn)
+    .await?;
+    if rebound.rows_affected() == 0 {
+        return Err(DomainError::LoginNameTaken.into());
+    }
+    Ok(())
+}
+
+/// A request withdrawn or refused lets go of the existing login name it was bound to: the
+/// name is forgotten, or (when a key of the enterprise still carries it) kept unbound.
+async fn release_existing_login_name_tx(conn: &mut AnyConnection, request_id: &str) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM login_names WHERE request_id = $1 AND source = 'existing' \
+         AND NOT EXISTS (SELECT 1 FROM keys WHERE keys.login_name = login_names.name)",
+    )
+    .bind(request_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE login_names SET request_id = NULL WHERE request_id = $1 AND source = 'existing'",
+    )
+    .bind(request_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn transition_tx(conn: &mut AnyConnection, t: &Transition) -> Result<()> {
     let form = t
         .form
@@ -2479,6 +2848,12 @@ async fn transition_tx(conn: &mut AnyConnection, t: &Transition) -> Result<()> {
     .bind(t.concerns.join(","))
     .execute(&mut *conn)
     .await?;
+    if t.action == Action::AgencyApprove {
+        bind_existing_login_name_tx(&mut *conn, t).await?;
+    }
+    if matches!(t.to, Status::Withdrawn | Status::Refused) {
+        release_existing_login_name_tx(&mut *conn, &t.request_id).await?;
+    }
     if t.commit_materials {
         sqlx::query(
             "UPDATE materials SET state = 'superseded' WHERE request_id = $1 AND state = 'committed' \
@@ -2629,6 +3004,62 @@ fn bind_account<'q>(q: AnyQuery<'q>, a: &'q NewAccount) -> AnyQuery<'q> {
 const ACCOUNT_INSERT: &str = "INSERT INTO accounts (id, login, email, display_name, mobile, \
     password_hash, role, enterprise_id, province, active, created_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ";
+
+/// Turns the pending registration of `token_hash` (link not expired) into its enterprise
+/// and active account: `TokenInvalid` when there is none, `Duplicate("credit_code")` or
+/// `Duplicate("login")` when another registration was activated first (the caller's
+/// transaction is then dropped, so the pending registration stays as it was).
+async fn activate_pending_tx(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    now: DateTime<Utc>,
+) -> Result<Account> {
+    let row = sqlx::query(
+        "DELETE FROM pending_registrations WHERE token_hash = $1 AND expires_at > $2 \
+         RETURNING id, enterprise_id, name, credit_code, province, address, \
+         legal_representative, email, display_name, mobile, password_hash, created_at",
+    )
+    .bind(token_hash)
+    .bind(ms(now))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(r) = row else {
+        return Err(StoreError::TokenInvalid);
+    };
+    let enterprise_id: String = r.try_get("enterprise_id")?;
+    let inserted = sqlx::query(
+        "INSERT INTO enterprises (id, name, credit_code, province, address, legal_representative, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (credit_code) DO NOTHING",
+    )
+    .bind(&enterprise_id)
+    .bind(r.try_get::<String, _>("name")?)
+    .bind(r.try_get::<String, _>("credit_code")?)
+    .bind(r.try_get::<String, _>("province")?)
+    .bind(r.try_get::<String, _>("address")?)
+    .bind(r.try_get::<String, _>("legal_representative")?)
+    .bind(ms(now))
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(StoreError::Duplicate("credit_code"));
+    }
+    let email: String = r.try_get("email")?;
+    let account = NewAccount {
+        id: r.try_get("id")?,
+        login: email.clone(),
+        email,
+        display_name: r.try_get("display_name")?,
+        mobile: r.try_get("mobile")?,
+        password_hash: r.try_get("password_hash")?,
+        role: Role::Enterprise,
+        enterprise_id: Some(enterprise_id),
+        province: None,
+        active: true,
+        created_at: from_ms(r.try_get("created_at")?),
+    };
+    insert_account_tx(&mut *conn, &account).await?;
+    fetch_account_tx(&mut *conn, &account.id).await
+}
 
 async fn insert_account_tx(conn: &mut AnyConnection, a: &NewAccount) -> Result<()> {
     let r = bind_account(sqlx::query(sql_insert_account()), a)

@@ -844,3 +844,46 @@ pub struct ExpiringKey {
     /// The enterprise account's email.
     pub email: String,
 }
+
+/// One unit to take from a quota counted in the database (mail quotas): at most `limit`
+/// units per `window` under `key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaTake {
+    /// What is counted, e.g. `to:<email>` or `addr:<ip>`.
+    pub key: String,
+    /// Units allowed per window.
+    pub limit: i64,
+    /// The window, starting at the first unit taken after the previous one ended.
+    pub window: chrono::Duration,
+}
+
+/// What [`crate::Store::take_quota`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QuotaOutcome {
+    /// One unit was taken from every quota.
+    Taken,
+    /// None was taken: the quota under `key` is used up until `until`.
+    Refused {
+        /// The exhausted quota's key.
+        key: String,
+        /// When its window ends.
+        until: DateTime<Utc>,
+    },
+}
+
+/// A registration waiting for its activation link (it claims nothing yet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingRegistration {
+    /// The id its account will get.
+    pub id: String,
+    /// The enterprise name given.
+    pub enterprise_name: String,
+    /// The credit code given.
+    pub credit_code: String,
+    /// The email given (the future login).
+    pub email: String,
+    /// The password's argon2id hash.
+    pub password_hash: String,
+    /// When its current link expires.
+    pub expires_at: DateTime<Utc>,
+}

@@ -23,8 +23,9 @@ use ekey_store::{
     Backend, Batch, CertificateReservation, Channel, CollectionChoice, HolidayYear, KeyChange,
     LoginChallenge, LoginNameClaim, MaterialRecord, MaterialState, NewAccount, NewAudit,
     NewEnterprise, NewKey, NewMaterial, NewMessage, NewPasswordReset, NewRegistration, NewRequest,
-    NewSession, NewToken, OutboxCounts, OutboxMessage, PublishedCrl, RenewalChange, RenewalRecord,
-    RequestFilter, RequestRecord, Revocation, SqlStore, Store, StoreError, Transition,
+    NewSession, NewToken, OutboxCounts, OutboxMessage, PublishedCrl, QuotaOutcome, QuotaTake,
+    RenewalChange, RenewalRecord, RequestFilter, RequestRecord, Revocation, SqlStore, Store,
+    StoreError, Transition,
 };
 use ekey_testkit::PgCluster;
 use sha2::{Digest, Sha256};
@@ -43,12 +44,17 @@ macro_rules! contract_suite {
             register_writes_everything_at_once_and_duplicates_change_nothing,
             concurrent_registrations_let_exactly_one_through,
             activation_token_works_once_and_not_after_expiry,
+            pending_registrations_claim_nothing_until_activated,
+            concurrent_activations_of_one_credit_code_let_exactly_one_through,
+            mail_quotas_hold_exactly_under_concurrency,
+            an_enterprise_can_be_released_or_transferred_once,
             sessions_live_until_revoked_or_expired,
             create_request_numbers_allocates_and_records_history,
             fourth_key_is_refused_and_changes_nothing,
             concurrent_additional_requests_never_exceed_three_keys,
             login_names_are_unique_and_owned,
             concurrent_claims_of_one_existing_name_give_it_to_one_enterprise,
+            login_name_reservations_are_capped_and_expire,
             transition_writes_state_history_outbox_and_audit_together,
             concurrent_transitions_exactly_one_wins,
             concurrent_transitions_of_different_requests_keep_one_chain,
@@ -1015,6 +1021,431 @@ async fn sessions_live_until_revoked_or_expired(db: &TestDb) -> Result<()> {
 }
 
 // =============================================================================================
+// 4b. Registrations that claim nothing, mail quotas, releasing and transferring enterprises
+// =============================================================================================
+
+/// Registers `reg` as pending (forgetting nothing).
+async fn pending(db: &TestDb, reg: &NewRegistration) -> Result<()> {
+    db.store()
+        .register_pending(reg.clone(), t0() - Duration::days(365))
+        .await?;
+    Ok(())
+}
+
+fn activation_audit(at: DateTime<Utc>) -> NewAudit {
+    NewAudit {
+        object_type: "account".into(),
+        ..audit(at, "account.activate", "", "active")
+    }
+}
+
+async fn pending_registrations_claim_nothing_until_activated(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let code = credit_code("320000", 501);
+    // Someone registers the enterprise with their own email; nothing is claimed.
+    let squat = registration(&code, "squatter@example.com", "320000", "squat", t0());
+    let before = snapshot(db).await?;
+    pending(db, &squat).await?;
+    let after = snapshot(db).await?;
+    assert_eq!(
+        before.delta(&after),
+        grew(&[
+            ("audit_log", 1),
+            ("outbox", 1),
+            ("pending_registrations", 1)
+        ]),
+        "a pending registration writes itself, its mail and its audit record, no enterprise"
+    );
+    assert_eq!(s.enterprise_by_credit_code(&code).await?, None);
+    assert_eq!(s.account_by_login("squatter@example.com").await?, None);
+    let p = s
+        .pending_registration("squatter@example.com")
+        .await?
+        .context("pending registration")?;
+    assert_eq!(p.credit_code, code);
+    assert_eq!(p.id, squat.account.id);
+
+    // The real enterprise registers the same credit code, and even the same email is
+    // possible for a third registration: all wait side by side.
+    let real = registration(&code, "real@example.com", "320000", "real", t0() + mins(5));
+    pending(db, &real).await?;
+    let other = registration(
+        &credit_code("320000", 502),
+        "real@example.com",
+        "320000",
+        "real-other",
+        t0() + mins(6),
+    );
+    pending(db, &other).await?;
+    assert_eq!(
+        s.pending_registration("real@example.com")
+            .await?
+            .context("newest")?
+            .id,
+        other.account.id,
+        "the newest pending registration of an email"
+    );
+
+    // The real one activates first: it becomes the enterprise and its account.
+    let at = t0() + mins(10);
+    let account = s
+        .activate(&token_hash("real"), at, activation_audit(at))
+        .await?;
+    assert_eq!(account.id, real.account.id);
+    assert!(account.active);
+    assert_eq!(account.login, "real@example.com");
+    let ent = s
+        .enterprise_by_credit_code(&code)
+        .await?
+        .context("enterprise after activation")?;
+    assert_eq!(ent.id, real.enterprise.id);
+    assert_eq!(account.enterprise_id.as_deref(), Some(ent.id.as_str()));
+
+    // The squatter's link now fails, and changes nothing.
+    let before = snapshot(db).await?;
+    let e = refused(
+        s.activate(&token_hash("squat"), at, activation_audit(at))
+            .await,
+        "activating a credit code activated by another registration",
+    )?;
+    assert!(matches!(e, StoreError::Duplicate("credit_code")), "{e:?}");
+    assert_unchanged(db, &before, "a losing activation").await?;
+    // The third registration (same email, other enterprise): the email is taken now.
+    let e = refused(
+        s.activate(&token_hash("real-other"), at, activation_audit(at))
+            .await,
+        "activating an email activated by another registration",
+    )?;
+    assert!(matches!(e, StoreError::Duplicate("login")), "{e:?}");
+    assert_unchanged(db, &before, "a losing activation (email)").await?;
+    assert_eq!(
+        s.enterprise_by_credit_code(&credit_code("320000", 502))
+            .await?,
+        None,
+        "no enterprise is left behind by a refused activation"
+    );
+
+    // A link works once, and not after it expired; a new link replaces the old one.
+    let late = registration(
+        &credit_code("320000", 503),
+        "late@example.com",
+        "320000",
+        "late",
+        t0(),
+    );
+    pending(db, &late).await?;
+    let e = refused(
+        s.activate(&token_hash("real"), at, activation_audit(at))
+            .await,
+        "a used link",
+    )?;
+    assert!(matches!(e, StoreError::TokenInvalid), "{e:?}");
+    let expired = t0() + Duration::hours(49);
+    let e = refused(
+        s.activate(&token_hash("late"), expired, activation_audit(expired))
+            .await,
+        "an expired link",
+    )?;
+    assert!(matches!(e, StoreError::TokenInvalid), "{e:?}");
+    s.reissue_pending_activation(
+        &late.account.id,
+        NewToken {
+            token_hash: token_hash("late-again"),
+            expires_at: expired + Duration::hours(48),
+            created_at: expired,
+        },
+        message("activation-late-again", "late@example.com", expired),
+    )
+    .await?;
+    let e = refused(
+        s.activate(&token_hash("late"), expired, activation_audit(expired))
+            .await,
+        "the replaced link",
+    )?;
+    assert!(matches!(e, StoreError::TokenInvalid), "{e:?}");
+    let account = s
+        .activate(
+            &token_hash("late-again"),
+            expired,
+            activation_audit(expired),
+        )
+        .await?;
+    assert_eq!(account.id, late.account.id);
+
+    // Pending registrations expired long ago are forgotten by the next registration.
+    assert!(
+        s.pending_registration("squatter@example.com")
+            .await?
+            .is_some()
+    );
+    let next = registration(
+        &credit_code("320000", 504),
+        "next@example.com",
+        "320000",
+        "next",
+        t0() + Duration::days(40),
+    );
+    s.register_pending(next, t0() + Duration::days(10)).await?;
+    assert_eq!(s.pending_registration("squatter@example.com").await?, None);
+    let report = s.verify_audit().await?;
+    assert_eq!(report.first_broken, None);
+    Ok(())
+}
+
+async fn concurrent_activations_of_one_credit_code_let_exactly_one_through(
+    db: &TestDb,
+) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let code = credit_code("320000", 601);
+    for i in 0..6 {
+        let reg = registration(
+            &code,
+            &format!("race{i}@example.com"),
+            "320000",
+            &format!("race-{i}"),
+            t0(),
+        );
+        pending(db, &reg).await?;
+    }
+    let store = db.shared();
+    let barrier = Arc::new(Barrier::new(6));
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let at = t0() + mins(1);
+                store
+                    .activate(&token_hash(&format!("race-{i}")), at, activation_audit(at))
+                    .await
+            })
+        })
+        .collect();
+    let (mut ok, mut taken) = (0, 0);
+    for task in tasks {
+        match task.await? {
+            Ok(_) => ok += 1,
+            Err(StoreError::Duplicate("credit_code")) => taken += 1,
+            Err(e) => bail!("unexpected error from a concurrent activation: {e:?}"),
+        }
+    }
+    assert_eq!((ok, taken), (1, 5));
+    let now = snapshot(db).await?;
+    assert_eq!(now.count("enterprises"), 1);
+    assert_eq!(now.count("accounts"), 1);
+    assert_eq!(now.count("pending_registrations"), 5);
+    Ok(())
+}
+
+async fn mail_quotas_hold_exactly_under_concurrency(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let take = |key: &str, limit| QuotaTake {
+        key: key.into(),
+        limit,
+        window: Duration::hours(24),
+    };
+    // 30 requests at once for one recipient with a quota of 5: exactly 5 get through.
+    let store = db.shared();
+    let barrier = Arc::new(Barrier::new(30));
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            let takes = vec![
+                take(&format!("addr:10.0.0.{i}"), 100),
+                take("to:victim@example.com", 5),
+            ];
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.take_quota(&takes, t0()).await
+            })
+        })
+        .collect();
+    let mut taken = 0;
+    for task in tasks {
+        match task.await?? {
+            QuotaOutcome::Taken => taken += 1,
+            QuotaOutcome::Refused { key, until } => {
+                assert_eq!(key, "to:victim@example.com");
+                assert_eq!(until, t0() + Duration::hours(24));
+            }
+        }
+    }
+    assert_eq!(
+        taken, 5,
+        "a quota of 5 lets exactly 5 through under concurrency"
+    );
+
+    // A refusal takes nothing from the other quotas of the same request.
+    let before = snapshot(db).await?;
+    let outcome = s
+        .take_quota(
+            &[take("addr:10.0.0.200", 1), take("to:victim@example.com", 5)],
+            t0() + mins(1),
+        )
+        .await?;
+    assert!(
+        matches!(outcome, QuotaOutcome::Refused { .. }),
+        "{outcome:?}"
+    );
+    assert_unchanged(db, &before, "a refused quota").await?;
+    assert_eq!(
+        s.take_quota(&[take("addr:10.0.0.200", 1)], t0() + mins(1))
+            .await?,
+        QuotaOutcome::Taken,
+        "the address's unit was not spent by the refused request"
+    );
+    // The next day the recipient's window starts again.
+    assert_eq!(
+        s.take_quota(
+            &[take("to:victim@example.com", 5)],
+            t0() + Duration::hours(24)
+        )
+        .await?,
+        QuotaOutcome::Taken
+    );
+    Ok(())
+}
+
+async fn an_enterprise_can_be_released_or_transferred_once(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let code = credit_code("320000", 701);
+    let squat = registration(&code, "squatter@example.com", "320000", "squat", t0());
+    pending(db, &squat).await?;
+    let real = registration(&code, "real@example.com", "320000", "real", t0() + mins(1));
+    pending(db, &real).await?;
+    let at = t0() + mins(2);
+    let squatter = s
+        .activate(&token_hash("squat"), at, activation_audit(at))
+        .await?;
+    s.create_session(
+        NewSession {
+            token_hash: token_hash("squatter-session"),
+            account_id: squatter.id.clone(),
+            created_at: at,
+            expires_at: at + Duration::hours(8),
+            key_id: None,
+        },
+        audit(at, "session.create", &squatter.id, ""),
+    )
+    .await?;
+    let e = refused(
+        s.activate(&token_hash("real"), at, activation_audit(at))
+            .await,
+        "the real enterprise while the squatter holds the credit code",
+    )?;
+    assert!(matches!(e, StoreError::Duplicate("credit_code")), "{e:?}");
+
+    // Released: the credit code is free, the squatter's login and session are gone.
+    let at = t0() + mins(3);
+    let before = snapshot(db).await?;
+    let released = s
+        .release_enterprise(
+            &squat.enterprise.id,
+            at,
+            vec![message("release-1", "squatter@example.com", at)],
+            audit(at, "enterprise.release", &squat.enterprise.id, "released"),
+        )
+        .await?;
+    let after = snapshot(db).await?;
+    assert_eq!(
+        before.delta(&after),
+        grew(&[("audit_log", 1), ("outbox", 1)])
+    );
+    assert_ne!(released.credit_code, code);
+    assert_eq!(s.enterprise_by_credit_code(&code).await?, None);
+    assert_eq!(s.account_by_login("squatter@example.com").await?, None);
+    assert_eq!(
+        s.session_account(&token_hash("squatter-session"), at)
+            .await?,
+        None,
+        "the released account's sessions end"
+    );
+    let e = refused(
+        s.release_enterprise(
+            &squat.enterprise.id,
+            at,
+            vec![],
+            audit(at, "enterprise.release", &squat.enterprise.id, "again"),
+        )
+        .await,
+        "releasing twice",
+    )?;
+    assert!(matches!(e, StoreError::NotFound), "{e:?}");
+    assert_unchanged(db, &after, "a second release").await?;
+    // Now the real enterprise's link works.
+    let real_account = s
+        .activate(&token_hash("real"), at, activation_audit(at))
+        .await?;
+    assert_eq!(
+        s.enterprise_by_credit_code(&code).await?.map(|e| e.id),
+        Some(real.enterprise.id.clone())
+    );
+
+    // Transferred: login and email change, the old password stops, a reset link is stored.
+    let other = enterprise(db, 702, "320000").await?;
+    let at = t0() + mins(4);
+    let before = snapshot(db).await?;
+    let e = refused(
+        s.transfer_enterprise_account(
+            &other.account_id,
+            "real@example.com",
+            NewToken {
+                token_hash: token_hash("transfer-taken"),
+                expires_at: at + Duration::hours(72),
+                created_at: at,
+            },
+            vec![message("transfer-taken", "real@example.com", at)],
+            audit(at, "enterprise.transfer", &other.id, "taken"),
+        )
+        .await,
+        "transferring to another account's email",
+    )?;
+    assert!(matches!(e, StoreError::Duplicate("login")), "{e:?}");
+    assert_unchanged(db, &before, "a refused transfer").await?;
+    let moved = s
+        .transfer_enterprise_account(
+            &other.account_id,
+            "owner@example.com",
+            NewToken {
+                token_hash: token_hash("transfer"),
+                expires_at: at + Duration::hours(72),
+                created_at: at,
+            },
+            vec![
+                message("transfer-new", "owner@example.com", at),
+                message("transfer-old", &other.email, at),
+            ],
+            audit(at, "enterprise.transfer", &other.id, "owner@example.com"),
+        )
+        .await?;
+    assert_eq!(moved.login, "owner@example.com");
+    assert_eq!(moved.email, "owner@example.com");
+    assert_eq!(s.account_by_login(&other.email).await?, None);
+    let after = snapshot(db).await?;
+    assert_eq!(
+        before.delta(&after),
+        grew(&[("audit_log", 1), ("outbox", 2), ("password_resets", 1)])
+    );
+    let account = s
+        .complete_password_reset(
+            &token_hash("transfer"),
+            "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaA",
+            at + mins(1),
+            audit(at + mins(1), "password.reset", "", ""),
+        )
+        .await?;
+    assert_eq!(account.id, other.account_id);
+    assert_ne!(real_account.id, account.id);
+    let report = s.verify_audit().await?;
+    assert_eq!(report.first_broken, None);
+    Ok(())
+}
+
+// =============================================================================================
 // 5–6. Requests, holdings and login names
 // =============================================================================================
 
@@ -1264,6 +1695,56 @@ async fn login_names_are_unique_and_owned(db: &TestDb) -> Result<()> {
     };
     let ra = s.create_request(existing(&a, "jdimport01")).await?;
     assert_eq!(ra.login_name.as_deref(), Some("jdimport01"));
+    let bound = |name: &'static str| async move {
+        sqlx::query("SELECT enterprise_id FROM login_names WHERE name = $1")
+            .bind(name)
+            .fetch_optional(db.pool())
+            .await
+            .map(|r| r.map(|r| r.get::<String, _>("enterprise_id")))
+    };
+    assert_eq!(
+        bound("jdimport01").await?,
+        None,
+        "nothing is bound before approval"
+    );
+
+    // Nothing is claimed before the agency approves: B may bring the same name, and the
+    // first approval wins.
+    let rb = s.create_request(existing(&b, "jdimport01")).await?;
+    let approve = |r: &RequestRecord, at| {
+        step(
+            r,
+            Action::AgencyApprove,
+            Status::ProviderReview,
+            Role::Agency,
+            at,
+        )
+    };
+    s.apply_transition(approve(&ra, t0() + mins(1))).await?;
+    assert_eq!(bound("jdimport01").await?, Some(a.id.clone()));
+    let before = snapshot(db).await?;
+    let e = refused(
+        s.apply_transition(approve(&rb, t0() + mins(1))).await,
+        "approving a name another enterprise's approval bound",
+    )?;
+    assert!(
+        matches!(e, StoreError::Domain(DomainError::LoginNameTaken)),
+        "{e:?}"
+    );
+    assert_unchanged(db, &before, "a refused approval").await?;
+    s.apply_transition(step(
+        &rb,
+        Action::Withdraw,
+        Status::Withdrawn,
+        Role::Enterprise,
+        t0() + mins(1),
+    ))
+    .await?;
+    assert_eq!(
+        bound("jdimport01").await?,
+        Some(a.id.clone()),
+        "B's withdrawal does not release A's name"
+    );
 
     let before = snapshot(db).await?;
     let e = refused(
@@ -1299,18 +1780,37 @@ async fn login_names_are_unique_and_owned(db: &TestDb) -> Result<()> {
     assert_eq!(replacement.login_name.as_deref(), Some("jdimport01"));
     assert_eq!(replacement.kind, Kind::Replacement);
 
-    // 获取登录名: unique names, reserved for the enterprise.
+    // 获取登录名: unique names, reserved for the enterprise, at most three unused at once.
     let before = snapshot(db).await?;
     let mut reserved = Vec::new();
-    for _ in 0..12 {
-        let name = s.reserve_login_name(&c.id, &c.province).await?;
+    for _ in 0..3 {
+        let name = s.reserve_login_name(&c.id, &c.province, t0()).await?;
         assert!(name.starts_with("ek32"), "{name}");
+        assert!(ekey_domain::request::is_allocated_pattern(&name), "{name}");
         reserved.push(name);
     }
     let distinct: BTreeSet<&String> = reserved.iter().collect();
     assert_eq!(distinct.len(), reserved.len(), "{reserved:?}");
     let after = snapshot(db).await?;
-    assert_eq!(before.delta(&after), grew(&[("login_names", 12)]));
+    let e = refused(
+        s.reserve_login_name(&c.id, &c.province, t0()).await,
+        "a fourth unused reservation",
+    )?;
+    assert!(
+        matches!(
+            e,
+            StoreError::Domain(DomainError::TooManyLoginNameReservations)
+        ),
+        "{e:?}"
+    );
+    assert_unchanged(db, &after, "a refused reservation").await?;
+    assert_eq!(
+        before
+            .delta(&after)
+            .into_iter()
+            .find(|(t, _)| t == "login_names"),
+        Some(("login_names".to_string(), 3))
+    );
 
     // Another enterprise cannot use C's reservation, neither as reserved nor as existing.
     let reserved_claim = |ent: &Ent, kind: Kind, name: &str| {
@@ -1340,7 +1840,10 @@ async fn login_names_are_unique_and_owned(db: &TestDb) -> Result<()> {
         "a reserved name claimed as existing",
     )?;
     assert!(
-        matches!(e, StoreError::Domain(DomainError::LoginNameTaken)),
+        matches!(
+            e,
+            StoreError::Domain(DomainError::LoginNameAllocatedPattern)
+        ),
         "{e:?}"
     );
     let e = refused(
@@ -1387,31 +1890,96 @@ async fn login_names_are_unique_and_owned(db: &TestDb) -> Result<()> {
     Ok(())
 }
 
+async fn login_name_reservations_are_capped_and_expire(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let c = enterprise(db, 3, "320000").await?;
+    let mut reserved = Vec::new();
+    for _ in 0..3 {
+        reserved.push(s.reserve_login_name(&c.id, &c.province, t0()).await?);
+    }
+    let e = refused(
+        s.reserve_login_name(&c.id, &c.province, t0() + Duration::days(6))
+            .await,
+        "a fourth unused reservation within the week",
+    )?;
+    assert!(
+        matches!(
+            e,
+            StoreError::Domain(DomainError::TooManyLoginNameReservations)
+        ),
+        "{e:?}"
+    );
+    // Unused for a week: released, and no longer usable by the enterprise.
+    let later = t0() + Duration::days(8);
+    let fresh = s.reserve_login_name(&c.id, &c.province, later).await?;
+    let unused: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM login_names WHERE enterprise_id = $1 AND request_id IS NULL",
+    )
+    .bind(&c.id)
+    .fetch_one(db.pool())
+    .await?
+    .try_get("n")?;
+    assert_eq!(unused, 1, "the expired reservations were released");
+    let claim = |name: &str| {
+        new_request(
+            &c,
+            Kind::First,
+            form(LoginNameMode::Allocate, Some(name), None),
+            LoginNameClaim::Reserved(name.into()),
+            later,
+        )
+    };
+    let e = refused(
+        s.create_request(claim(&reserved[0])).await,
+        "an expired reservation",
+    )?;
+    assert!(
+        matches!(e, StoreError::Domain(DomainError::LoginNameNotOwned)),
+        "{e:?}"
+    );
+    let r = s.create_request(claim(&fresh)).await?;
+    assert_eq!(r.login_name.as_deref(), Some(fresh.as_str()));
+    Ok(())
+}
+
 async fn concurrent_claims_of_one_existing_name_give_it_to_one_enterprise(
     db: &TestDb,
 ) -> Result<()> {
     let s = db.store();
     s.migrate().await?;
-    let mut ents = Vec::new();
+    // Five enterprises bring the same existing name: nothing is claimed at the door, so all
+    // five requests exist; their approvals race and exactly one binds the name.
+    let mut requests = Vec::new();
     for n in 1..=5 {
-        ents.push(enterprise(db, n, "320000").await?);
-    }
-    let store = db.shared();
-    let barrier = Arc::new(Barrier::new(ents.len()));
-    let tasks: Vec<_> = ents
-        .iter()
-        .map(|ent| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            let new = new_request(
-                ent,
+        let ent = enterprise(db, n, "320000").await?;
+        requests.push(
+            s.create_request(new_request(
+                &ent,
                 Kind::First,
                 form(LoginNameMode::Existing, Some("mech-import-7"), None),
                 LoginNameClaim::Existing("mech-import-7".into()),
                 t0(),
+            ))
+            .await?,
+        );
+    }
+    let store = db.shared();
+    let barrier = Arc::new(Barrier::new(requests.len()));
+    let tasks: Vec<_> = requests
+        .iter()
+        .map(|r| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            let t = step(
+                r,
+                Action::AgencyApprove,
+                Status::ProviderReview,
+                Role::Agency,
+                t0() + mins(1),
             );
             tokio::spawn(async move {
                 barrier.wait().await;
-                store.create_request(new).await
+                store.apply_transition(t).await
             })
         })
         .collect();
@@ -1421,7 +1989,7 @@ async fn concurrent_claims_of_one_existing_name_give_it_to_one_enterprise(
         match task.await? {
             Ok(r) => winners.push(r),
             Err(StoreError::Domain(DomainError::LoginNameTaken)) => taken += 1,
-            Err(e) => bail!("unexpected error from a concurrent claim: {e:?}"),
+            Err(e) => bail!("unexpected error from a concurrent approval: {e:?}"),
         }
     }
     assert_eq!((winners.len(), taken), (1, 4));
@@ -1433,7 +2001,35 @@ async fn concurrent_claims_of_one_existing_name_give_it_to_one_enterprise(
         owner[0].try_get::<String, _>("enterprise_id")?,
         winners[0].enterprise_id
     );
-    assert_eq!(s.list_requests(&RequestFilter::default()).await?.len(), 1);
+    // The winner's request refused: the name is free again for the others.
+    let refused_at = t0() + mins(2);
+    s.apply_transition(step(
+        &winners[0],
+        Action::AgencyRefuse,
+        Status::Refused,
+        Role::Agency,
+        refused_at,
+    ))
+    .await?;
+    let owner = sqlx::query("SELECT enterprise_id FROM login_names WHERE name = 'mech-import-7'")
+        .fetch_all(db.pool())
+        .await?;
+    assert!(
+        owner.is_empty(),
+        "a refused request releases its existing name"
+    );
+    let other = requests
+        .iter()
+        .find(|r| r.id != winners[0].id)
+        .context("another request")?;
+    s.apply_transition(step(
+        other,
+        Action::AgencyApprove,
+        Status::ProviderReview,
+        Role::Agency,
+        t0() + mins(3),
+    ))
+    .await?;
     Ok(())
 }
 

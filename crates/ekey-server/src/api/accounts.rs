@@ -46,6 +46,15 @@ pub struct SessionOut {
 // takes as long as for a known login.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$oVrhY6Yj8bvVnqHEPmAkZbgzY3bLmQZC3Y3mmWTn9qs";
 
+fn not_activated() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "ekey.auth.not_activated",
+        "账户尚未激活：请查收主题为“调用商务部统一用户管理平台激活企业账户”的邮件并打开其中的链接，也可以重新发送激活邮件",
+        "The account is not activated yet: open the link in the activation mail, or ask for it again",
+    )
+}
+
 fn bad_credentials() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
@@ -70,6 +79,14 @@ pub async fn login(
     // Counted before Argon2 runs, so simultaneous guesses cannot overtake the count.
     let attempt = crate::throttle::reserve_login(&state, &login, &address).await?;
     let account = state.store.account_by_login(&login).await?;
+    // A registration not yet activated has no account: with the right password its owner
+    // is told to activate, as for an inactive account.
+    if account.is_none()
+        && let Some(p) = state.store.pending_registration(&login).await?
+        && verify_password_off_thread(&body.password, &p.password_hash).await?
+    {
+        return Err(not_activated());
+    }
     let hash = account
         .as_ref()
         .map(|a| a.password_hash.clone())
@@ -100,12 +117,7 @@ pub async fn login(
         ));
     }
     if !account.active {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "ekey.auth.not_activated",
-            "账户尚未激活：请查收主题为“调用商务部统一用户管理平台激活企业账户”的邮件并打开其中的链接，也可以重新发送激活邮件",
-            "The account is not activated yet: open the link in the activation mail, or ask for it again",
-        ));
+        return Err(not_activated());
     }
     attempt.succeeded(&state).await?;
     let (token, expires) = open_session(
@@ -304,93 +316,137 @@ pub(crate) fn check_password(p: &str) -> Result<(), ApiError> {
     check_password_for(p, "")
 }
 
-/// Register an enterprise and its authorised user; sends the activation mail.
+/// Register an enterprise and its authorised user; sends the activation mail. The
+/// registration claims neither the credit code nor the email until its link is opened
+/// (the first registration activated wins). The answer is the same whether or not the
+/// credit code or the email is registered already: their owners are told by mail.
 #[utoipa::path(post, path = "/api/v1/registrations", tag = "accounts", request_body = RegistrationBody,
     responses((status = 201, body = RegistrationOut), (status = 422, body = ErrorBody),
-              (status = 409, description = "credit code or email already registered", body = ErrorBody)))]
+              (status = 429, description = "too many mails to this address or from this client", body = ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
     ClientAddr(address): ClientAddr,
     ApiJson(body): ApiJson<RegistrationBody>,
 ) -> ApiResult<(StatusCode, Json<RegistrationOut>)> {
-    let name = super::required_text(&body.enterprise_name, "enterprise_name", 100)?;
+    // Every name here goes into the certificate or the printed forms: the domain's one
+    // check, as strict as the CA's subject check (so production cannot fail on it).
+    let name = ekey_domain::text::enterprise_name(&body.enterprise_name)?;
     let credit_code = CreditCode::parse(&body.credit_code).map_err(DomainError::from)?;
     let province = province::by_code(body.province.trim())
         .ok_or_else(|| DomainError::UnknownProvince(body.province.trim().to_string()))?;
-    let address_text = super::required_text(&body.address, "address", 200)?;
-    let legal = super::required_text(&body.legal_representative, "legal_representative", 50)?;
-    let contact_name = super::required_text(&body.contact.name, "contact.name", 50)?;
+    let address_text =
+        super::required_text(&body.address, "address", ekey_domain::text::ADDRESS_MAX)?;
+    let legal = super::required_text(
+        &body.legal_representative,
+        "legal_representative",
+        ekey_domain::text::PERSON_NAME_MAX,
+    )?;
+    let contact_name = super::required_text(
+        &body.contact.name,
+        "contact.name",
+        ekey_domain::text::PERSON_NAME_MAX,
+    )?;
     IdNumber::parse(&body.contact.id_number).map_err(DomainError::from)?;
     let mobile = Mobile::parse(&body.contact.mobile).map_err(DomainError::from)?;
     let email = Email::parse(&body.contact.email).map_err(DomainError::from)?;
     check_password_for(&body.password, &body.contact.email)?;
+    crate::mailquota::take(&state, &address, email.as_str()).await?;
 
+    // Hashed in every case, so that the time taken says nothing either.
     let hash = hash_password_off_thread(&body.password).await?;
     let now = state.clock.now();
     let enterprise_id = uuid::Uuid::now_v7().to_string();
     let account_id = uuid::Uuid::now_v7().to_string();
+    let created = || {
+        Ok((
+            StatusCode::CREATED,
+            Json(RegistrationOut {
+                account_id: account_id.clone(),
+            }),
+        ))
+    };
+    if state
+        .store
+        .account_by_login(email.as_str())
+        .await?
+        .is_some()
+    {
+        // The email has an account: its owner (the only one who reads this mail) is told,
+        // the caller learns nothing.
+        crate::registration_notice::email_exists(&state, &address, email.as_str(), &account_id)
+            .await?;
+        return created();
+    }
+    if let Some(existing) = state
+        .store
+        .enterprise_by_credit_code(credit_code.as_str())
+        .await?
+    {
+        // The registration is kept (its link will say the enterprise is taken, unless the
+        // administrator releases it first); the enterprise's owner is told.
+        crate::registration_notice::credit_code_exists(&state, &address, &existing, &account_id)
+            .await?;
+    }
     let token = new_token();
     let expires = now + Duration::hours(state.config.activation_ttl_hours);
     let link = format!("{}/api/v1/activations/{token}", state.config.public_url());
-    let account = state
+    state
         .store
-        .register(NewRegistration {
-            enterprise: NewEnterprise {
-                id: enterprise_id.clone(),
-                name: name.clone(),
-                credit_code: credit_code.as_str().into(),
-                province: province.code.into(),
-                address: address_text,
-                legal_representative: legal,
-                created_at: now,
+        .register_pending(
+            NewRegistration {
+                enterprise: NewEnterprise {
+                    id: enterprise_id.clone(),
+                    name: name.clone(),
+                    credit_code: credit_code.as_str().into(),
+                    province: province.code.into(),
+                    address: address_text,
+                    legal_representative: legal,
+                    created_at: now,
+                },
+                account: NewAccount {
+                    id: account_id.clone(),
+                    login: email.as_str().into(),
+                    email: email.as_str().into(),
+                    display_name: contact_name,
+                    mobile: Some(mobile.as_str().into()),
+                    password_hash: hash,
+                    role: Role::Enterprise,
+                    enterprise_id: Some(enterprise_id.clone()),
+                    province: None,
+                    active: false,
+                    created_at: now,
+                },
+                activation: NewToken {
+                    token_hash: token_hash(&token),
+                    expires_at: expires,
+                    created_at: now,
+                },
+                mail: activation_mail(
+                    &name,
+                    email.as_str(),
+                    &link,
+                    expires,
+                    &state.config.provider_hotline,
+                    now,
+                    &format!("activation:{account_id}:{}", &token_hash(&token)[..16]),
+                ),
+                audit: NewAudit {
+                    at: now,
+                    actor_id: account_id.clone(),
+                    actor_role: "enterprise".into(),
+                    address,
+                    action: "registration.create".into(),
+                    object_type: "enterprise".into(),
+                    object_id: enterprise_id,
+                    before: String::new(),
+                    after: format!("{} {}", credit_code.as_str(), name),
+                },
             },
-            account: NewAccount {
-                id: account_id.clone(),
-                login: email.as_str().into(),
-                email: email.as_str().into(),
-                display_name: contact_name,
-                mobile: Some(mobile.as_str().into()),
-                password_hash: hash,
-                role: Role::Enterprise,
-                enterprise_id: Some(enterprise_id.clone()),
-                province: None,
-                active: false,
-                created_at: now,
-            },
-            activation: NewToken {
-                token_hash: token_hash(&token),
-                expires_at: expires,
-                created_at: now,
-            },
-            mail: activation_mail(
-                &name,
-                email.as_str(),
-                &link,
-                expires,
-                &state.config.provider_hotline,
-                now,
-                &format!("activation:{account_id}:{}", &token_hash(&token)[..16]),
-            ),
-            audit: NewAudit {
-                at: now,
-                actor_id: account_id.clone(),
-                actor_role: "enterprise".into(),
-                address,
-                action: "registration.create".into(),
-                object_type: "enterprise".into(),
-                object_id: enterprise_id,
-                before: String::new(),
-                after: format!("{} {}", credit_code.as_str(), name),
-            },
-        })
+            now - Duration::days(crate::registration_notice::FORGET_PENDING_DAYS),
+        )
         .await?;
     state.outbox_wake.notify_one();
-    Ok((
-        StatusCode::CREATED,
-        Json(RegistrationOut {
-            account_id: account.id,
-        }),
-    ))
+    created()
 }
 
 /// Ask for the activation mail again.
@@ -403,13 +459,22 @@ pub struct ResendBody {
 /// Send the activation mail again (always answers 202, so it reveals nothing about which
 /// emails are registered). Earlier links stop working.
 #[utoipa::path(post, path = "/api/v1/registrations/resend", tag = "accounts", request_body = ResendBody,
-    responses((status = 202), (status = 422, body = ErrorBody)))]
+    responses((status = 202), (status = 422, body = ErrorBody),
+              (status = 429, description = "too many mails to this address or from this client", body = ErrorBody)))]
 pub async fn resend_activation(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     ApiJson(body): ApiJson<ResendBody>,
 ) -> ApiResult<StatusCode> {
     let email = Email::parse(&body.email).map_err(DomainError::from)?;
-    if let Some(account) = state.store.account_by_login(email.as_str()).await?
+    crate::mailquota::take(&state, &address, email.as_str()).await?;
+    let account = state.store.account_by_login(email.as_str()).await?;
+    if account.is_none()
+        && let Some(pending) = state.store.pending_registration(email.as_str()).await?
+    {
+        crate::registration_notice::resend_pending(&state, &pending).await?;
+    }
+    if let Some(account) = account
         && !account.active
         && account.role == Role::Enterprise
     {
@@ -490,7 +555,8 @@ pub async fn activate(
                 ..Default::default()
             },
         )
-        .await;
+        .await
+        .map_err(crate::registration_notice::activation_error);
     let lang = current_lang();
     match (result, wants_html(&headers)) {
         (Ok(account), true) => Html(crate::web::message_html(
@@ -671,7 +737,8 @@ pub struct LoginNameOut {
 /// 获取登录名: allocate and reserve a unique login name for the caller's enterprise; use
 /// it with `login_name: {"mode": "allocate", "value": …}`.
 #[utoipa::path(post, path = "/api/v1/login-names", tag = "requests", security(("bearer" = [])),
-    responses((status = 201, body = LoginNameOut), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = LoginNameOut), (status = 403, body = ErrorBody),
+              (status = 409, description = "three reserved login names are still unused", body = ErrorBody)))]
 pub async fn reserve_login_name(
     State(state): State<AppState>,
     auth: Auth,
@@ -689,7 +756,7 @@ pub async fn reserve_login_name(
         .ok_or_else(|| ApiError::not_found("ekey.enterprise.not_found"))?;
     let name = state
         .store
-        .reserve_login_name(&enterprise_id, &enterprise.province)
+        .reserve_login_name(&enterprise_id, &enterprise.province, state.clock.now())
         .await?;
     Ok((StatusCode::CREATED, Json(LoginNameOut { login_name: name })))
 }

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod admin;
 pub mod certificates;
 pub mod delivery;
+pub mod enterprise_admin;
 pub mod keyauth;
 pub mod keys;
 pub mod production;
@@ -39,15 +40,7 @@ pub(crate) fn required_text(
     field: &'static str,
     max: usize,
 ) -> Result<String, ekey_domain::error::DomainError> {
-    use ekey_domain::error::DomainError;
-    let v = value.trim();
-    if v.is_empty() {
-        return Err(DomainError::Required { field });
-    }
-    if v.chars().count() > max {
-        return Err(DomainError::TooLong { field, max });
-    }
-    Ok(v.to_string())
+    ekey_domain::text::check_line(field, value, max)
 }
 
 /// Chinese words for the framework's (English) description of a malformed input; the
@@ -306,6 +299,8 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::holidays, admin::upload_holidays))
         .routes(routes!(admin::users, admin::create_user))
         .routes(routes!(admin::set_active))
+        .routes(routes!(enterprise_admin::release))
+        .routes(routes!(enterprise_admin::transfer))
         .routes(routes!(selfservice::request_reset))
         .routes(routes!(selfservice::complete_reset))
         .routes(routes!(selfservice::choose_collection))

@@ -43,6 +43,9 @@ pub async fn request_reset(
     ClientAddr(address): ClientAddr,
     ApiJson(body): ApiJson<ResetRequestBody>,
 ) -> ApiResult<StatusCode> {
+    // The mail quota of the caller's address and of the login typed (whether or not it
+    // exists, so the answer tells nothing).
+    crate::mailquota::take(&state, &address, &body.login).await?;
     let login = body.login.trim().to_lowercase();
     // A quota of its own: never refused because of failed logins, never counted as one.
     crate::throttle::reset_requested(&state, &login, &address).await?;
@@ -263,14 +266,16 @@ pub async fn choose_collection(
             }
             let mobile = Mobile::parse(&body.mobile).map_err(DomainError::from)?;
             let id_number = IdNumber::parse(&body.id_number).map_err(DomainError::from)?;
-            let address = body.address.trim();
-            if address.chars().count() > 200 {
-                return Err(DomainError::TooLong {
-                    field: "address",
-                    max: 200,
-                }
-                .into());
-            }
+            ekey_domain::text::check_line(
+                "recipient",
+                recipient,
+                ekey_domain::text::PERSON_NAME_MAX,
+            )?;
+            let address = &ekey_domain::text::check_line(
+                "address",
+                &body.address,
+                ekey_domain::text::ADDRESS_MAX,
+            )?;
             if !mailing_address_matches(address, &enterprise.address) {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,

@@ -46,6 +46,14 @@ pub async fn home(State(state): State<AppState>, page: Page, query: Q) -> Respon
         "agency" => lang.pick("发证机构信息已更新。", "Agency details saved."),
         "holidays" => lang.pick("节假日数据已载入。", "Holiday data loaded."),
         "user" => lang.pick("账户已保存。", "Account saved."),
+        "released" => lang.pick(
+            "企业账户已释放，已邮件通知该企业。",
+            "The enterprise account was released; the enterprise was told by mail.",
+        ),
+        "transferred" => lang.pick(
+            "企业账户已转移，新邮箱已收到设置密码的链接。",
+            "The enterprise account was transferred; the new email got a link to set a password.",
+        ),
         _ => "",
     };
     page.render(
@@ -191,4 +199,45 @@ pub async fn set_active(
         "/console/admin?done=user#users",
         "/console/admin#users",
     )
+}
+
+/// Release or transfer an enterprise account (the form of the "企业账户" section).
+pub async fn enterprise_account(State(state): State<AppState>, page: Page, form: Form) -> Response {
+    use crate::api::enterprise_admin;
+    let auth = match page.require(&[Role::Admin]) {
+        Ok(a) => a.clone(),
+        Err(r) => return r,
+    };
+    if let Err(r) = page.check_csrf(&form) {
+        return r;
+    }
+    let code = Path(form.get("credit_code").trim().to_string());
+    let reason = form.get("reason").to_string();
+    let back = "/console/admin#enterprises";
+    if form.get("action") == "transfer" {
+        let body = enterprise_admin::TransferBody {
+            email: form.get("email").into(),
+            reason,
+        };
+        let result =
+            enterprise_admin::transfer(State(state.clone()), auth, code, crate::api::ApiJson(body))
+                .await;
+        super::after(
+            page.lang,
+            result,
+            "/console/admin?done=transferred#enterprises",
+            back,
+        )
+    } else {
+        let body = enterprise_admin::ReleaseBody { reason };
+        let result =
+            enterprise_admin::release(State(state.clone()), auth, code, crate::api::ApiJson(body))
+                .await;
+        super::after(
+            page.lang,
+            result,
+            "/console/admin?done=released#enterprises",
+            back,
+        )
+    }
 }

@@ -674,6 +674,7 @@ pub fn routes() -> Routes {
         .post("/console/admin/agencies/{province}", admin::agency)
         .post("/console/admin/users", admin::create_user)
         .post("/console/admin/users/{id}/active", admin::set_active)
+        .post("/console/admin/enterprises", admin::enterprise_account)
         .get("/console/requests/{id}", console::detail)
         .post("/console/requests/{id}/decision", console::decide)
         .post("/console/requests/{id}/produce", console::produce)

@@ -74,17 +74,26 @@ pub fn check<T>(
 
 /// Records `field` as required when empty or too long.
 pub fn need(errors: &mut FieldErrors, lang: Lang, field: &'static str, value: &str, max: usize) {
-    let v = value.trim();
-    if v.is_empty() {
-        errors.add(field, lang.pick("请填写此项", "Required").to_string());
-    } else if v.chars().count() > max {
-        errors.add(
+    match ekey_domain::text::check_line(field, value, max) {
+        Ok(_) => {}
+        Err(DomainError::Required { .. }) => {
+            errors.add(field, lang.pick("请填写此项", "Required").to_string())
+        }
+        Err(DomainError::TooLong { .. }) => errors.add(
             field,
             match lang {
                 Lang::Zh => format!("过长，最多 {max} 个字"),
                 Lang::En => format!("Too long: at most {max} characters"),
             },
-        );
+        ),
+        Err(_) => errors.add(
+            field,
+            lang.pick(
+                "含有不允许的字符（控制字符、换行、文字方向控制符或不可见字符）",
+                "Holds characters that are not allowed (control characters, line breaks, text-direction overrides or invisible characters)",
+            )
+            .to_string(),
+        ),
     }
 }
 
@@ -258,7 +267,7 @@ pub async fn register(
         lang,
         "enterprise_name",
         form.get("enterprise_name"),
-        100,
+        ekey_domain::text::CERT_NAME_MAX,
     );
     check(
         &mut errors,
@@ -364,13 +373,19 @@ pub async fn registered(
 }
 
 /// Sends the activation mail again.
-pub async fn resend(State(state): State<AppState>, page: Page, form: Form) -> Response {
+pub async fn resend(
+    State(state): State<AppState>,
+    addr: ClientAddr,
+    page: Page,
+    form: Form,
+) -> Response {
     if let Err(r) = page.check_csrf(&form) {
         return r;
     }
     let email = form.get("email").trim().to_string();
     match accounts::resend_activation(
         State(state.clone()),
+        addr,
         ApiJson(ResendBody {
             email: email.clone(),
         }),

@@ -127,6 +127,16 @@ const EXPECTED: &[(&str, &str, Who)] = &[
     ("GET", "/api/v1/admin/users", Only("d")),
     ("POST", "/api/v1/admin/users", Only("d")),
     ("POST", "/api/v1/admin/users/{id}/active", Only("d")),
+    (
+        "POST",
+        "/api/v1/admin/enterprises/{credit_code}/release",
+        Only("d"),
+    ),
+    (
+        "POST",
+        "/api/v1/admin/enterprises/{credit_code}/transfer",
+        Only("d"),
+    ),
     ("GET", "/api/v1/admin/holidays", Only("d")),
     ("PUT", "/api/v1/admin/holidays", Only("d")),
     ("PUT", "/api/v1/agencies/{province}", Only("d")),
@@ -198,6 +208,7 @@ const EXPECTED: &[(&str, &str, Who)] = &[
     ("POST", "/console/admin/agencies/{province}", Only("d")),
     ("POST", "/console/admin/users", Only("d")),
     ("POST", "/console/admin/users/{id}/active", Only("d")),
+    ("POST", "/console/admin/enterprises", Only("d")),
 ];
 
 /// Routes after which the caller's session has ended (log out).
@@ -294,6 +305,10 @@ fn body_for(method: &str, path: &str, o: &Objects) -> Body {
         "/api/v1/admin/users" => Body::Json(json!({
             "login": "", "display_name": "", "email": "", "role": "nobody", "password": ""})),
         "/api/v1/admin/users/{id}/active" => Body::Json(json!({"active": false})),
+        "/api/v1/admin/enterprises/{credit_code}/release" => Body::Json(json!({"reason": ""})),
+        "/api/v1/admin/enterprises/{credit_code}/transfer" => {
+            Body::Json(json!({"email": "", "reason": ""}))
+        }
         "/api/v1/admin/holidays" => Body::Bytes("application/json", b"{}".to_vec()),
         "/api/v1/agencies/{province}" => Body::Json(json!({
             "address": "", "window": "", "hours": "", "hotline": ""})),
@@ -314,6 +329,7 @@ fn concrete(path: &str, o: &Objects) -> String {
     path.replace("{id}", id)
         .replace("{item}", "id_card")
         .replace("{serial}", &o.serial)
+        .replace("{credit_code}", &o.credit_code)
         .replace("{province}", "320000")
         .replace("{token}", token)
         .replace("{name}", "app.css")

@@ -30,6 +30,7 @@ mod bad_input;
 mod browser;
 mod csr_issue;
 mod deadlines;
+mod doors;
 mod flow;
 mod headers;
 mod lifecycle;
