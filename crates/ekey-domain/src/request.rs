@@ -1636,6 +1636,11 @@ mod tests {
     fn every_error_has_a_code_and_both_messages() {
         let samples = [
             DomainError::NoLicenceType,
+            DomainError::ForbiddenCharacters {
+                field: "enterprise_name",
+            },
+            DomainError::LoginNameAllocatedPattern,
+            DomainError::TooManyLoginNameReservations,
             DomainError::TooManyKeys { held: 3 },
             DomainError::WrongState {
                 status: Status::Draft,

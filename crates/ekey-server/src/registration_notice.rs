@@ -27,9 +27,7 @@ async fn notice(
     to: &str,
     body: String,
     dedup: String,
-    object_type: &str,
-    object_id: &str,
-    action: &str,
+    (object_type, object_id, action): (&str, &str, &str),
 ) -> ApiResult<()> {
     let now = state.clock.now();
     state
@@ -85,9 +83,7 @@ pub async fn email_exists(
         email,
         body,
         format!("registration-attempt:{attempt_id}"),
-        "account",
-        email,
-        "registration.email_exists",
+        ("account", email, "registration.email_exists"),
     )
     .await
 }
@@ -124,9 +120,11 @@ pub async fn credit_code_exists(
         &owner.email,
         body,
         format!("registration-attempt:{attempt_id}"),
-        "enterprise",
-        &enterprise.id,
-        "registration.credit_code_exists",
+        (
+            "enterprise",
+            &enterprise.id,
+            "registration.credit_code_exists",
+        ),
     )
     .await
 }

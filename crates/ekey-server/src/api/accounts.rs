@@ -580,23 +580,20 @@ pub async fn activate(
             login: account.login,
         })
         .into_response(),
-        (Err(e), true) => {
-            let e = ApiError::from(e);
-            (
-                e.status,
-                Html(crate::web::message_html(
-                    lang,
-                    lang.pick("无法激活", "Cannot activate"),
-                    if lang == Lang::Zh { &e.zh } else { &e.en },
-                    Some((
-                        "/register/sent",
-                        lang.pick("重新发送激活邮件", "Send the mail again"),
-                    )),
+        (Err(e), true) => (
+            e.status,
+            Html(crate::web::message_html(
+                lang,
+                lang.pick("无法激活", "Cannot activate"),
+                if lang == Lang::Zh { &e.zh } else { &e.en },
+                Some((
+                    "/register/sent",
+                    lang.pick("重新发送激活邮件", "Send the mail again"),
                 )),
-            )
-                .into_response()
-        }
-        (Err(e), false) => ApiError::from(e).into_response(),
+            )),
+        )
+            .into_response(),
+        (Err(e), false) => e.into_response(),
     }
 }
 
