@@ -35,7 +35,7 @@ impl BadText {
             ),
             BadText::Encoding => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "ekey.input.encoding",
+                "ekey.input.malformed",
                 "网址或提交的内容不是有效的文字（UTF-8 编码），请检查后重试",
                 "The address or the input is not valid text (UTF-8)",
             ),

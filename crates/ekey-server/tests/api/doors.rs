@@ -209,12 +209,12 @@ async fn bad_characters_in_any_page_or_address_answer_400(db: Db) {
         (
             "/result?number=%FF".to_string(),
             None,
-            "ekey.input.encoding",
+            "ekey.input.malformed",
         ),
         (
             "/login?next=%E4%B8".to_string(),
             None,
-            "ekey.input.encoding",
+            "ekey.input.malformed",
         ),
         (
             "/console/certificates?q=a%00".to_string(),
@@ -224,7 +224,7 @@ async fn bad_characters_in_any_page_or_address_answer_400(db: Db) {
         (
             "/console/queue?q=%C0%AF".to_string(),
             Some(&provider_cookie),
-            "ekey.input.encoding",
+            "ekey.input.malformed",
         ),
         (
             "/portal/requests/%00".to_string(),
@@ -234,18 +234,18 @@ async fn bad_characters_in_any_page_or_address_answer_400(db: Db) {
         (
             format!("/portal/requests/{id}%FF"),
             Some(&ent_cookie),
-            "ekey.input.encoding",
+            "ekey.input.malformed",
         ),
         ("/password/reset/%00abc".to_string(), None, "ekey.input.nul"),
         (
             "/api/v1/requests?q=%FF".to_string(),
             Some(&ent_cookie),
-            "ekey.input.encoding",
+            "ekey.input.malformed",
         ),
         (
             "/api/v1/public/result?number=%FE".to_string(),
             None,
-            "ekey.input.encoding",
+            "ekey.input.malformed",
         ),
     ] {
         let mut b = client.get(s.url(&path));
@@ -261,12 +261,12 @@ async fn bad_characters_in_any_page_or_address_answer_400(db: Db) {
         (
             "/login",
             format!("csrf={csrf}&login=provider%FF&password=x"),
-            "ekey.input.encoding",
+            "ekey.input.malformed",
         ),
         (
             "/password/forgot",
             format!("csrf={csrf}&login=demo%C3%28%40ekey.example"),
-            "ekey.input.encoding",
+            "ekey.input.malformed",
         ),
         (
             "/register",
@@ -295,7 +295,7 @@ async fn bad_characters_in_any_page_or_address_answer_400(db: Db) {
         .send()
         .await
         .unwrap();
-    refused(&s, res, "ekey.input.encoding", "withdraw").await;
+    refused(&s, res, "ekey.input.malformed", "withdraw").await;
 
     assert_eq!(before, s.snapshot().await, "nothing changed");
     s.stop().await;
