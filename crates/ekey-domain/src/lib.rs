@@ -9,6 +9,7 @@ pub mod ident;
 pub mod key;
 pub mod keyproof;
 pub mod province;
+pub mod redirect;
 pub mod request;
 pub mod throttle;
 pub mod text;

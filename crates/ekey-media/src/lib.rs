@@ -348,6 +348,28 @@ pub fn fit(bytes: &[u8], limit: u64) -> Result<Fitted, MediaError> {
     Err(MediaError::Internal("fitting did not converge".into()))
 }
 
+/// The longest side, in pixels, of a [`preview`]: enough to read a form on a screen, small
+/// enough (under 3 megapixels) that no reviewer's browser has to decode a giant.
+pub const PREVIEW_LONG_SIDE: u32 = 1600;
+
+/// The JPEG quality of a [`preview`].
+const PREVIEW_QUALITY: u8 = 80;
+
+/// A picture for the staff's screens, made by the server: the image upright, its long side
+/// at most [`PREVIEW_LONG_SIDE`] pixels, as a baseline JPEG without metadata. The same
+/// header checks as [`fit`] (no decompression bombs); CPU-bound like it.
+pub fn preview(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
+    let kind = sniff(bytes)?;
+    let (raster, orientation) = decode(bytes, kind)?;
+    let picture = if raster.long_side() > PREVIEW_LONG_SIDE {
+        let (w, h) = scaled(raster.width, raster.height, PREVIEW_LONG_SIDE);
+        resize(&raster, w, h)?
+    } else {
+        raster
+    };
+    encode(&orient(picture, orientation), PREVIEW_QUALITY)
+}
+
 /// Picks the next long side when a picture is too big at the lowest quality.
 #[derive(Default)]
 struct Shrink {

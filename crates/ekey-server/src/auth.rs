@@ -32,22 +32,108 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .is_ok()
 }
 
-/// [`hash_password`] on a blocking thread, for handlers.
+/// Argon2 runs at most this many at a time: each holds 19 MiB for its run, so a crowd of
+/// logins (or of guesses) cannot make the server allocate one block per request.
+pub const ARGON2_AT_ONCE: usize = 4;
+/// Callers that may wait for a turn; beyond them the answer is 503 at once.
+const ARGON2_QUEUE: usize = 64;
+
+static ARGON2_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(ARGON2_AT_ONCE);
+static ARGON2_WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// 503 `ekey.server.busy` (the answer carries `Retry-After`).
+fn argon2_busy() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "ekey.server.busy",
+        "服务器正忙，请稍后重试",
+        "The server is busy; please retry in a few seconds",
+    )
+}
+
+/// Runs `work` (an Argon2 computation) on a blocking thread when its turn comes: at most
+/// [`ARGON2_AT_ONCE`] at a time, at most `ARGON2_QUEUE` waiting (for 10 s at most).
+async fn argon2_turn<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    use std::sync::atomic::Ordering;
+    struct Waiting;
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            ARGON2_WAITING.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    if ARGON2_WAITING.fetch_add(1, Ordering::SeqCst) >= ARGON2_QUEUE + ARGON2_AT_ONCE {
+        ARGON2_WAITING.fetch_sub(1, Ordering::SeqCst);
+        return Err(argon2_busy());
+    }
+    let waiting = Waiting;
+    let permit = tokio::time::timeout(std::time::Duration::from_secs(10), ARGON2_TURNS.acquire())
+        .await
+        .map_err(|_| argon2_busy())?
+        .map_err(ApiError::internal)?;
+    // The turn ends with the computation, not with the request: a caller that hangs up
+    // does not free its turn while Argon2 still runs for it.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Argon2Job = Box::new(move || {
+        let out = work();
+        drop(permit);
+        drop(waiting);
+        let _ = tx.send(out);
+    });
+    argon2_workers()
+        .send(job)
+        .map_err(|_| ApiError::internal("the password workers stopped"))?;
+    rx.await.map_err(ApiError::internal)
+}
+
+type Argon2Job = Box<dyn FnOnce() + Send>;
+
+/// [`ARGON2_AT_ONCE`] threads of their own run the Argon2 computations: each memory block
+/// is then taken and given back by the same few threads (and allocator arenas), so the
+/// memory a crowd of logins leaves behind stays a few blocks, not one per blocking thread
+/// that happened to run one.
+fn argon2_workers() -> &'static std::sync::mpsc::SyncSender<Argon2Job> {
+    static WORKERS: std::sync::OnceLock<std::sync::mpsc::SyncSender<Argon2Job>> =
+        std::sync::OnceLock::new();
+    WORKERS.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Argon2Job>(ARGON2_AT_ONCE);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for n in 0..ARGON2_AT_ONCE {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || {
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .expect("starting the password workers");
+        }
+        tx
+    })
+}
+
+/// [`hash_password`] on a blocking thread, for handlers (one Argon2 turn).
 pub async fn hash_password_off_thread(password: &str) -> Result<String, ApiError> {
     let password = zeroize::Zeroizing::new(password.to_string());
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
+    argon2_turn(move || hash_password(&password))
+        .await?
         .map_err(ApiError::internal)
 }
 
-/// [`verify_password`] on a blocking thread, for handlers.
+/// [`verify_password`] on a blocking thread, for handlers (one Argon2 turn).
 pub async fn verify_password_off_thread(password: &str, phc: &str) -> Result<bool, ApiError> {
     let password = zeroize::Zeroizing::new(password.to_string());
     let phc = phc.to_string();
-    tokio::task::spawn_blocking(move || verify_password(&password, &phc))
-        .await
-        .map_err(ApiError::internal)
+    argon2_turn(move || verify_password(&password, &phc)).await
 }
 
 /// A fresh random token (256 bits, URL-safe base64).

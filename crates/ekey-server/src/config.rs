@@ -25,6 +25,17 @@ pub struct Config {
     pub database_url: String,
     /// Address to listen on.
     pub listen: String,
+    /// Seconds a client has to send a request's headers, and the longest a kept-alive
+    /// connection waits for its next request (`EKEY_HEADER_READ_TIMEOUT_SECS`).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection may wait on the client (a stalled body, a reader that stopped
+    /// reading) before it is closed (`EKEY_IDLE_TIMEOUT_SECS`).
+    pub idle_timeout_secs: u64,
+    /// Connections held at once; more are answered 503 and closed (`EKEY_MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// Connections held at once from one address, trusted proxies excepted
+    /// (`EKEY_MAX_CONNECTIONS_PER_ADDRESS`).
+    pub max_connections_per_address: usize,
     /// Directory for files (uploads) and extra holiday files (`holidays/*.json`).
     pub data_dir: PathBuf,
     /// Public base URL used in mail links; defaults to `http://<listen>`.
@@ -113,6 +124,10 @@ impl Default for Config {
         Config {
             database_url: "sqlite:./ekey-data/ekey.db".into(),
             listen: "127.0.0.1:8080".into(),
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 4096,
+            max_connections_per_address: 256,
             data_dir: PathBuf::from("./ekey-data"),
             public_url: None,
             demo: false,
@@ -173,6 +188,32 @@ impl Config {
         }
         if let Some(v) = get("EKEY_LISTEN") {
             self.listen = v;
+        }
+        for (name, value) in [
+            (
+                "EKEY_HEADER_READ_TIMEOUT_SECS",
+                &mut self.header_read_timeout_secs,
+            ),
+            ("EKEY_IDLE_TIMEOUT_SECS", &mut self.idle_timeout_secs),
+        ] {
+            if let Some(v) = get(name) {
+                *value = v
+                    .parse()
+                    .with_context(|| format!("{name} must be a number of seconds"))?;
+            }
+        }
+        for (name, value) in [
+            ("EKEY_MAX_CONNECTIONS", &mut self.max_connections),
+            (
+                "EKEY_MAX_CONNECTIONS_PER_ADDRESS",
+                &mut self.max_connections_per_address,
+            ),
+        ] {
+            if let Some(v) = get(name) {
+                *value = v
+                    .parse()
+                    .with_context(|| format!("{name} must be a number"))?;
+            }
         }
         if let Some(v) = get("EKEY_DATA_DIR") {
             self.data_dir = v.into();

@@ -6,8 +6,10 @@ pub mod auth;
 pub mod ca;
 pub mod cluster;
 pub mod config;
+pub mod connections;
 pub mod demo;
 pub mod documents;
+pub mod edge;
 pub mod error;
 pub mod first_admin;
 pub mod mailquota;
@@ -23,7 +25,6 @@ pub mod throttle;
 pub mod transport;
 pub mod web;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
@@ -175,13 +176,9 @@ pub async fn serve(
     );
     let calendar_sync =
         cluster::spawn_calendar_sync(state.clone(), std::time::Duration::from_secs(5));
+    let limits = connections::Limits::from_config(&state.config);
     let app = api::router(state);
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let result = connections::serve(listener, app, limits, shutdown).await;
     worker.abort();
     crl_refresher.abort();
     reminders.abort();

@@ -12,6 +12,7 @@ pub mod production;
 pub mod public;
 pub(crate) mod renewal_expiry;
 pub mod requests;
+pub mod scans;
 pub mod selfservice;
 mod shared_errors;
 
@@ -110,6 +111,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// The body limit of every JSON route (uploads, the only larger bodies, are binary).
+const JSON_LIMIT: usize = 256 * 1024;
+
 /// No field of the API takes a NUL character, and PostgreSQL cannot store one in text (the
 /// query fails: a 500). Refused for the whole JSON API: `%00` in the path or query, and the
 /// JSON escape `\u0000` in a JSON body (a raw NUL byte is not JSON at all). Uploads are
@@ -136,9 +140,18 @@ async fn reject_nul(req: Request, next: Next) -> Response {
     if !json {
         return next.run(req).await;
     }
+    // JSON bodies go to routes that take at most `JSON_LIMIT`: no more is read here, and a
+    // body announced larger is refused before a byte of it is read.
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if announced.is_some_and(|n| n > JSON_LIMIT) {
+        return too_large().into_response();
+    }
     let (parts, body) = req.into_parts();
-    // The largest limit of any route; each route's own limit is applied by its extractor.
-    let bytes = match axum::body::to_bytes(body, 8 * 1024 * 1024).await {
+    let bytes = match axum::body::to_bytes(body, JSON_LIMIT).await {
         Ok(bytes) => bytes,
         Err(_) => return too_large().into_response(),
     };
@@ -337,7 +350,7 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(public::agencies))
         .routes(routes!(public::mailbox))
         .merge(uploads)
-        .layer(DefaultBodyLimit::max(256 * 1024))
+        .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .layer(middleware::from_fn(json_refusals))
         .layer(middleware::from_fn(reject_nul))
         .split_for_parts();
@@ -402,11 +415,17 @@ pub fn router(state: AppState) -> Router {
             async move { axum::Json((*doc).clone()) }
         }),
     )
-    .merge(fixed)
+    // Page forms and OCSP requests are small: the same limit as the JSON routes.
+    .merge(fixed.layer(DefaultBodyLimit::max(JSON_LIMIT)))
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
+    .layer(middleware::from_fn(crate::edge::check_input))
     .layer(middleware::from_fn(localize))
     .layer(middleware::from_fn(security_headers))
+    .layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::edge::cookies_and_headers,
+    ))
     .layer(tower_http::trace::TraceLayer::new_for_http())
     .with_state(state)
 }

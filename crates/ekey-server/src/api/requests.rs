@@ -1162,21 +1162,7 @@ pub async fn upload_material(
         Ok(()) => (bytes, kind),
         Err(_) if kind.is_image() && options.fit.as_deref() == Some("1") => {
             let input = bytes.clone();
-            let out = tokio::task::spawn_blocking(move || ekey_media::fit(&input, limit))
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(|e| {
-                    ApiError::new(
-                        if e.code() == "ekey.media.internal" {
-                            StatusCode::INTERNAL_SERVER_ERROR
-                        } else {
-                            StatusCode::UNPROCESSABLE_ENTITY
-                        },
-                        e.code(),
-                        e.message(ekey_domain::Lang::Zh),
-                        e.message(ekey_domain::Lang::En),
-                    )
-                })?;
+            let out = super::scans::media_turn(move || ekey_media::fit(&input, limit)).await?;
             fitted = Some(FittedOut {
                 before: out.before,
                 after: out.after,
@@ -1197,6 +1183,11 @@ pub async fn upload_material(
             return Err(api);
         }
     };
+    // Every image, fitted or not: a small file can announce a giant that would take a
+    // reviewer's browser (or the preview) gigabytes.
+    if kind.is_image() {
+        super::scans::check_pixels(&bytes)?;
+    }
     let file_name = headers
         .get("x-file-name")
         .and_then(|v| v.to_str().ok())
@@ -1309,6 +1300,28 @@ pub async fn download_material(
             &format!("{} {}", item.as_str(), m.sha256),
         ))
         .await?;
+    // The staff's preview of a picture: made here, at a safe size, as a JPEG.
+    if query.preview && matches!(m.content_type.as_str(), "image/jpeg" | "image/png") {
+        let jpeg = super::scans::media_turn(move || ekey_media::preview(&bytes)).await?;
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "image/jpeg".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("inline; filename=\"{}-preview.jpg\"", item.as_str()),
+                ),
+                (header::CACHE_CONTROL, "private, no-store".to_string()),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; \
+                     frame-ancestors 'self'"
+                        .to_string(),
+                ),
+            ],
+            jpeg,
+        )
+            .into_response());
+    }
     // A download by default. Inline only for the pages' preview, and only for the three types
     // the content was judged to be at upload (never markup); the answer's own CSP lets it
     // run nothing and be framed only by our pages.
@@ -1316,7 +1329,7 @@ pub async fn download_material(
         m.content_type.as_str(),
         "image/jpeg" | "image/png" | "application/pdf"
     );
-    let disposition = if query.inline && previewable {
+    let disposition = if (query.inline || query.preview) && previewable {
         "inline"
     } else {
         "attachment"
@@ -1358,6 +1371,10 @@ pub struct DownloadQuery {
     /// `true`: shown in the browser (a scan's preview) instead of downloaded.
     #[serde(default)]
     pub inline: bool,
+    /// `true`: for a picture, a JPEG the server made of it at a safe size (long side at
+    /// most 1600 pixels), shown in the browser; a PDF is sent as with `inline`.
+    #[serde(default)]
+    pub preview: bool,
 }
 
 /// The printable documents of a request.

@@ -22,6 +22,7 @@ pub async fn key_login(
     ClientAddr(address): ClientAddr,
     headers: HeaderMap,
     page: Page,
+    query: super::portal::Q,
     ApiJson(body): ApiJson<KeyLoginBody>,
 ) -> Response {
     let token = headers
@@ -40,7 +41,10 @@ pub async fn key_login(
     let binding = keyauth::browser_binding(&headers);
     match keyauth::key_login_for(&state, address, &binding, body).await {
         Ok(session) => {
-            let mut res = axum::Json(serde_json::json!({"redirect": "/portal"})).into_response();
+            // Where the login page was asked to go next (`?next=`), under the one rule.
+            let next = super::portal::q(&query, "next");
+            let redirect = ekey_domain::redirect::safe_next(&next).unwrap_or("/portal");
+            let mut res = axum::Json(serde_json::json!({"redirect": redirect})).into_response();
             super::public::set_cookie(
                 &mut res,
                 super::public::session_cookie(&state, &session.token),

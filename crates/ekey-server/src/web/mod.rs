@@ -379,6 +379,22 @@ impl Form {
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Form {
     type Rejection = Response;
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        // The form's bytes are checked as they will be read: a `%FF` would otherwise become
+        // a replacement character silently, a `%00` a NUL (refused as such below too).
+        let (parts, body) = req.into_parts();
+        let bytes = match axum::body::Bytes::from_request(
+            axum::extract::Request::from_parts(parts.clone(), body),
+            state,
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(e) => return Err(e.into_response()),
+        };
+        if let Err(bad) = crate::edge::check_urlencoded(&bytes) {
+            return Err(error_page(current_lang(), bad.error()));
+        }
+        let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Form::<Vec<(String, String)>>::from_request(req, state).await {
             // A NUL character is never text a person typed (and PostgreSQL refuses it).
             Ok(axum::Form(v))
@@ -584,7 +600,7 @@ async fn switch_lang(Path(lang): Path<String>, page: Page) -> Response {
         .path
         .split_once("next=")
         .map(|(_, n)| percent_decode(n.split('&').next().unwrap_or("/")))
-        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .filter(|n| ekey_domain::redirect::safe_next(n).is_some())
         .unwrap_or_else(|| "/".into());
     let value = if lang == "en" { "en" } else { "zh" };
     let mut res = Redirect::to(&next).into_response();

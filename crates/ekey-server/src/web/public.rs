@@ -111,10 +111,6 @@ fn password_errors(form: &Form, lang: Lang, errors: &mut FieldErrors) {
     }
 }
 
-fn safe_next(next: &str) -> Option<&str> {
-    (next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')).then_some(next)
-}
-
 /// The `Set-Cookie` value of a new session (`Secure` when the portal is served over TLS).
 pub(crate) fn session_cookie(state: &AppState, token: &str) -> String {
     let secure = super::secure_flag(state);
@@ -145,7 +141,13 @@ pub async fn login_page(
     page.render(
         &state,
         "login.html",
-        context! { next => get("next"), notice => notice, values => context!{ login => get("login") } },
+        context! {
+            // Only a target that will be followed is carried on (the form and the key
+            // login's script send it back).
+            next => ekey_domain::redirect::safe_next(&get("next")).unwrap_or_default(),
+            notice => notice,
+            values => context!{ login => get("login") },
+        },
     )
     .await
 }
@@ -171,7 +173,7 @@ pub async fn login(
     .await;
     match result {
         Ok(axum::Json(session)) => {
-            let target = safe_next(form.get("next"))
+            let target = ekey_domain::redirect::safe_next(form.get("next"))
                 .map(str::to_string)
                 .unwrap_or_else(|| {
                     if session.role == "enterprise" {
@@ -193,7 +195,7 @@ pub async fn login(
                 context! {
                     error => msg(page.lang, &e),
                     error_code => e.code,
-                    next => form.get("next"),
+                    next => ekey_domain::redirect::safe_next(form.get("next")).unwrap_or_default(),
                     values => form.values(),
                 },
             )

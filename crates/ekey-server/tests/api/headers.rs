@@ -28,7 +28,7 @@ async fn page_login(
         .post(s.url("/login"))
         .header(
             "cookie",
-            format!("{}={seed}", ekey_server::web::SEED_COOKIE),
+            format!("__Host-{}={seed}", ekey_server::web::SEED_COOKIE),
         )
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
@@ -52,11 +52,12 @@ async fn every_answer_carries_the_security_headers(db: Db) {
         .unwrap();
     let ent = s.login("demo@ekey.example").await;
     let id = request_in_agency_review(&s, &ent).await;
-    let cookie = format!("{}={ent}", ekey_server::auth::SESSION_COOKIE);
+    // Over https the cookies carry the `__Host-` prefix (doors.rs tests it in full).
+    let cookie = format!("__Host-{}={ent}", ekey_server::auth::SESSION_COOKIE);
 
     // Pages: each one the portal, the console and the public side show.
     let agency = s.login("agency-320000").await;
-    let agency_cookie = format!("{}={agency}", ekey_server::auth::SESSION_COOKIE);
+    let agency_cookie = format!("__Host-{}={agency}", ekey_server::auth::SESSION_COOKIE);
     for (path, cookie) in [
         ("/".to_string(), None),
         ("/login".to_string(), None),
@@ -130,7 +131,7 @@ async fn every_answer_carries_the_security_headers(db: Db) {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let session = header(&res, "set-cookie");
     assert!(
-        session.starts_with(ekey_server::auth::SESSION_COOKIE)
+        session.starts_with(&format!("__Host-{}", ekey_server::auth::SESSION_COOKIE))
             && session.contains("HttpOnly")
             && session.contains("SameSite=Lax")
             && session.contains("Secure"),
@@ -186,8 +187,8 @@ async fn every_answer_carries_the_security_headers(db: Db) {
         .await
         .unwrap();
     assert!(
-        page.contains("/materials/id_card?inline=true"),
-        "the console previews the scan"
+        page.contains("/materials/id_card?preview=true"),
+        "the console previews the scan (a picture the server made of it)"
     );
 
     // A form with a NUL character is refused as such (PostgreSQL cannot store one).

@@ -148,12 +148,13 @@
         return agent("POST", "/keys/" + encodeURIComponent(select.value) + "/login-signature", { challenge: c.data.challenge, pin: pin.value })
           .then(function (s) {
             if (!s.ok) throw s;
-            return portal("POST", "/login/key", { challenge_id: c.data.id, certificate: s.data.certificate, signature: s.data.signature });
+            // The server checks `next` (the one rule for every door) and answers where to go.
+            var next = box.getAttribute("data-next") || "";
+            return portal("POST", "/login/key" + (next ? "?next=" + encodeURIComponent(next) : ""), { challenge_id: c.data.id, certificate: s.data.certificate, signature: s.data.signature });
           });
       }).then(function (l) {
         if (!l.ok) throw l;
-        var next = box.getAttribute("data-next");
-        location.href = next && next.charAt(0) === "/" && next.charAt(1) !== "/" ? next : l.data.redirect;
+        location.href = l.data.redirect;
       }).catch(function (r) {
         go.disabled = false; pin.value = "";
         if (r && r.data && r.data.code === "ekey.token.locked") { err.textContent = ""; err.appendChild(locked()); return; }
