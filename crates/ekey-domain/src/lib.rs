@@ -11,8 +11,8 @@ pub mod keyproof;
 pub mod province;
 pub mod redirect;
 pub mod request;
-pub mod throttle;
 pub mod text;
+pub mod throttle;
 pub mod upload;
 
 /// Language of a user-facing message. Chinese first; English when the caller asks.
