@@ -41,7 +41,13 @@ impl Policy {
         if last_at.checked_add_signed(forget).is_some_and(|t| t < now) {
             return None;
         }
-        let wait = chrono::Duration::from_std(self.wait(count)).unwrap_or_default();
+        let wait = self.wait(count);
+        // Below the free quota nothing waits, even when a concurrent attempt recorded a
+        // `last_at` later than our `now` (taken before we waited for its row lock).
+        if wait.is_zero() {
+            return None;
+        }
+        let wait = chrono::Duration::from_std(wait).unwrap_or_default();
         let end = last_at.checked_add_signed(wait)?;
         (end > now).then_some(end)
     }
@@ -92,6 +98,22 @@ mod tests {
         assert_eq!(
             P.next_allowed(99, t, t + chrono::Duration::hours(25), day),
             None
+        );
+    }
+
+    #[test]
+    fn a_free_attempt_is_not_refused_when_a_concurrent_one_was_recorded_later() {
+        // `now` is read before the row lock is taken; a concurrent attempt may have written
+        // a later `last_at` meanwhile. Below the quota that must not make anyone wait.
+        let t = DateTime::parse_from_rfc3339("2026-02-12T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let day = Duration::from_secs(24 * 3600);
+        let later = t + chrono::Duration::milliseconds(30);
+        assert_eq!(P.next_allowed(3, later, t, day), None);
+        assert_eq!(
+            P.next_allowed(5, later, t, day),
+            Some(later + chrono::Duration::seconds(60))
         );
     }
 }
