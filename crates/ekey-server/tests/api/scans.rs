@@ -18,31 +18,10 @@ fn png_of(width: u32, height: u32, mut pixels: impl FnMut(u32, u32) -> [u8; 3]) 
     out.into_inner()
 }
 
-async fn submitted(s: &TestServer, ent: &str) -> String {
-    let (status, v) = s
-        .post(
-            "/api/v1/requests",
-            Some(ent),
-            first_request("liming@example.com"),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{v}");
-    let id = v["id"].as_str().unwrap().to_string();
-    let (status, v) = s
-        .post(
-            &format!("/api/v1/requests/{id}/submit"),
-            Some(ent),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    id
-}
-
 async fn images_are_checked_and_previewed_at_a_safe_size(db: Db) {
     let s = TestServer::start(db).await;
     let ent = s.login("demo@ekey.example").await;
-    let id = submitted(&s, &ent).await;
+    let id = submitted_request(&s, &ent).await;
     let item = |name: &str| format!("/api/v1/requests/{id}/materials/{name}");
 
     // 12,001 pixels wide: a 20 KB file, refused by its header like a fitted one would be.
@@ -140,7 +119,7 @@ on_both_databases!(images_are_checked_and_previewed_at_a_safe_size);
 async fn fitting_runs_a_bounded_number_at_a_time(db: Db) {
     let s = TestServer::start(db).await;
     let ent = s.login("demo@ekey.example").await;
-    let id = submitted(&s, &ent).await;
+    let id = submitted_request(&s, &ent).await;
     // Noise does not compress: about 1.7 MB of PNG, over the 1 MB limit.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let noisy = png_of(820, 700, |_, _| {

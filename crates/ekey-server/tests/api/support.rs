@@ -411,8 +411,8 @@ pub async fn upload_all(s: &TestServer, token: &str, id: &str, items: &[&str]) {
     }
 }
 
-/// Creates, submits, uploads and confirms a first-issue request; returns its id.
-pub async fn request_in_agency_review(s: &TestServer, token: &str) -> String {
+/// Creates and submits (确认提交) a first-issue request; returns its id.
+pub async fn submitted_request(s: &TestServer, token: &str) -> String {
     let (status, v) = s
         .post(
             "/api/v1/requests",
@@ -430,6 +430,12 @@ pub async fn request_in_agency_review(s: &TestServer, token: &str) -> String {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
+    id
+}
+
+/// Creates, submits, uploads and confirms a first-issue request; returns its id.
+pub async fn request_in_agency_review(s: &TestServer, token: &str) -> String {
+    let id = submitted_request(s, token).await;
     upload_all(s, token, &id, SIX).await;
     let (status, v) = s
         .post(
