@@ -138,6 +138,14 @@ impl Authority {
                 "larger than {MAX_OCSP_REQUEST_LEN} bytes"
             )));
         }
+        // der 0.7 allocates a primitive value's announced length before reading it: a
+        // 108-byte request announcing a 235 MB serial made it allocate 235 MB. Every length
+        // is checked against what its parent holds first.
+        if !der_lengths_fit(der, 0) {
+            return Err(Refusal::Malformed(
+                "a DER length exceeds the bytes that hold it".into(),
+            ));
+        }
         let request = OcspRequest::from_der(der).map_err(|e| Refusal::Malformed(e.to_string()))?;
         let tbs = request.tbs_request;
         if tbs.request_list.is_empty() {
@@ -316,4 +324,79 @@ fn crl_reason(reason: RevocationReason) -> Option<CrlReason> {
         RevocationReason::PrivilegeWithdrawn => CrlReason::PrivilegeWithdrawn,
         RevocationReason::AaCompromise => CrlReason::AaCompromise,
     })
+}
+
+/// Whether `der` is a sequence of TLVs whose lengths each fit in the bytes that follow them,
+/// recursively inside constructed values (and, at most 32 levels deep). Checked before a DER
+/// decoder that allocates an announced length up front sees the bytes.
+fn der_lengths_fit(mut der: &[u8], depth: usize) -> bool {
+    if depth > 32 {
+        return false;
+    }
+    while !der.is_empty() {
+        let tag = der[0];
+        let mut at = 1;
+        if tag & 0x1f == 0x1f {
+            // High tag numbers: base-128 continuation bytes.
+            while at < der.len() && der[at] & 0x80 != 0 {
+                at += 1;
+            }
+            at += 1;
+        }
+        let Some(&first) = der.get(at) else {
+            return false;
+        };
+        at += 1;
+        let len = if first & 0x80 == 0 {
+            usize::from(first)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || at + n > der.len() {
+                return false;
+            }
+            let len = der[at..at + n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            at += n;
+            len
+        };
+        if len > der.len() - at {
+            return false;
+        }
+        let value = &der[at..at + len];
+        if tag & 0x20 != 0 && !der_lengths_fit(value, depth + 1) {
+            return false;
+        }
+        der = &der[at + len..];
+    }
+    true
+}
+
+#[cfg(test)]
+mod der_tests {
+    use super::der_lengths_fit;
+
+    #[test]
+    fn a_length_larger_than_its_parent_is_refused_before_decoding() {
+        // From the fuzz smoke (ocsp_request, out-of-memory): a serial announcing 235 MB.
+        let oom: &[u8] = &[
+            0x30, 0x6a, 0x30, 0x68, 0x30, 0x41, 0x30, 0x3f, 0x30, 0x3d, 0x30, 0x09, 0x06, 0x05,
+            0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14, 0x9d, 0x89, 0xb7, 0x83, 0xf1,
+            0x6c, 0x79, 0x3b, 0x5b, 0xed, 0x35, 0x01, 0x9f, 0xbc, 0x5b, 0x70, 0xa7, 0xbf, 0x78,
+            0xf1, 0x04, 0x14, 0x6b, 0x91, 0x93, 0x86, 0xee, 0xe0, 0x32, 0xff, 0xa8, 0x1d, 0x2c,
+            0x4a, 0xa5, 0x71, 0x37, 0x0f, 0xb9, 0xf4, 0x31, 0x39, 0x02, 0x84, 0x0e, 0x03, 0x02,
+            0x1a, 0x05, 0x00, 0x04, 0x14, 0x9d, 0x89, 0x30, 0x0d, 0x06, 0x09, 0x74, 0x00, 0x00,
+            0x00, 0x4d, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x51, 0x84, 0x2c, 0xa4, 0x51, 0xa5,
+            0x14, 0x8a, 0xd0, 0x20, 0x51, 0x59, 0xd4, 0x49, 0x6d, 0xae,
+        ];
+        assert!(!der_lengths_fit(oom, 0));
+        // A well-formed nesting passes: SEQUENCE { INTEGER 5, OCTET STRING "ab" }.
+        assert!(der_lengths_fit(
+            &[0x30, 0x07, 0x02, 0x01, 0x05, 0x04, 0x02, b'a', b'b'],
+            0
+        ));
+        // A long-form length that runs past the end.
+        assert!(!der_lengths_fit(&[0x30, 0x82, 0x01], 0));
+        assert!(!der_lengths_fit(&[0x30, 0x03, 0x02, 0x05, 0x00], 0));
+    }
 }
