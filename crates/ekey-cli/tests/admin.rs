@@ -26,25 +26,6 @@ fn ekey() -> Command {
     c
 }
 
-fn write_config(path: &Path, data: &Path, port: u16) {
-    std::fs::write(
-        path,
-        format!(
-            r#"database_url = "sqlite:{db}"
-listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-public_url = "http://127.0.0.1:{port}"
-mail_transport = "smtp"
-smtp_url = "smtp://127.0.0.1:9"
-allow_software_tokens_insecure = true
-"#,
-            db = data.join("ekey.db").display(),
-            data = data.display(),
-        ),
-    )
-    .unwrap();
-}
-
 /// `ekey admin create --login LOGIN --config CONFIG` with `stdin`: success and what it printed.
 fn admin_create(config: &Path, login: &str, stdin: &str) -> (bool, String) {
     let mut child = ekey()
@@ -101,7 +82,7 @@ fn the_first_administrator_is_created_from_the_command_line_once() {
     let data = dir.path().join("data");
     let port = ekey_testkit::free_port();
     let config = dir.path().join("ekey.toml");
-    write_config(&config, &data, port);
+    ekey_testkit::config::write_production_config(&config, &data, port);
     let password = "Harbour-Lantern-8273";
 
     // The password policy applies: too short, or containing the login.

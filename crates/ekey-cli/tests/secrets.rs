@@ -5,7 +5,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,25 +21,6 @@ fn ekey() -> Command {
         c.env_remove(format!("{var}_FILE"));
     }
     c
-}
-
-fn write_config(path: &Path, data: &Path, port: u16) {
-    std::fs::write(
-        path,
-        format!(
-            r#"database_url = "sqlite:{db}"
-listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-public_url = "http://127.0.0.1:{port}"
-mail_transport = "smtp"
-smtp_url = "smtp://127.0.0.1:9"
-allow_software_tokens_insecure = true
-"#,
-            db = data.join("ekey.db").display(),
-            data = data.display(),
-        ),
-    )
-    .unwrap();
 }
 
 /// Runs `cmd` until it exits (at most 60 s): exit success and everything it printed.
@@ -102,7 +82,7 @@ fn production_refuses_the_secrets_of_a_demo() {
 
     // The same directory under `ekey serve`: refused, saying why, before it listens.
     let config = dir.path().join("prod.toml");
-    write_config(&config, &data, ekey_testkit::free_port());
+    ekey_testkit::config::write_production_config(&config, &data, ekey_testkit::free_port());
     let (ok, text) = run_to_end(ekey().args(["serve", "--config"]).arg(&config));
     assert!(!ok, "ekey serve started on demo secrets:\n{text}");
     assert!(
@@ -113,7 +93,7 @@ fn production_refuses_the_secrets_of_a_demo() {
     // Weak values from the environment are refused too, by name and never by value.
     let fresh = dir.path().join("fresh");
     let config = dir.path().join("fresh.toml");
-    write_config(&config, &fresh, ekey_testkit::free_port());
+    ekey_testkit::config::write_production_config(&config, &fresh, ekey_testkit::free_port());
     let (ok, text) = run_to_end(
         ekey()
             .args(["serve", "--config"])
@@ -136,7 +116,7 @@ fn production_secrets_come_from_the_environment_and_never_reach_the_log() {
     let data = dir.path().join("data");
     let port = ekey_testkit::free_port();
     let config = dir.path().join("ekey.toml");
-    write_config(&config, &data, port);
+    ekey_testkit::config::write_production_config(&config, &data, port);
     let ca_passphrase = "ca-passphrase-from-env-4f1d9a7c2b";
     let master = "provider-master-from-file-8e3b6d0a91";
     let pin_secret = "pin-secret-from-env-27c5f0e4d1";
@@ -217,7 +197,7 @@ fn production_refuses_software_tokens_unless_allowed_by_name() {
     let data = dir.path().join("data");
     let port = ekey_testkit::free_port();
     let config = dir.path().join("ekey.toml");
-    write_config(&config, &data, port);
+    ekey_testkit::config::write_production_config(&config, &data, port);
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,

@@ -17,6 +17,7 @@
 //!
 //! [`Moto`] is a local S3 emulator (`moto_server`) for the object-storage tests.
 
+pub mod config;
 pub mod crl;
 mod moto;
 mod pg;
