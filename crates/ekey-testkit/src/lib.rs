@@ -19,6 +19,7 @@
 
 pub mod config;
 pub mod crl;
+pub mod ident;
 mod moto;
 mod pg;
 pub mod scenario;
