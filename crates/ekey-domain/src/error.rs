@@ -153,6 +153,10 @@ pub enum DomainError {
     /// Confirm-upload with items of the checklist missing.
     #[error("materials missing: {0:?}")]
     MaterialsMissing(Vec<Material>),
+    /// Confirm-upload after a return while items the return (or a later change of the
+    /// form) asks to be uploaded anew still carry the old file.
+    #[error("materials to replace after the return: {0:?}")]
+    MaterialsToReplace(Vec<Material>),
     /// The item is not part of this kind's checklist.
     #[error("material {item:?} not in checklist of {kind:?}")]
     MaterialNotInChecklist {
@@ -216,6 +220,7 @@ impl DomainError {
             OutOfScope => "ekey.auth.out_of_scope",
             RemarkRequired => "ekey.request.remark_required",
             MaterialsMissing(_) => "ekey.material.missing",
+            MaterialsToReplace(_) => "ekey.material.replace_after_return",
             MaterialNotInChecklist { .. } => "ekey.material.not_in_checklist",
             MaterialsLocked(_) => "ekey.material.locked",
             KeyWrongState { .. } => "ekey.key.wrong_state",
@@ -456,6 +461,21 @@ impl DomainError {
                 } else {
                     let names: Vec<_> = items.iter().map(|m| m.name_en()).collect();
                     format!("Materials incomplete; missing: {}", names.join(", "))
+                }
+            }
+            MaterialsToReplace(items) => {
+                if zh {
+                    let names: Vec<_> = items.iter().map(|m| m.name_zh()).collect();
+                    format!(
+                        "申请已被退回：请先重新上传以下材料（退回意见所指的材料，以及修改申请表后须重新签字盖章的材料），再点击“确认上传”：{}",
+                        names.join("、")
+                    )
+                } else {
+                    let names: Vec<_> = items.iter().map(|m| m.name_en()).collect();
+                    format!(
+                        "The request was returned: upload these again (the items the remark concerns, and the signed documents a change of the form invalidated) before confirming: {}",
+                        names.join(", ")
+                    )
                 }
             }
             MaterialNotInChecklist { kind, item } => {

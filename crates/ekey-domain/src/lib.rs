@@ -11,6 +11,7 @@ pub mod keyproof;
 pub mod province;
 pub mod redirect;
 pub mod request;
+pub mod returns;
 pub mod text;
 pub mod throttle;
 pub mod upload;

@@ -764,6 +764,9 @@ pub struct Context<'a> {
     pub remark: Option<&'a str>,
     /// Items with a file uploaded (staged or committed).
     pub materials_present: &'a [Material],
+    /// Items a return asks to be uploaded anew and not yet replaced
+    /// ([`crate::returns::to_replace`]); 确认上传 waits for them.
+    pub materials_to_replace: &'a [Material],
 }
 
 /// The result of a permitted transition; the caller stores it in one transaction.
@@ -849,6 +852,11 @@ pub fn transition(
     }
     if action.needs_remark() && remark.is_none() {
         return Err(DomainError::RemarkRequired);
+    }
+    if action == Action::ConfirmUpload && !ctx.materials_to_replace.is_empty() {
+        return Err(DomainError::MaterialsToReplace(
+            ctx.materials_to_replace.to_vec(),
+        ));
     }
     if action == Action::ConfirmUpload {
         let missing: Vec<Material> = req
@@ -1222,6 +1230,7 @@ mod tests {
             calendar: cal,
             remark,
             materials_present: present,
+            materials_to_replace: &[],
         }
     }
 
@@ -1402,6 +1411,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(again.to, Status::AgencyReview);
+    }
+
+    #[test]
+    fn a_return_must_be_answered_before_confirm_upload() {
+        let cal = Calendar::builtin();
+        let returned = view(Kind::First, Status::Returned);
+        let owed = [Material::ApplicationForm, Material::IdCard];
+        let err = transition(
+            &returned,
+            Action::ConfirmUpload,
+            &enterprise(),
+            &Context {
+                materials_to_replace: &owed,
+                ..ctx(&cal, None, SIX)
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err, DomainError::MaterialsToReplace(owed.to_vec()));
+        assert_eq!(err.code(), "ekey.material.replace_after_return");
+        let zh = err.message(crate::Lang::Zh);
+        assert!(
+            zh.contains("重新上传") && zh.contains("授权用户身份证"),
+            "{zh}"
+        );
+        // Editing and withdrawing stay possible meanwhile.
+        for a in [Action::Edit, Action::Withdraw] {
+            transition(
+                &returned,
+                a,
+                &enterprise(),
+                &Context {
+                    materials_to_replace: &owed,
+                    ..ctx(&cal, None, SIX)
+                },
+            )
+            .unwrap();
+        }
     }
 
     #[test]

@@ -2854,6 +2854,20 @@ async fn transition_tx(conn: &mut AnyConnection, t: &Transition) -> Result<()> {
     if matches!(t.to, Status::Withdrawn | Status::Refused) {
         release_existing_login_name_tx(&mut *conn, &t.request_id).await?;
     }
+    if t.action == Action::Edit {
+        // An edit records the fields it changed: a scan of a signed form that prints one of
+        // them, uploaded before the change, no longer matches the form (issue 16, item 13).
+        for item in ekey_domain::returns::scans_dropped_by_edit(&t.concerns) {
+            sqlx::query(
+                "UPDATE materials SET state = 'superseded' WHERE request_id = $1 AND item = $2 \
+                 AND state = 'staged'",
+            )
+            .bind(&t.request_id)
+            .bind(item.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
     if t.commit_materials {
         sqlx::query(
             "UPDATE materials SET state = 'superseded' WHERE request_id = $1 AND state = 'committed' \

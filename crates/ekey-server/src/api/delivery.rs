@@ -115,6 +115,7 @@ fn step(
                 calendar,
                 remark: None,
                 materials_present: &[],
+                materials_to_replace: &[],
             },
         )
     })?;

@@ -170,6 +170,7 @@ async fn lapse(
                     calendar,
                     remark: None,
                     materials_present: &[],
+                    materials_to_replace: &[],
                 },
             )
         })?;

@@ -143,6 +143,11 @@ pub struct MaterialOut {
     /// Set when the upload was downscaled to fit (`?fit=1`): sizes before and after.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fitted: Option<FittedOut>,
+    /// The request was returned and this item must be uploaded anew before 确认上传 (the
+    /// remark concerns it, or the form it prints was changed since).
+    pub to_replace: bool,
+    /// A new file of this item came with the answer to the latest return.
+    pub changed_since_return: bool,
 }
 
 /// Sizes of an image downscaled to fit the limit.
@@ -217,6 +222,12 @@ pub struct RequestOut {
     pub actions: Vec<String>,
     /// How the enterprise will receive the key, once chosen.
     pub collection: Option<super::selfservice::CollectionOut>,
+    /// Returned: items that must be uploaded anew before 确认上传 (what the remark concerns,
+    /// and the signed forms a change of the form since the return invalidated).
+    pub to_replace: Vec<String>,
+    /// What the enterprise changed in answer to the latest return (items with a new file,
+    /// form fields), for the reviewer; empty when never returned or not answered yet.
+    pub changed_since_return: Vec<String>,
 }
 
 /// A line of a request list.
@@ -435,16 +446,26 @@ pub(crate) async fn act_as(
     extra: ekey_store::Batch,
 ) -> ApiResult<RequestRecord> {
     let now = state.clock.now();
-    let present: Vec<Material> = if action == Action::ConfirmUpload {
-        state
-            .store
-            .materials(&r.id)
-            .await?
-            .into_iter()
-            .map(|m| m.item)
-            .collect()
+    let mut concerns = concerns;
+    let (present, to_replace) = if action == Action::ConfirmUpload {
+        let materials = state.store.materials(&r.id).await?;
+        let present: Vec<Material> = materials.iter().map(|m| m.item).collect();
+        if r.status == Status::Returned {
+            // A return must be answered: what it (or a later edit) asks for must carry a new
+            // file, and the 确认上传 records what changed for the reviewer.
+            let staged = staged_items(&materials);
+            let history = state.store.history(&r.id).await?;
+            let steps = return_steps(&history);
+            concerns = ekey_domain::returns::answer(&steps, &staged);
+            (
+                present,
+                ekey_domain::returns::to_replace(r.kind, &steps, &staged),
+            )
+        } else {
+            (present, Vec::new())
+        }
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let outcome = state.with_calendar(|calendar| {
         transition(
@@ -456,6 +477,7 @@ pub(crate) async fn act_as(
                 calendar,
                 remark,
                 materials_present: &present,
+                materials_to_replace: &to_replace,
             },
         )
     })?;
@@ -650,6 +672,27 @@ async fn cancellation_revocation(
     Ok(batch)
 }
 
+/// Items with a file uploaded and not yet confirmed.
+fn staged_items(materials: &[MaterialRecord]) -> Vec<Material> {
+    materials
+        .iter()
+        .filter(|m| m.state == ekey_store::MaterialState::Staged)
+        .map(|m| m.item)
+        .collect()
+}
+
+/// The history as the return rules read it.
+fn return_steps(history: &[ekey_store::HistoryEntry]) -> Vec<ekey_domain::returns::Step<'_>> {
+    history
+        .iter()
+        .map(|h| ekey_domain::returns::Step {
+            action: &h.action,
+            from: h.from_status,
+            concerns: &h.concerns,
+        })
+        .collect()
+}
+
 async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<RequestOut> {
     let history = state.store.history(&r.id).await?;
     let materials = state.store.materials(&r.id).await?;
@@ -657,6 +700,13 @@ async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<Re
     let collection = state.store.collection_choice(&r.id).await?.map(Into::into);
     let lang = current_lang();
     let required = r.kind.required_materials(r.form.key_lost);
+    let steps = return_steps(&history);
+    let to_replace = if r.status == Status::Returned {
+        ekey_domain::returns::to_replace(r.kind, &steps, &staged_items(&materials))
+    } else {
+        Vec::new()
+    };
+    let changed_since_return = ekey_domain::returns::changed_since_return(&steps);
     let checklist = r
         .kind
         .accepted_materials()
@@ -676,6 +726,8 @@ async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<Re
                 size: current.map(|m| m.size),
                 uploaded_at: current.map(|m| rfc3339(m.uploaded_at)),
                 fitted: None,
+                to_replace: to_replace.contains(&item),
+                changed_since_return: changed_since_return.iter().any(|c| c == item.as_str()),
             }
         })
         .collect();
@@ -725,6 +777,8 @@ async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<Re
             })
             .collect(),
         materials: checklist,
+        to_replace: to_replace.iter().map(|m| m.as_str().to_string()).collect(),
+        changed_since_return,
     })
 }
 
@@ -961,7 +1015,10 @@ pub async fn edit(
             ..form.clone()
         },
     )?;
-    let updated = act(&state, &auth, r, Action::Edit, None, Vec::new(), Some(form)).await?;
+    // The history records which fields changed: after a return, the signed forms that
+    // print them must be uploaded again (and a scan of them staged before is dropped).
+    let changed = ekey_domain::returns::changed_fields(&r.form, &form);
+    let updated = act(&state, &auth, r, Action::Edit, None, changed, Some(form)).await?;
     Ok(Json(detail(&state, &auth, updated).await?))
 }
 
@@ -1262,6 +1319,8 @@ fn material_out(r: &RequestRecord, m: &MaterialRecord) -> MaterialOut {
         size: Some(m.size),
         uploaded_at: Some(rfc3339(m.uploaded_at)),
         fitted: None,
+        to_replace: false,
+        changed_since_return: false,
     }
 }
 

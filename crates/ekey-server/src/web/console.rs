@@ -288,6 +288,12 @@ pub async fn detail(
             }
         })
         .collect();
+    // What the enterprise changed in answer to the latest return, in words.
+    let changed_since_return: Vec<String> = r
+        .changed_since_return
+        .iter()
+        .map(|c| ekey_domain::returns::concern_label(c, lang))
+        .collect();
     let licence_labels: Vec<&str> = r
         .form
         .licence_types
@@ -332,6 +338,7 @@ pub async fn detail(
             kind_label => lang.pick(kind.name_zh(), kind.name_en()),
             enterprise => v(enterprise),
             materials => materials,
+            changed_since_return => changed_since_return,
             history => history,
             licence_labels => licence_labels,
             can_decide => can_decide,

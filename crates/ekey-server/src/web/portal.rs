@@ -570,11 +570,17 @@ pub async fn show(
         .ok()
         .flatten();
     // The latest return: its remark is shown next to what it concerns.
+    // (By its action: an edit while returned also ends in `returned`, without a remark.)
     let last_return = r
         .history
         .iter()
         .rev()
-        .find(|h| h.status == "returned" || h.status == "refused")
+        .find(|h| {
+            matches!(
+                h.action.as_str(),
+                "agency_return" | "provider_return" | "agency_refuse"
+            )
+        })
         .filter(|_| matches!(status, Status::Returned | Status::Refused));
     let concerns: Vec<String> = last_return.map(|h| h.concerns.clone()).unwrap_or_default();
     let remark = last_return.and_then(|h| h.remark.clone());
@@ -584,7 +590,13 @@ pub async fn show(
         (_, Status::AwaitingMaterials | Status::Returned) => true,
         _ => false,
     };
-    let complete = r.materials.iter().all(|m| !m.required || m.present);
+    let complete = r.materials.iter().all(|m| !m.required || m.present) && r.to_replace.is_empty();
+    // A return must be answered: what to upload anew, in words.
+    let to_replace: Vec<String> = r
+        .to_replace
+        .iter()
+        .map(|c| ekey_domain::returns::concern_label(c, lang))
+        .collect();
     let can_confirm = r.actions.iter().any(|a| a == "confirm_upload");
     let collection_open = kind.produces_key()
         && !status.is_terminal()
@@ -663,6 +675,7 @@ pub async fn show(
             history => history,
             remark => remark,
             concerns => concerns,
+            to_replace => to_replace,
             notice => notice,
             error => error,
             licence_labels => licence_labels,
