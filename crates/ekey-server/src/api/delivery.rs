@@ -448,7 +448,7 @@ fn collection_messages(
                 r.login_name.clone().unwrap_or_default(),
                 agency.name_zh,
                 agency.hours,
-                state.config.public_url(),
+                crate::receipt::request_link(&state.config.public_url(), &r.id),
             ),
             dedup_key: format!("request:{}:ready:email", r.id),
             created_at: at,

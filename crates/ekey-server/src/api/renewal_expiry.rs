@@ -245,11 +245,11 @@ fn expiry_mail(
         body: format!(
             "{}：\n\n您的电子钥匙证书更新申请（编号 {}）未在期限内用钥匙完成，已于 {} 失效。\
              钥匙中原有的证书继续有效，可照常使用。{unused}\n\
-             如仍需更新证书，请登录系统重新提交“更新”申请。\n\n查看：{}/portal\n",
+             如仍需更新证书，请登录系统重新提交“更新”申请。\n\n查看：{}\n",
             who.name,
             r.number,
             local_time(now),
-            state.config.public_url()
+            crate::receipt::request_link(&state.config.public_url(), &r.id)
         ),
         dedup_key: format!("request:{}:v{}:email", r.id, r.version + 1),
         created_at: now,

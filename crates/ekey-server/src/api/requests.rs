@@ -485,18 +485,24 @@ pub(crate) async fn act_as(
         tracing::warn!(years = ?outcome.uncovered_years, request = %r.number,
             "deadline counted without holiday data for these years (weekends only)");
     }
+    // Every mail about a request links to the request's own page.
+    let link = crate::receipt::request_link(&state.config.public_url(), &r.id);
     let mut outbox = for_transition(
         &r,
         action,
         outcome.to,
         outcome.remark.as_deref(),
         r.version + 1,
-        &state.config.public_url(),
+        &link,
         now,
     );
     if r.kind == Kind::Unlock && action == Action::ProviderApprove {
         outbox.push(unlock_code_mail(state, &r, now).await?);
     }
+    if action == Action::ConfirmUpload {
+        outbox.extend(receipt(state, &r, outcome.to, outcome.due_at, &link, now).await?);
+    }
+    crate::receipt::with_link(&mut outbox, &link);
     let queued = !outbox.is_empty();
     let transition = Transition {
         request_id: r.id.clone(),
@@ -544,6 +550,41 @@ pub(crate) async fn act_as(
         state.outbox_wake.notify_one();
     }
     Ok(updated)
+}
+
+/// The receipt of a 确认上传: with whom the request now is and by when it is due.
+async fn receipt(
+    state: &AppState,
+    r: &RequestRecord,
+    to: Status,
+    due: Option<chrono::DateTime<chrono::FixedOffset>>,
+    link: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<Vec<ekey_store::NewMessage>> {
+    let reviewer = if to == Status::AgencyReview {
+        state
+            .store
+            .agency(&r.province)
+            .await?
+            .map(|a| a.name_zh)
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "发证机构".into())
+    } else {
+        "电子钥匙服务商".into()
+    };
+    // SMS where it can be sent: the development mailbox and the log take it; over SMTP only
+    // with an SMS gateway configured.
+    let sms = state.config.mail_transport != crate::config::MailTransport::Smtp
+        || state.config.sms_url.is_some();
+    Ok(crate::receipt::messages(
+        r,
+        &reviewer,
+        due.map(|d| d.to_utc()),
+        link,
+        sms,
+        r.version + 1,
+        now,
+    ))
 }
 
 /// The mail “电子钥匙密码重置” with the unlock code for the key and challenge of an approved

@@ -118,6 +118,14 @@ pub async fn no_message_is_lost_or_doubled_across_an_smtp_outage(db: Db) {
     );
     let token = s.login_with(a, "Secret-2026").await;
     let id = request_in_agency_review(&s, &token).await;
+    // 确认上传 sends its receipt, by mail and SMS (issue 16, item 19).
+    let receipt_sent = sms.got.clone();
+    wait_for(
+        "the receipt of 确认上传",
+        || smtp.messages().len() == 2 && receipt_sent.lock().map(|g| g.len() == 1).unwrap_or(false),
+        &s,
+    )
+    .await;
 
     // The mail server goes away; two registrations and a return decision queue 3 mails
     // and 1 SMS. The SMS gateway is up: the SMS leaves at once.
@@ -170,28 +178,28 @@ pub async fn no_message_is_lost_or_doubled_across_an_smtp_outage(db: Db) {
     let got = sms.got.clone();
     wait_for(
         "the SMS, while mail is down",
-        || got.lock().map(|g| g.len() == 1).unwrap_or(false),
+        || got.lock().map(|g| g.len() == 2).unwrap_or(false),
         &s,
     )
     .await;
 
     // The mail server comes back: every queued mail arrives once.
     smtp.start();
-    wait_for("all four mails", || smtp.messages().len() >= 4, &s).await;
+    wait_for("all five mails", || smtp.messages().len() >= 5, &s).await;
     // Give the worker more chances to send anything twice.
     for _ in 0..10 {
         s.clock.advance(chrono::Duration::hours(1));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mails = smtp.messages();
-    assert_eq!(mails.len(), 4, "exactly once each: {mails:#?}");
+    assert_eq!(mails.len(), 5, "exactly once each: {mails:#?}");
     let mut ids: Vec<&str> = mails
         .iter()
         .map(|m| m["message_id"].as_str().unwrap())
         .collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 4, "one Message-ID per event");
+    assert_eq!(ids.len(), 5, "one Message-ID per event");
     let mut to: Vec<&str> = mails.iter().map(|m| m["to"].as_str().unwrap()).collect();
     to.sort();
     // The return decision goes to the request's authorised user.
@@ -201,6 +209,7 @@ pub async fn no_message_is_lost_or_doubled_across_an_smtp_outage(db: Db) {
             a,
             "b@notify.example",
             "c@notify.example",
+            "liming@example.com",
             "liming@example.com"
         ]
     );
@@ -221,8 +230,8 @@ pub async fn no_message_is_lost_or_doubled_across_an_smtp_outage(db: Db) {
 
     // The SMS: signed with the shared secret, the mobile and the remark's news in Chinese.
     let got = sms.got.lock().unwrap().clone();
-    assert_eq!(got.len(), 1, "one SMS, once");
-    let (headers, body) = &got[0];
+    assert_eq!(got.len(), 2, "the receipt and the return, once each");
+    let (headers, body) = &got[1];
     let signature = headers["x-ekey-signature"].to_str().unwrap();
     assert_eq!(
         signature,

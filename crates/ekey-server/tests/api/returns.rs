@@ -336,3 +336,123 @@ async fn a_return_in_the_browser_shows_what_to_replace_and_what_changed() {
     b.shot("returns-03-reviewer-sees-changes").await;
     b.close().await;
 }
+
+/// `2026-02-25T00:00:00+08:00` as the mails write it: `2026-02-25 00:00`.
+fn as_written(rfc3339: &str) -> String {
+    format!("{} {}", &rfc3339[..10], &rfc3339[11..16])
+}
+
+/// 确认上传 sends a receipt (mail and SMS) naming who has the request and by when it is
+/// due; every mail about the request links to its page.
+async fn a_receipt_and_a_link_in_every_request_mail(db: Db) {
+    let s = TestServer::start(db).await;
+    let email = "ret3003@example.com";
+    let mobile = "13912345678";
+    let (token, id) = in_review(&s, 3003, email).await;
+    let path = format!("/api/v1/requests/{id}");
+    let link = s.url(&format!("/portal/requests/{id}"));
+    let (_, r) = s.get(&path, Some(&token)).await;
+    let number = r["number"].as_str().unwrap().to_string();
+    let due = as_written(r["due_at"].as_str().unwrap());
+
+    let mail = s.wait_message(email, "已收到").await;
+    let (subject, body) = (
+        mail["subject"].as_str().unwrap(),
+        mail["body"].as_str().unwrap(),
+    );
+    assert!(subject.contains(&number), "{subject}");
+    assert!(body.contains("江苏省商务厅"), "with whom: {body}");
+    assert!(
+        body.contains(&due) && body.contains("工作日"),
+        "by when: {body}"
+    );
+    assert!(body.contains(&link), "the request's page: {body}");
+    let sms = s.wait_message(mobile, "已收到").await;
+    assert_eq!(sms["channel"], "sms");
+    let text = sms["body"].as_str().unwrap();
+    assert!(text.contains(&number) && text.contains(&due), "{text}");
+
+    // Return, answer, and on to collection: every mail about the request carries its link.
+    let agency = s.login("agency-320000").await;
+    let provider = s.login("provider").await;
+    let (status, v) = s
+        .post(
+            &format!("{path}/decision"),
+            Some(&agency),
+            json!({"approve": false, "remark": "营业执照不清晰", "concerns": ["business_licence"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    put(&s, &token, &id, "business_licence", 7).await;
+    let (status, v) = confirm(&s, &token, &id).await;
+    assert_eq!(status, 200, "{v}");
+    let receipts = || async {
+        s.mailbox()
+            .await
+            .into_iter()
+            .filter(|m| m["to"] == email && m["subject"].as_str().unwrap().contains("已收到"))
+            .count()
+    };
+    for _ in 0..100 {
+        if receipts().await == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(receipts().await, 2, "a receipt for each 确认上传");
+    for who in [&agency, &provider] {
+        let (status, v) = s
+            .post(
+                &format!("{path}/decision"),
+                Some(who),
+                json!({"approve": true}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let (status, v) = s
+        .post(&format!("{path}/produce"), Some(&provider), json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = s
+        .post(
+            "/api/v1/shipments",
+            Some(&provider),
+            json!({"courier": "EMS", "tracking_number": "EM123456789CN", "request_ids": [id]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let shipment = v["id"].as_str().unwrap().to_string();
+    for step in ["receive", "notify"] {
+        let (status, v) = s
+            .post(
+                &format!("/api/v1/shipments/{shipment}/{step}"),
+                Some(&agency),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+    s.wait_message(email, "可以领取").await;
+    let mails: Vec<Value> = s
+        .mailbox()
+        .await
+        .into_iter()
+        .filter(|m| m["channel"] == "email" && m["to"] == email)
+        .filter(|m| {
+            m["subject"].as_str().unwrap().contains(&number)
+                || m["body"].as_str().unwrap().contains(&number)
+        })
+        .collect();
+    assert!(
+        mails.len() >= 6,
+        "receipts, return, approvals, collection: {mails:#?}"
+    );
+    for m in &mails {
+        assert!(
+            m["body"].as_str().unwrap().contains(&link),
+            "every mail about the request links to its page: {m:#}"
+        );
+    }
+}
+on_both_databases!(a_receipt_and_a_link_in_every_request_mail);
