@@ -157,6 +157,12 @@ pub enum DomainError {
     /// form) asks to be uploaded anew still carry the old file.
     #[error("materials to replace after the return: {0:?}")]
     MaterialsToReplace(Vec<Material>),
+    /// 重新申领（信息变更） whose new enterprise data equals what eKey holds.
+    #[error("enterprise change changes nothing")]
+    InfoChangeUnchanged,
+    /// Changed enterprise data on a request of another kind than 重新申领（信息变更）.
+    #[error("enterprise change on a {0:?} request")]
+    InfoChangeNotReapplication(Kind),
     /// The item is not part of this kind's checklist.
     #[error("material {item:?} not in checklist of {kind:?}")]
     MaterialNotInChecklist {
@@ -221,6 +227,8 @@ impl DomainError {
             RemarkRequired => "ekey.request.remark_required",
             MaterialsMissing(_) => "ekey.material.missing",
             MaterialsToReplace(_) => "ekey.material.replace_after_return",
+            InfoChangeUnchanged => "ekey.info_change.unchanged",
+            InfoChangeNotReapplication(_) => "ekey.info_change.wrong_kind",
             MaterialNotInChecklist { .. } => "ekey.material.not_in_checklist",
             MaterialsLocked(_) => "ekey.material.locked",
             KeyWrongState { .. } => "ekey.key.wrong_state",
@@ -478,6 +486,25 @@ impl DomainError {
                     )
                 }
             }
+            InfoChangeUnchanged => lang
+                .pick(
+                    "重新申领（信息变更）须填写变更后的企业信息：企业名称、法定代表人、注册地址至少一项与现有信息不同",
+                    "A re-application for changed data needs the new data: name, legal representative or address must differ from what is registered",
+                )
+                .into(),
+            InfoChangeNotReapplication(kind) => {
+                if zh {
+                    format!(
+                        "企业信息变更只能通过“重新申领（信息变更）”办理，{}申请不能变更企业信息",
+                        kind.name_zh()
+                    )
+                } else {
+                    format!(
+                        "Enterprise data changes go through a re-application; a {} request cannot change them",
+                        kind.name_en()
+                    )
+                }
+            }
             MaterialNotInChecklist { kind, item } => {
                 if zh {
                     format!("{}申请不需要“{}”", kind.name_zh(), item.name_zh())
@@ -549,6 +576,7 @@ pub fn field_zh(field: &str) -> &str {
         "enterprise_name" => "企业名称",
         "address" => "企业地址",
         "legal_representative" => "法定代表人",
+        "enterprise_change" => "变更后的企业信息",
         "contact.name" | "authorised_user.name" => "授权用户姓名",
         "password" => "密码",
         "reason" => "申请理由",
@@ -564,6 +592,7 @@ pub fn field_en(field: &str) -> &str {
         "enterprise_name" => "Enterprise name",
         "address" => "Address",
         "legal_representative" => "Legal representative",
+        "enterprise_change" => "The changed enterprise data",
         "contact.name" | "authorised_user.name" => "Authorised user's name",
         "password" => "Password",
         "reason" => "Reason",

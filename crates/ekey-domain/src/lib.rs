@@ -6,6 +6,7 @@ pub mod calendar;
 pub mod clock;
 pub mod error;
 pub mod ident;
+pub mod infochange;
 pub mod key;
 pub mod keyproof;
 pub mod province;

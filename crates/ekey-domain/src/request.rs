@@ -957,6 +957,9 @@ pub struct RequestForm {
     /// computes the unlock code on approval.
     #[serde(default)]
     pub unlock_challenge: Option<String>,
+    /// 重新申领（信息变更）: the enterprise's data before and after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enterprise_change: Option<crate::infochange::EnterpriseChange>,
 }
 
 /// Checks an unlock challenge as typed or pasted: hex (spaces and case ignored), 16 to 512
@@ -1174,6 +1177,7 @@ mod tests {
     fn form(mode: LoginNameMode, name: Option<&str>) -> RequestForm {
         RequestForm {
             unlock_challenge: None,
+            enterprise_change: None,
             licence_types: vec![LicenceType::ImportLicence],
             login_name_mode: mode,
             login_name: name.map(str::to_string),

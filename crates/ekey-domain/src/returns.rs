@@ -99,6 +99,9 @@ pub fn changed_fields(old: &RequestForm, new: &RequestForm) -> Vec<String> {
     if old.unlock_challenge != new.unlock_challenge {
         out.push("unlock_challenge".to_string());
     }
+    if old.enterprise_change != new.enterprise_change {
+        out.push("enterprise_change".to_string());
+    }
     out
 }
 

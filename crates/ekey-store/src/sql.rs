@@ -2854,6 +2854,9 @@ async fn transition_tx(conn: &mut AnyConnection, t: &Transition) -> Result<()> {
     if matches!(t.to, Status::Withdrawn | Status::Refused) {
         release_existing_login_name_tx(&mut *conn, &t.request_id).await?;
     }
+    if t.to == Status::Completed {
+        apply_enterprise_change_tx(&mut *conn, t).await?;
+    }
     if t.action == Action::Edit {
         // An edit records the fields it changed: a scan of a signed form that prints one of
         // them, uploaded before the change, no longer matches the form (issue 16, item 13).
@@ -2888,6 +2891,45 @@ async fn transition_tx(conn: &mut AnyConnection, t: &Transition) -> Result<()> {
     }
     append_audit_tx(&mut *conn, &t.audit).await?;
     Ok(())
+}
+
+/// 重新申领（信息变更） completed: the enterprise record takes the data of the new licence
+/// (see `ekey_domain::infochange`), in the transaction that completes the request.
+async fn apply_enterprise_change_tx(conn: &mut AnyConnection, t: &Transition) -> Result<()> {
+    let row = sqlx::query("SELECT enterprise_id, form FROM requests WHERE id = $1")
+        .bind(&t.request_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let form: String = row.try_get("form")?;
+    let form: ekey_domain::request::RequestForm =
+        serde_json::from_str(&form).map_err(|_| corrupt("requests.form"))?;
+    let Some(change) = form.enterprise_change else {
+        return Ok(());
+    };
+    let enterprise_id: String = row.try_get("enterprise_id")?;
+    sqlx::query(
+        "UPDATE enterprises SET name = $1, legal_representative = $2, address = $3, \
+         version = version + 1 WHERE id = $4",
+    )
+    .bind(&change.after.name)
+    .bind(&change.after.legal_representative)
+    .bind(&change.after.address)
+    .bind(&enterprise_id)
+    .execute(&mut *conn)
+    .await?;
+    let mut audit = t.audit.clone();
+    audit.action = "enterprise.info_change".into();
+    audit.object_type = "enterprise".into();
+    audit.object_id = enterprise_id;
+    audit.before = format!(
+        "{} / {} / {}",
+        change.before.name, change.before.legal_representative, change.before.address
+    );
+    audit.after = format!(
+        "{} / {} / {}",
+        change.after.name, change.after.legal_representative, change.after.address
+    );
+    append_audit_tx(&mut *conn, &audit).await
 }
 
 /// [`enqueue_tx`] for the store's other modules.

@@ -458,6 +458,7 @@ fn person() -> Person {
 fn form(mode: LoginNameMode, login_name: Option<&str>, reason: Option<&str>) -> RequestForm {
     RequestForm {
         unlock_challenge: None,
+        enterprise_change: None,
         licence_types: vec![
             LicenceType::ImportLicence,
             LicenceType::AutoImportMechanical,

@@ -207,11 +207,16 @@ pub async fn produce(
             ),
         ));
     }
-    let enterprise = state
+    let mut enterprise = state
         .store
         .enterprise(&r.enterprise_id)
         .await?
         .ok_or_else(|| ApiError::not_found("ekey.enterprise.not_found"))?;
+    // 重新申领（信息变更）: the new certificate (subject O, CN) and e-seal carry the data of
+    // the new licence, checked at 验核; the enterprise record takes it on completion.
+    if let Some(change) = &r.form.enterprise_change {
+        enterprise.name = change.after.name.clone();
+    }
     if r.kind == Kind::Replacement {
         retire_original(&state, &auth, &r).await?;
     }

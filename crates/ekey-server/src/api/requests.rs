@@ -76,6 +76,46 @@ pub struct CreateRequestBody {
     /// Unlock: the challenge the locked key shows (hex), needed before the provider can
     /// approve; can also be added later by editing the form.
     pub unlock_challenge: Option<String>,
+    /// 重新申领（信息变更）: the enterprise's data as on the new business licence (required
+    /// for that kind, refused for others).
+    pub enterprise_change: Option<EnterpriseFactsBody>,
+}
+
+/// Enterprise data as on the business licence.
+#[derive(Deserialize, Serialize, ToSchema, Clone)]
+pub struct EnterpriseFactsBody {
+    /// Registered name.
+    pub name: String,
+    /// Legal representative.
+    pub legal_representative: String,
+    /// Registered address.
+    pub address: String,
+}
+
+/// One line of an enterprise change, old beside new.
+#[derive(Serialize, ToSchema)]
+pub struct ChangeRowOut {
+    /// `name`, `legal_representative` or `address`.
+    pub field: String,
+    /// The field in words.
+    pub label: String,
+    /// As registered before.
+    pub before: String,
+    /// As on the new licence.
+    pub after: String,
+    /// Whether it differs.
+    pub changed: bool,
+}
+
+/// Another key of the enterprise, still naming its old data after a change.
+#[derive(Serialize, ToSchema)]
+pub struct OtherKeyOut {
+    /// Login name.
+    pub login_name: String,
+    /// Key state.
+    pub state: String,
+    /// Certificate serial.
+    pub certificate_serial: Option<String>,
 }
 
 /// Changes to a draft or returned request's form.
@@ -91,6 +131,8 @@ pub struct EditRequestBody {
     pub key_lost: Option<bool>,
     /// Unlock: the key's challenge (hex).
     pub unlock_challenge: Option<String>,
+    /// 重新申领（信息变更）: the corrected new enterprise data.
+    pub enterprise_change: Option<EnterpriseFactsBody>,
 }
 
 /// The answer to a creation.
@@ -228,6 +270,12 @@ pub struct RequestOut {
     /// What the enterprise changed in answer to the latest return (items with a new file,
     /// form fields), for the reviewer; empty when never returned or not answered yet.
     pub changed_since_return: Vec<String>,
+    /// 重新申领（信息变更）: the enterprise data old beside new (checked at 验核 against the
+    /// new licence); empty for other kinds.
+    pub enterprise_change: Vec<ChangeRowOut>,
+    /// 重新申领（信息变更）: the enterprise's other keys, whose certificates name the old
+    /// data, for the enterprise to renew (更新, new data) or cancel (注销).
+    pub other_keys: Vec<OtherKeyOut>,
 }
 
 /// A line of a request list.
@@ -279,6 +327,7 @@ pub const FORM_FIELDS: &[&str] = &[
     "reason",
     "authorised_user",
     "key_lost",
+    "enterprise_change",
 ];
 
 fn concerns(kind: Kind, given: &[String]) -> ApiResult<Vec<String>> {
@@ -713,6 +762,19 @@ async fn cancellation_revocation(
     Ok(batch)
 }
 
+/// Any change, to ask whether the request's kind may carry one at all.
+fn placeholder_change() -> ekey_domain::infochange::EnterpriseChange {
+    let facts = ekey_domain::infochange::EnterpriseFacts {
+        name: String::new(),
+        legal_representative: String::new(),
+        address: String::new(),
+    };
+    ekey_domain::infochange::EnterpriseChange {
+        before: facts.clone(),
+        after: facts,
+    }
+}
+
 /// Items with a file uploaded and not yet confirmed.
 fn staged_items(materials: &[MaterialRecord]) -> Vec<Material> {
     materials
@@ -748,6 +810,38 @@ async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<Re
         Vec::new()
     };
     let changed_since_return = ekey_domain::returns::changed_since_return(&steps);
+    let enterprise_change: Vec<ChangeRowOut> = r
+        .form
+        .enterprise_change
+        .as_ref()
+        .map(|c| c.rows())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|row| ChangeRowOut {
+            field: row.field.into(),
+            label: ekey_domain::infochange::field_label(row.field, lang).into(),
+            before: row.before,
+            after: row.after,
+            changed: row.changed,
+        })
+        .collect();
+    let other_keys: Vec<OtherKeyOut> = if r.form.enterprise_change.is_some() {
+        state
+            .store
+            .keys_of_enterprise(&r.enterprise_id)
+            .await?
+            .into_iter()
+            .filter(|k| k.request_id.as_deref() != Some(r.id.as_str()))
+            .filter(|k| k.state.counts_as_held())
+            .map(|k| OtherKeyOut {
+                login_name: k.login_name,
+                state: k.state.as_str().into(),
+                certificate_serial: k.certificate_serial,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let checklist = r
         .kind
         .accepted_materials()
@@ -820,6 +914,8 @@ async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<Re
         materials: checklist,
         to_replace: to_replace.iter().map(|m| m.as_str().to_string()).collect(),
         changed_since_return,
+        enterprise_change,
+        other_keys,
     })
 }
 
@@ -890,7 +986,26 @@ pub async fn create(
             .transpose()?,
         key_lost: body.key_lost,
         unlock_challenge: challenge(kind, body.unlock_challenge.as_deref())?,
+        enterprise_change: body
+            .enterprise_change
+            .as_ref()
+            .map(|after| {
+                ekey_domain::infochange::EnterpriseChange::new(
+                    ekey_domain::infochange::EnterpriseFacts {
+                        name: enterprise.name.clone(),
+                        legal_representative: enterprise.legal_representative.clone(),
+                        address: enterprise.address.clone(),
+                    },
+                    &ekey_domain::infochange::EnterpriseFacts {
+                        name: after.name.clone(),
+                        legal_representative: after.legal_representative.clone(),
+                        address: after.address.clone(),
+                    },
+                )
+            })
+            .transpose()?,
     };
+    ekey_domain::infochange::check_kind(kind, form.enterprise_change.as_ref())?;
     let claim = match (mode, value) {
         (LoginNameMode::Allocate, None) => LoginNameClaim::Allocate,
         (LoginNameMode::Allocate, Some(v)) => LoginNameClaim::Reserved(v),
@@ -1047,6 +1162,33 @@ pub async fn edit(
     }
     if let Some(c) = &body.unlock_challenge {
         form.unlock_challenge = challenge(r.kind, Some(c))?;
+    }
+    if let Some(after) = &body.enterprise_change {
+        // The data before stays what eKey held when the request was made.
+        ekey_domain::infochange::check_kind(r.kind, Some(&placeholder_change()))?;
+        let before = match &r.form.enterprise_change {
+            Some(c) => c.before.clone(),
+            None => {
+                let e = state
+                    .store
+                    .enterprise(&r.enterprise_id)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("ekey.enterprise.not_found"))?;
+                ekey_domain::infochange::EnterpriseFacts {
+                    name: e.name,
+                    legal_representative: e.legal_representative,
+                    address: e.address,
+                }
+            }
+        };
+        form.enterprise_change = Some(ekey_domain::infochange::EnterpriseChange::new(
+            before,
+            &ekey_domain::infochange::EnterpriseFacts {
+                name: after.name.clone(),
+                legal_representative: after.legal_representative.clone(),
+                address: after.address.clone(),
+            },
+        )?);
     }
     // The same form rules as at creation; the key count was checked then.
     ekey_domain::request::validate_form(
@@ -1573,13 +1715,26 @@ async fn document(state: AppState, auth: Auth, id: String, which: DocKind) -> Ap
         _ => None,
     };
     let a = &r.form.authorised_user;
+    // 重新申领（信息变更）: the forms print the data of the new licence.
+    let (enterprise_name, address, legal_representative) = match &r.form.enterprise_change {
+        Some(c) => (
+            c.after.name.clone(),
+            c.after.address.clone(),
+            c.after.legal_representative.clone(),
+        ),
+        None => (
+            enterprise.name,
+            enterprise.address,
+            enterprise.legal_representative,
+        ),
+    };
     let doc = ekey_docs::RequestDoc {
         number: r.number.clone(),
         kind: r.kind,
-        enterprise_name: enterprise.name,
+        enterprise_name,
         credit_code: enterprise.credit_code,
-        address: enterprise.address,
-        legal_representative: enterprise.legal_representative,
+        address,
+        legal_representative,
         province_name: ekey_domain::province::by_code(&r.province)
             .map(|p| p.name_zh.to_string())
             .unwrap_or_default(),

@@ -370,7 +370,23 @@ async fn form_context(
             .collect(),
         Err(e) => return Err(error_page(page.lang, e)),
     };
+    // 重新申领（信息变更）: the new data starts from what is registered.
+    let current = if kind == Kind::Reapplication {
+        state
+            .store
+            .enterprise(auth.account.enterprise_id.as_deref().unwrap_or(""))
+            .await
+            .ok()
+            .flatten()
+            .map(|e| {
+                context! { name => e.name, legal_representative => e.legal_representative,
+                address => e.address }
+            })
+    } else {
+        None
+    };
     Ok(context! {
+        current => current,
         kind => kind.as_str(),
         kind_label => kind_name(kind, page.lang),
         needs_licence_types => kind.needs_licence_types(),
@@ -515,6 +531,13 @@ pub async fn create(State(state): State<AppState>, page: Page, query: Q, form: F
                 confirmation_letter_user: None,
                 key_lost: form.get("key_lost") == "on",
                 unlock_challenge: Some(form.get("unlock_challenge").to_string()),
+                enterprise_change: (kind == Kind::Reapplication).then(|| {
+                    requests::EnterpriseFactsBody {
+                        name: form.get("new_name").to_string(),
+                        legal_representative: form.get("new_legal_representative").to_string(),
+                        address: form.get("new_address").to_string(),
+                    }
+                }),
             }),
         )
         .await;
@@ -715,6 +738,9 @@ pub async fn edit_page(
         key_lost => if r.form.key_lost { "on" } else { "" },
         unlock_challenge => r.form.unlock_challenge.clone(),
         login_name => r.login_name.clone(),
+        new_name => r.enterprise_change.iter().find(|c| c.field == "name").map(|c| c.after.clone()),
+        new_legal_representative => r.enterprise_change.iter().find(|c| c.field == "legal_representative").map(|c| c.after.clone()),
+        new_address => r.enterprise_change.iter().find(|c| c.field == "address").map(|c| c.after.clone()),
     };
     match form_context(
         &state,
@@ -765,6 +791,13 @@ pub async fn edit(
                 key_lost: (kind == Kind::Cancellation).then(|| form.get("key_lost") == "on"),
                 unlock_challenge: (kind == Kind::Unlock)
                     .then(|| form.get("unlock_challenge").to_string()),
+                enterprise_change: (kind == Kind::Reapplication).then(|| {
+                    requests::EnterpriseFactsBody {
+                        name: form.get("new_name").to_string(),
+                        legal_representative: form.get("new_legal_representative").to_string(),
+                        address: form.get("new_address").to_string(),
+                    }
+                }),
             }),
         )
         .await;

@@ -48,6 +48,7 @@ pub fn field_of(code: &str) -> &'static str {
         ("too_many_keys", "kind"),
         ("authorised_user", "au_name"),
         ("unlock", "unlock_challenge"),
+        ("info_change", "enterprise_change"),
     ];
     FIELDS
         .iter()

@@ -230,7 +230,7 @@ fn big_photo() -> Vec<u8> {
     out
 }
 
-fn pdftotext(pdf: &[u8]) -> String {
+pub(crate) fn pdftotext(pdf: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("doc.pdf");
     std::fs::write(&path, pdf).unwrap();

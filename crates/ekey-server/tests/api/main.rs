@@ -34,6 +34,7 @@ mod doors;
 mod edge;
 mod flow;
 mod headers;
+mod info_change;
 mod lifecycle;
 mod notify;
 mod pages;
