@@ -199,6 +199,9 @@ pub struct RequestOut {
     pub due_at: Option<String>,
     /// The current step is overdue.
     pub overdue: bool,
+    /// Set when `due_at` was counted through a year whose official holiday arrangement is
+    /// not loaded yet (statutory holidays only): says so, and that it may change.
+    pub due_note: Option<String>,
     /// Created.
     pub created_at: String,
     /// Province of the enterprise.
@@ -238,6 +241,8 @@ pub struct RequestSummary {
     pub due_at: Option<String>,
     /// Overdue now.
     pub overdue: bool,
+    /// Set when `due_at` is provisional (see [`RequestOut::due_note`]).
+    pub due_note: Option<String>,
     /// Login name.
     pub login_name: Option<String>,
     /// Last change.
@@ -347,6 +352,15 @@ fn person_out(p: &Person) -> PersonBody {
 
 fn overdue(state: &AppState, r: &RequestRecord) -> bool {
     r.due_at.is_some_and(|d| d <= state.clock.now())
+}
+
+/// The words beside a provisional due time (see [`RequestOut::due_note`]).
+pub(crate) fn due_note(
+    state: &AppState,
+    due: Option<chrono::DateTime<chrono::Utc>>,
+) -> Option<String> {
+    let due = due?;
+    state.with_calendar(|c| ekey_domain::statutory::due_notice(c, due, current_lang()))
 }
 
 fn status_label(s: Status) -> String {
@@ -682,6 +696,7 @@ async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<Re
     Ok(RequestOut {
         collection,
         overdue: overdue(state, &r),
+        due_note: due_note(state, r.due_at),
         actions: available_actions(&view(&r), &auth.actor)
             .into_iter()
             .map(|a| a.as_str().to_string())
@@ -897,6 +912,7 @@ pub async fn list(
         rows.into_iter()
             .map(|r| RequestSummary {
                 overdue: overdue(&state, &r),
+                due_note: due_note(&state, r.due_at),
                 id: r.id,
                 number: r.number,
                 kind: r.kind.as_str().into(),

@@ -503,6 +503,9 @@ pub fn timeline(lang: Lang, history: &[crate::api::requests::HistoryOut]) -> Vec
                     "certificate_revoked" => lang
                         .pick("证书已被服务商吊销", "Certificate revoked by the provider")
                         .to_string(),
+                    ekey_store::DEADLINE_RECOMPUTED => lang
+                        .pick("办理时限已重新计算", "Deadline recounted")
+                        .to_string(),
                     other => other.to_string(),
                 });
             let role = Role::parse(&h.actor_role)

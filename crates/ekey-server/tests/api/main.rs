@@ -37,6 +37,7 @@ mod headers;
 mod lifecycle;
 mod notify;
 mod pages;
+mod provisional;
 mod reminders;
 mod renewal_expiry;
 mod revocation;
