@@ -187,15 +187,35 @@ struct StatusBody<'a> {
     version: &'static str,
     origin: &'a str,
     paired: bool,
+    /// How many keys are present now.
+    keys: usize,
+    /// Where the agent looks for keys.
+    looking_in: Vec<String>,
+    /// While no key is present: what to do, in words (Chinese unless English is asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
 }
 
 /// `paired`: whether this request carries a valid pairing secret.
+/// `keys`: how many keys are present now; `message` says what to do while there is none.
 async fn status(State(agent): State<Agent>, headers: HeaderMap) -> Response {
+    let sources = agent.inner.sources.clone();
+    let keys = tokio::task::spawn_blocking(move || crate::tokens::open_all(&sources).len())
+        .await
+        .unwrap_or(0);
+    let sources = &agent.inner.sources;
     Json(StatusBody {
         agent: "ekey-agent",
         version: env!("CARGO_PKG_VERSION"),
         origin: &agent.inner.origin,
         paired: pairing_secret(&headers).is_some_and(|s| agent.inner.pairings.is_paired(s)),
+        keys,
+        looking_in: sources
+            .iter()
+            .map(crate::tokens::TokenSource::describe)
+            .collect(),
+        message: (keys == 0)
+            .then(|| crate::tokens::no_key_message(sources, current_lang() == Lang::Zh)),
     })
     .into_response()
 }

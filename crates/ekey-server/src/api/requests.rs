@@ -996,12 +996,30 @@ macro_rules! simple_action {
     };
 }
 
-simple_action!(
-    /// 确认提交: the form is final; the documents can be downloaded and printed.
+macro_rules! checked_action {
+    ($(#[$m:meta])* $name:ident, $path:literal, $action:expr) => {
+        $(#[$m])*
+        #[utoipa::path(post, path = $path, tag = "requests", security(("bearer" = [])),
+            params(("id" = String, Path)),
+            responses((status = 200, body = RequestOut), (status = 404, body = ErrorBody),
+                      (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        pub async fn $name(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<RequestOut>> {
+            let r = visible(&state, &auth, &id).await?;
+            // An unlock request goes nowhere without the locked key's challenge.
+            ekey_domain::request::check_submittable(r.kind, &r.form)?;
+            let updated = act(&state, &auth, r, $action, None, Vec::new(), None).await?;
+            Ok(Json(detail(&state, &auth, updated).await?))
+        }
+    };
+}
+
+checked_action!(
+    /// 确认提交: the form is final; the documents can be downloaded and printed. An unlock
+    /// request needs the key's challenge first (`ekey.unlock.challenge_missing`).
     submit, "/api/v1/requests/{id}/submit", Action::Submit);
-simple_action!(
+checked_action!(
     /// 确认上传: commits the uploaded set and sends the request to review; only when every
-    /// required item is present.
+    /// required item is present (and, for an unlock, the key's challenge).
     confirm_upload, "/api/v1/requests/{id}/confirm-upload", Action::ConfirmUpload);
 simple_action!(
     /// Withdraw the request before review finished.

@@ -34,6 +34,7 @@ mod doors;
 mod edge;
 mod flow;
 mod headers;
+mod key_pin;
 mod lifecycle;
 mod notify;
 mod pages;

@@ -50,7 +50,7 @@
     a.textContent = t("未检测到电子钥匙助手。", "The key agent is not running.");
     p.appendChild(a);
     p.appendChild(document.createTextNode(" " + t(
-      "请在本机运行 “ekey agent”（保持窗口打开），插入钥匙后点击“重试”。若刚才的操作被中断，重新启动助手后可从中断处继续。",
+      "请先在这台电脑上启动电子钥匙助手：打开命令窗口（Windows：按 Win+R，输入 cmd 后回车；Mac：打开“终端”），输入 ekey agent 后回车，保持窗口打开；插入钥匙后点击“重试”。若刚才的操作被中断，重新启动助手后可从中断处继续。",
       "Run “ekey agent” on this computer (keep its window open), insert the key, then press “Retry”. An interrupted step continues where it stopped once the agent runs again.")));
     return p;
   }
