@@ -88,6 +88,7 @@ pub fn router(agent: Agent) -> Router {
         .route("/keys/{serial}/login-signature", post(login_signature))
         .route("/keys/{serial}/unlock-challenge", post(unlock_challenge))
         .route("/keys/{serial}/unlock", post(unlock))
+        .route("/keys/{serial}/pin", post(change_pin))
         .route("/keys/{serial}/renewal", post(renewal))
         .route_layer(middleware::from_fn_with_state(
             agent.clone(),
@@ -408,6 +409,31 @@ async fn unlock(
         tracing::info!(serial = %t.serial(), "unlock code applied");
         let message = keyproof::unlock_done_message(&req.request_number, &t.serial());
         sign_with_certificate(t.as_ref(), &req.new_pin, &message)
+    })
+    .await?;
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+struct PinChange {
+    pin: String,
+    new_pin: String,
+}
+
+/// Changes the key's PIN (the initial PIN at first use): the current PIN, then the new one.
+/// A wrong current PIN counts against the key's tries, like any other.
+async fn change_pin(
+    State(agent): State<Agent>,
+    Path(serial): Path<String>,
+    JsonBody(req): JsonBody<PinChange>,
+) -> ApiResult<Json<serde_json::Value>> {
+    check_len("pin", &req.pin, 64)?;
+    check_len("new_pin", &req.new_pin, 64)?;
+    let body = blocking(move || {
+        let t = find(&agent, &serial)?;
+        t.change_pin(&req.pin, &req.new_pin)?;
+        tracing::info!(serial = %t.serial(), "PIN changed");
+        Ok(serde_json::json!({ "serial": t.serial(), "changed": true }))
     })
     .await?;
     Ok(Json(body))

@@ -16,6 +16,7 @@ pub mod console;
 pub mod dashboard;
 pub mod delivery;
 pub mod keypages;
+pub mod keypin;
 pub mod portal;
 pub mod public;
 
@@ -62,6 +63,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("request.html", include_str!("templates/request.html")),
     ("renewal.html", include_str!("templates/renewal.html")),
+    ("key.html", include_str!("templates/key.html")),
     (
         "console_queue.html",
         include_str!("templates/console_queue.html"),
@@ -670,6 +672,8 @@ pub fn routes() -> Routes {
         .post("/login", public::login)
         .post("/login/key", keypages::key_login)
         .get("/portal/renewal", keypages::renewal)
+        .get("/portal/keys/{id}", keypin::show)
+        .post("/portal/keys/{id}/initial-pin", keypin::initial_pin)
         .post("/logout", public::logout)
         .get("/register", public::register_page)
         .post("/register", public::register)

@@ -95,3 +95,98 @@ pub async fn an_unlock_request_needs_the_challenge_before_submission(db: Db) {
 }
 
 on_both_databases!(an_unlock_request_needs_the_challenge_before_submission);
+
+pub async fn the_initial_pin_on_the_keys_page_owner_only_and_audited(db: Db) {
+    let s = TestServer::start(db).await;
+    let ent = s.login("demo@ekey.example").await;
+    let agency = s.login("agency-320000").await;
+    let provider = s.login("provider").await;
+    let first = request_in_agency_review(&s, &ent).await;
+    let key = crate::lifecycle::approve_and_produce(&s, &first, &ent, &agency, &provider).await;
+    let key_id = key["id"].as_str().unwrap().to_string();
+    let (_, v) = s
+        .get(&format!("/api/v1/keys/{key_id}/initial-pin"), Some(&ent))
+        .await;
+    let pin = v["initial_pin"].as_str().unwrap().to_string();
+
+    let p = crate::pages::PageClient::new(&s);
+    p.login("demo@ekey.example", PASSWORD).await;
+    // The home page links the key to its page.
+    assert!(
+        p.get("/portal")
+            .await
+            .body
+            .contains(&format!("/portal/keys/{key_id}"))
+    );
+    let page = p.get(&format!("/portal/keys/{key_id}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("查看初始PIN码"), "{}", page.body);
+    assert!(!page.body.contains(&pin), "shown only when asked");
+    assert!(page.body.contains("修改PIN码") && page.body.contains("data-pin-change"));
+    let count = || async {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM audit_log WHERE action = 'key.read_initial_pin' AND object_id = $1",
+        )
+        .bind(&key_id)
+        .fetch_one(s.raw().pool())
+        .await
+        .unwrap();
+        sqlx::Row::try_get::<i64, _>(&row, "n").unwrap()
+    };
+    let before = count().await;
+    let csrf = crate::pages::csrf_of(&page.body);
+    let shown = p
+        .post(
+            &format!("/portal/keys/{key_id}/initial-pin"),
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    assert!(shown.body.contains(&pin), "{}", shown.body);
+    assert!(
+        shown.body.contains("请在第一次使用钥匙时立即修改PIN码"),
+        "{}",
+        shown.body
+    );
+    assert_eq!(count().await, before + 1, "each reading is audited");
+    // Without the page's token: refused, nothing shown.
+    let forged = p
+        .post(
+            &format!("/portal/keys/{key_id}/initial-pin"),
+            &[("csrf", "forged")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(!forged.body.contains(&pin));
+
+    // Another enterprise, and staff, see nothing of it.
+    let other = "pin-other@example.com";
+    s.register_and_login(
+        "苏州别家贸易有限公司",
+        &ekey_testkit::ident::credit_code(2001),
+        "320000",
+        other,
+    )
+    .await;
+    let o = crate::pages::PageClient::new(&s);
+    o.login(other, "Secret-2026").await;
+    let page = o.get(&format!("/portal/keys/{key_id}")).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.body);
+    let csrf = crate::pages::csrf_of(&o.get("/portal").await.body);
+    let tried = o
+        .post(
+            &format!("/portal/keys/{key_id}/initial-pin"),
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(tried.status, StatusCode::NOT_FOUND);
+    assert!(!tried.body.contains(&pin));
+    let (status, _) = s
+        .get(&format!("/api/v1/keys/{key_id}/initial-pin"), Some(&agency))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(count().await, before + 1);
+    s.stop().await;
+}
+
+on_both_databases!(the_initial_pin_on_the_keys_page_owner_only_and_audited);
