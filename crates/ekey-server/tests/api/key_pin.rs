@@ -190,3 +190,56 @@ pub async fn the_initial_pin_on_the_keys_page_owner_only_and_audited(db: Db) {
 }
 
 on_both_databases!(the_initial_pin_on_the_keys_page_owner_only_and_audited);
+
+/// In Chromium: the provisional deadline on the request page, the key's page showing its
+/// initial PIN when asked, and the unlock form's steps to start the key helper (screenshots
+/// `h2-*` kept with the other browser artifacts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn provisional_deadline_initial_pin_and_helper_steps_in_a_browser() {
+    use crate::browser::{Browser, log_in};
+    let s = TestServer::start_at(
+        Db::Sqlite,
+        chrono::DateTime::parse_from_rfc3339("2026-12-30T10:00:00+08:00")
+            .unwrap()
+            .to_utc(),
+    )
+    .await;
+    let ent = s.login("demo@ekey.example").await;
+    let agency = s.login("agency-320000").await;
+    let provider = s.login("provider").await;
+    let first = request_in_agency_review(&s, &ent).await;
+    let b = Browser::start().await;
+    log_in(&b, &s, "demo@ekey.example", PASSWORD).await;
+    b.goto(&s.url(&format!("/portal/requests/{first}"))).await;
+    let note = b
+        .wait_text("[data-due-note]", "2027年节假日安排尚未发布")
+        .await;
+    assert!(note.contains("可能调整"), "{note}");
+    b.shot_at("h2-provisional-due", "[data-due-note]").await;
+
+    let key = crate::lifecycle::approve_and_produce(&s, &first, &ent, &agency, &provider).await;
+    let key_id = key["id"].as_str().unwrap().to_string();
+    let (_, v) = s
+        .get(&format!("/api/v1/keys/{key_id}/initial-pin"), Some(&ent))
+        .await;
+    let pin = v["initial_pin"].as_str().unwrap().to_string();
+    b.goto(&s.url("/portal")).await;
+    b.click(&format!("a[href='/portal/keys/{key_id}']")).await;
+    b.click("[data-initial-pin] button[type=submit]").await;
+    let shown = b.wait_text("[data-pin]", &pin).await;
+    assert_eq!(shown.trim(), pin);
+    assert!(b.body().await.contains("请在第一次使用钥匙时立即修改PIN码"));
+    b.shot_at("h2-key-initial-pin", "[data-initial-pin]").await;
+
+    b.goto(&s.url(&format!(
+        "/portal/requests/new?kind=unlock&login_name={}",
+        key["login_name"].as_str().unwrap()
+    )))
+    .await;
+    let help = b.text("[data-agent-help]").await;
+    assert!(help.contains("ekey agent"), "{help}");
+    b.shot_at("h2-unlock-helper-steps", "[data-agent-help]")
+        .await;
+    b.close().await;
+    s.stop().await;
+}
