@@ -88,6 +88,7 @@ pub fn router(agent: Agent) -> Router {
         .route("/keys/{serial}/login-signature", post(login_signature))
         .route("/keys/{serial}/unlock-challenge", post(unlock_challenge))
         .route("/keys/{serial}/unlock", post(unlock))
+        .route("/keys/{serial}/pin", post(change_pin))
         .route("/keys/{serial}/renewal", post(renewal))
         .route_layer(middleware::from_fn_with_state(
             agent.clone(),
@@ -187,15 +188,35 @@ struct StatusBody<'a> {
     version: &'static str,
     origin: &'a str,
     paired: bool,
+    /// How many keys are present now.
+    keys: usize,
+    /// Where the agent looks for keys.
+    looking_in: Vec<String>,
+    /// While no key is present: what to do, in words (Chinese unless English is asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
 }
 
 /// `paired`: whether this request carries a valid pairing secret.
+/// `keys`: how many keys are present now; `message` says what to do while there is none.
 async fn status(State(agent): State<Agent>, headers: HeaderMap) -> Response {
+    let sources = agent.inner.sources.clone();
+    let keys = tokio::task::spawn_blocking(move || crate::tokens::open_all(&sources).len())
+        .await
+        .unwrap_or(0);
+    let sources = &agent.inner.sources;
     Json(StatusBody {
         agent: "ekey-agent",
         version: env!("CARGO_PKG_VERSION"),
         origin: &agent.inner.origin,
         paired: pairing_secret(&headers).is_some_and(|s| agent.inner.pairings.is_paired(s)),
+        keys,
+        looking_in: sources
+            .iter()
+            .map(crate::tokens::TokenSource::describe)
+            .collect(),
+        message: (keys == 0)
+            .then(|| crate::tokens::no_key_message(sources, current_lang() == Lang::Zh)),
     })
     .into_response()
 }
@@ -388,6 +409,31 @@ async fn unlock(
         tracing::info!(serial = %t.serial(), "unlock code applied");
         let message = keyproof::unlock_done_message(&req.request_number, &t.serial());
         sign_with_certificate(t.as_ref(), &req.new_pin, &message)
+    })
+    .await?;
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+struct PinChange {
+    pin: String,
+    new_pin: String,
+}
+
+/// Changes the key's PIN (the initial PIN at first use): the current PIN, then the new one.
+/// A wrong current PIN counts against the key's tries, like any other.
+async fn change_pin(
+    State(agent): State<Agent>,
+    Path(serial): Path<String>,
+    JsonBody(req): JsonBody<PinChange>,
+) -> ApiResult<Json<serde_json::Value>> {
+    check_len("pin", &req.pin, 64)?;
+    check_len("new_pin", &req.new_pin, 64)?;
+    let body = blocking(move || {
+        let t = find(&agent, &serial)?;
+        t.change_pin(&req.pin, &req.new_pin)?;
+        tracing::info!(serial = %t.serial(), "PIN changed");
+        Ok(serde_json::json!({ "serial": t.serial(), "changed": true }))
     })
     .await?;
     Ok(Json(body))

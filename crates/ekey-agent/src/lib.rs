@@ -37,7 +37,7 @@ pub use error::{AgentError, Result};
 pub use http::{KeyInfo, router};
 pub use pairing::Confirmation;
 pub use renew::{RenewOutcome, RenewParams, renew};
-pub use tokens::TokenSource;
+pub use tokens::{TokenSource, default_sources};
 pub use unlock::{key_login, report_unlock};
 
 /// The agent's default address.
@@ -203,6 +203,25 @@ pub async fn run(
             "ekey agent listening on http://{addr} for {}",
             agent.origin()
         );
+        let _ = out.flush();
+    }
+    // The agent's window says at once whether a key is there (and where it looks).
+    let sources = agent.inner.sources.clone();
+    let found = tokio::task::spawn_blocking(move || tokens::open_all(&sources).len())
+        .await
+        .unwrap_or(0);
+    {
+        let mut out = std::io::stdout().lock();
+        if found == 0 {
+            let _ = writeln!(
+                out,
+                "{}\n{}",
+                tokens::no_key_message(&agent.inner.sources, true),
+                tokens::no_key_message(&agent.inner.sources, false)
+            );
+        } else {
+            let _ = writeln!(out, "已检测到 {found} 把电子钥匙 / {found} key(s) present");
+        }
         let _ = out.flush();
     }
     tracing::info!(%addr, origin = agent.origin(), server = %agent.inner.server, "agent serving");

@@ -24,6 +24,46 @@ pub enum TokenSource {
     },
 }
 
+impl TokenSource {
+    /// Where this source looks, for people (`/status`, the agent's window).
+    pub fn describe(&self) -> String {
+        match self {
+            TokenSource::File(p) | TokenSource::Dir(p) => p.display().to_string(),
+            TokenSource::Pkcs11 { module, label } => format!("{} ({label})", module.display()),
+        }
+    }
+}
+
+/// Where the agent looks when started without naming any key (`ekey agent` as the portal's
+/// instructions say): the `tokens` folder of its own settings directory, and the `tokens`
+/// folder of the demo's data directory (`./ekey-data/tokens`, where `ekey demo` writes its
+/// keys). Keys copied there later are found at the next call.
+pub fn default_sources(state_dir: &std::path::Path) -> Vec<TokenSource> {
+    let demo = std::env::current_dir()
+        .map(|d| d.join("ekey-data").join("tokens"))
+        .unwrap_or_else(|_| PathBuf::from("ekey-data/tokens"));
+    vec![
+        TokenSource::Dir(state_dir.join("tokens")),
+        TokenSource::Dir(demo),
+    ]
+}
+
+/// What the agent says while no key is found, in Chinese or English.
+pub fn no_key_message(sources: &[TokenSource], zh: bool) -> String {
+    let places: Vec<String> = sources.iter().map(TokenSource::describe).collect();
+    if zh {
+        format!(
+            "电子钥匙助手正在运行，但尚未检测到电子钥匙：请插入钥匙（软件钥匙请把钥匙文件放到 {} ），插入后无需重启。",
+            places.join(" 或 ")
+        )
+    } else {
+        format!(
+            "The key helper is running, but no key is present yet: insert the key (for a software key, put its file into {}); no restart needed.",
+            places.join(" or ")
+        )
+    }
+}
+
 /// Opens every key that is there now. A source that yields nothing (file missing, token
 /// absent, unreadable) is skipped; the reason goes to the log. A serial seen twice counts
 /// once (the first source wins).

@@ -84,7 +84,8 @@ struct AgentArgs {
     /// The eKey server for renewals (default: the origin).
     #[arg(long)]
     server: Option<String>,
-    /// A software token file (repeatable).
+    /// A software token file (repeatable). Without --token, --token-dir or --module the
+    /// agent looks in the default places (see `ekey_agent::default_sources`).
     #[arg(long = "token")]
     tokens: Vec<PathBuf>,
     /// A directory of software tokens: every *.token file in it, looked at on each call.
@@ -119,15 +120,16 @@ impl AgentArgs {
                     }),
             );
         }
-        anyhow::ensure!(
-            !sources.is_empty(),
-            "name the keys: --token FILE, --token-dir DIR, or --module LIB --label LABEL"
-        );
         let state_dir = match self.state {
             Some(dir) => dir,
             None => ekey_agent::default_state_dir()
                 .context("no --state, and neither XDG_CONFIG_HOME nor HOME is set")?,
         };
+        // No key named (`ekey agent` as the portal says to start it): look in the default
+        // places; `/status` and the window say while no key is present.
+        if sources.is_empty() {
+            sources = ekey_agent::default_sources(&state_dir);
+        }
         Ok(ekey_agent::Config {
             server: self.server.unwrap_or_else(|| self.origin.clone()),
             origin: self.origin,

@@ -5,8 +5,10 @@
 //! The State Council's arrangements for 2020–2026, as transcribed by the open `holiday-cn`
 //! data set (MIT licence, `data/holiday-cn/`), are built in; an administrator can load a
 //! further year in the same format with [`Calendar::load_year_json`]. A year without data is
-//! counted on weekends alone, and every computation that passes through such a year says so
-//! (`uncovered_years`) so that callers can warn.
+//! counted on weekends and the holidays the law itself fixes ([`crate::statutory`]: 元旦,
+//! 春节, 清明, 劳动节, 端午, 中秋, 国庆, lunar dates computed, without 调休), and every
+//! computation that passes through such a year says so (`uncovered_years`) so that callers
+//! can mark the result provisional.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -316,7 +318,15 @@ impl Calendar {
     /// Whether `d` is a working day: a make-up working day is, a holiday day off is not,
     /// otherwise Monday to Friday are.
     pub fn is_working_day(&self, d: NaiveDate) -> bool {
-        self.declared(d).unwrap_or_else(|| is_weekday(d))
+        self.declared(d)
+            .or_else(|| self.statutory_off(d).then_some(false))
+            .unwrap_or_else(|| is_weekday(d))
+    }
+
+    /// Whether `d` lies in a year without data and is a day off the law itself fixes there.
+    fn statutory_off(&self, d: NaiveDate) -> bool {
+        !self.covers(d.year())
+            && crate::statutory::days_off(d.year()).is_some_and(|off| off.contains(&d))
     }
 
     /// The number of working days `d` with `from < d <= to`; negative (minus the number
@@ -334,6 +344,20 @@ impl Calendar {
             for set in [&data.off, &data.work] {
                 declared.extend(
                     set.range((
+                        std::ops::Bound::Excluded(from),
+                        std::ops::Bound::Included(to),
+                    ))
+                    .copied(),
+                );
+            }
+        }
+        // And for the statutory holidays of the years without data.
+        let statutory = crate::statutory::FIRST_YEAR.max(from.year())
+            ..=crate::statutory::LAST_YEAR.min(to.year());
+        for y in statutory.filter(|y| !self.covers(*y)) {
+            if let Some(off) = crate::statutory::days_off(y) {
+                declared.extend(
+                    off.range((
                         std::ops::Bound::Excluded(from),
                         std::ops::Bound::Included(to),
                     ))
@@ -648,23 +672,30 @@ mod tests {
     }
 
     #[test]
-    fn year_without_data_counts_weekends_only() {
+    fn year_without_data_counts_weekends_and_statutory_holidays() {
         let cal = Calendar::builtin();
         // 2031-03-06 is a Thursday.
         let wd = cal.add_working_days(d(2031, 3, 6), 3);
         assert_eq!(wd.date, d(2031, 3, 11));
         assert_eq!(wd.uncovered_years, vec![2031]);
-        // 2031-10-01 would be National Day; without data it is a plain Wednesday.
-        assert!(cal.is_working_day(d(2031, 10, 1)));
+        // 2031-10-01 is National Day (and Mid-Autumn): off by the law, without any 调休.
+        assert!(!cal.is_working_day(d(2031, 10, 1)));
         assert!(!cal.is_working_day(d(2031, 10, 4)));
         let due = cal.due_at(utc("2031-03-06T02:00:00Z"), 3);
         assert_eq!(due.uncovered_years, vec![2031]);
         assert_eq!(due.at.to_rfc3339(), "2031-03-12T00:00:00+08:00");
 
-        // Counting across the end of the data.
+        // 2027-01-01 (元旦, a Friday) is not a working day even before 2027's file exists.
+        assert!(!cal.is_working_day(d(2027, 1, 1)));
+        // Counting across the end of the data: Thu 12/31 = 1, Fri 1/1 元旦, Mon 1/4 = 2 …
         let wd = cal.add_working_days(d(2026, 12, 30), 5);
-        assert_eq!(wd.date, d(2027, 1, 6));
+        assert_eq!(wd.date, d(2027, 1, 7));
         assert_eq!(wd.uncovered_years, vec![2027]);
+        let due = cal.due_at(utc("2026-12-30T02:00:00Z"), 2);
+        assert_eq!(due.at.to_rfc3339(), "2027-01-05T00:00:00+08:00");
+        assert_eq!(due.uncovered_years, vec![2027]);
+        // Spring Festival 2027 by the law: 2/5–2/10 off (with two make-up days).
+        assert_eq!(cal.add_working_days(d(2027, 2, 4), 1).date, d(2027, 2, 11));
         // Within 2026 only: nothing to report.
         assert!(
             cal.add_working_days(d(2026, 12, 29), 2)
@@ -725,10 +756,11 @@ mod tests {
             }
             from += chrono::Duration::days(3);
         }
-        // Whole weeks without data: five per week.
+        // Whole weeks without data: five per week, less the law's 13 weekdays off but
+        // 元旦 (1/1, before the range).
         assert_eq!(
             cal.working_days_between(d(2031, 1, 5), d(2031, 12, 28)),
-            51 * 5
+            51 * 5 - 12
         );
     }
 
@@ -760,7 +792,10 @@ mod tests {
     #[test]
     fn load_year_round_trip() {
         let mut cal = Calendar::builtin();
-        assert!(cal.is_working_day(d(2027, 1, 1)));
+        // Before the file: the law's days off, no 调休 (Saturday 2/6 is 初一).
+        assert!(!cal.is_working_day(d(2027, 1, 1)));
+        assert!(!cal.is_working_day(d(2027, 2, 6)));
+        assert!(!cal.is_working_day(d(2027, 2, 9)));
         assert_eq!(cal.load_year_json(FILE_2027), Ok(2027));
         assert!(cal.covers(2027));
         assert_eq!(cal.covered_years(), (2020..=2027).collect::<Vec<_>>());

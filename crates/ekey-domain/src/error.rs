@@ -49,6 +49,10 @@ pub enum DomainError {
     /// The unlock challenge is not what a key prints (hex, as `ekey key challenge` shows it).
     #[error("unlock challenge malformed")]
     UnlockChallengeFormat,
+    /// An unlock request is submitted without the locked key's challenge: the provider
+    /// could not compute its unlock code.
+    #[error("unlock challenge missing")]
+    UnlockChallengeMissing,
     /// A required field is empty.
     #[error("field {field} is required")]
     Required {
@@ -203,6 +207,7 @@ impl DomainError {
             UnknownLicenceType(_) => "ekey.request.unknown_licence_type",
             UnknownMaterial(_) => "ekey.material.unknown_item",
             UnlockChallengeFormat => "ekey.unlock.challenge_format",
+            UnlockChallengeMissing => "ekey.unlock.challenge_missing",
             Required { .. } => "ekey.input.required",
             TooLong { .. } => "ekey.input.too_long",
             ForbiddenCharacters { .. } => "ekey.input.forbidden_characters",
@@ -285,6 +290,13 @@ impl DomainError {
                     format!("未知的材料项目“{m}”")
                 } else {
                     format!("Unknown material item \"{m}\"")
+                }
+            }
+            UnlockChallengeMissing => {
+                if zh {
+                    "请先填写钥匙的解锁挑战码再确认提交：启动电子钥匙助手并插入被锁的钥匙，点击“从插入的钥匙读取”，或把助手窗口显示的挑战码复制到这里".into()
+                } else {
+                    "Add the key's unlock challenge before submitting: start the key helper, insert the locked key and press “Read it from the inserted key”, or paste the challenge the helper's window shows".into()
                 }
             }
             UnlockChallengeFormat => {

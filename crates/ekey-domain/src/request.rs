@@ -980,6 +980,20 @@ pub fn normalise_challenge(text: &str) -> Result<String, DomainError> {
     }
 }
 
+/// Checks that a request can be made final (确认提交): an unlock request needs the locked
+/// key's challenge, without which the provider cannot compute the unlock code.
+pub fn check_submittable(kind: Kind, form: &RequestForm) -> Result<(), DomainError> {
+    if kind == Kind::Unlock
+        && form
+            .unlock_challenge
+            .as_deref()
+            .is_none_or(|c| c.trim().is_empty())
+    {
+        return Err(DomainError::UnlockChallengeMissing);
+    }
+    Ok(())
+}
+
 /// What the store knows about the enterprise when a request is created.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Holdings {
@@ -1665,6 +1679,30 @@ mod tests {
             let reserved = form(LoginNameMode::Allocate, Some(name));
             validate_new_request(Kind::First, &reserved, Holdings::default()).unwrap();
         }
+    }
+
+    #[test]
+    fn an_unlock_request_needs_its_challenge_before_submission() {
+        let mut f = form(LoginNameMode::Original, Some("ek320000001"));
+        assert_eq!(
+            check_submittable(Kind::Unlock, &f),
+            Err(DomainError::UnlockChallengeMissing)
+        );
+        f.unlock_challenge = Some("  ".into());
+        assert_eq!(
+            check_submittable(Kind::Unlock, &f),
+            Err(DomainError::UnlockChallengeMissing)
+        );
+        f.unlock_challenge = Some("00".repeat(16));
+        assert_eq!(check_submittable(Kind::Unlock, &f), Ok(()));
+        let e = DomainError::UnlockChallengeMissing;
+        assert_eq!(e.code(), "ekey.unlock.challenge_missing");
+        assert!(e.message(crate::Lang::Zh).contains("电子钥匙助手"));
+        // Other kinds carry no challenge.
+        assert_eq!(
+            check_submittable(Kind::First, &form(LoginNameMode::Allocate, None)),
+            Ok(())
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod mailquota;
 pub mod messages;
 pub mod outbox;
 pub mod receipt;
+pub mod recount;
 pub mod registration_notice;
 pub mod reminders;
 pub mod revoke;

@@ -77,8 +77,17 @@ pub async fn run_once(state: &AppState) -> Result<usize, ekey_store::StoreError>
                 continue;
             }
             let line = |r: &&ekey_store::RequestRecord| {
+                let note = r
+                    .due_at
+                    .and_then(|d| {
+                        state.with_calendar(|c| {
+                            ekey_domain::statutory::due_notice(c, d, ekey_domain::Lang::Zh)
+                        })
+                    })
+                    .map(|n| format!("（{n}）"))
+                    .unwrap_or_default();
                 format!(
-                    "  {}  {}  {}  截止 {}",
+                    "  {}  {}  {}  截止 {}{note}",
                     r.number,
                     r.kind.name_zh(),
                     r.status.label_zh(),

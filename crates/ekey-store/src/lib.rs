@@ -11,6 +11,7 @@ pub mod audit;
 pub mod blob;
 mod handrevoke;
 mod hygiene;
+mod reschedule;
 mod sql;
 pub mod types;
 
@@ -23,6 +24,7 @@ use ekey_domain::request::Kind;
 
 pub use handrevoke::KeyRevocation;
 pub use hygiene::{KeyClearance, certificate_spki, spki_sha256};
+pub use reschedule::{DEADLINE_RECOMPUTED, DeadlineChange};
 pub use sql::SqlStore;
 pub use types::*;
 
@@ -472,6 +474,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn put_holiday_year(&self, year: HolidayYear, audit: NewAudit) -> Result<()>;
     /// Every stored holiday year, by year.
     async fn holiday_years(&self) -> Result<Vec<HolidayYear>>;
+    /// Recounts a running deadline after the calendar changed: sets the new due time while
+    /// the request is still at the version and due time read, writes a
+    /// [`DEADLINE_RECOMPUTED`] history line (status unchanged) and the audit record, in one
+    /// transaction. Changed meanwhile → [`StoreError::Conflict`], nothing done.
+    async fn reschedule_deadline(
+        &self,
+        change: DeadlineChange,
+        audit: NewAudit,
+    ) -> Result<RequestRecord>;
     /// Changes whenever a holiday year is stored: (count, newest loaded_at in ms).
     async fn holidays_version(&self) -> Result<(i64, i64)>;
     /// Applies several changes in one transaction (see [`Batch`]); returns the requests as

@@ -1867,6 +1867,22 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn reschedule_deadline(
+        &self,
+        change: crate::DeadlineChange,
+        audit: NewAudit,
+    ) -> Result<RequestRecord> {
+        let mut tx = self.begin_write().await?;
+        crate::reschedule::in_tx(&mut tx, &change).await?;
+        append_audit_tx(&mut tx, &audit).await?;
+        let row = sqlx::query(sql_request_by_id())
+            .bind(&change.request_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        request_from_row(&row)
+    }
+
     async fn holiday_years(&self) -> Result<Vec<HolidayYear>> {
         let rows =
             sqlx::query("SELECT year, data, loaded_at, loaded_by FROM holiday_years ORDER BY year")

@@ -74,6 +74,7 @@ macro_rules! contract_suite {
             a_timer_runs_once_per_due_time_across_instances,
             published_crls_and_holiday_years_are_shared,
             a_key_is_certified_for_one_enterprise_and_never_after_compromise,
+            a_recounted_deadline_races_a_transition_and_one_wins,
         );
     };
     (@tests $open:ident, $backend:expr; $($test:ident),+ $(,)?) => {
@@ -4112,5 +4113,107 @@ async fn a_key_is_certified_for_one_enterprise_and_never_after_compromise(
             "{code}"
         );
     }
+    Ok(())
+}
+
+/// A deadline recounted after a holiday year was loaded (issue 16 item 4): the due time, a
+/// `deadline_recomputed` history line (status unchanged) and the audit record together;
+/// raced by a decision on the same request, exactly one of them wins and the other changes
+/// nothing; a stale due time is a conflict too.
+async fn a_recounted_deadline_races_a_transition_and_one_wins(db: &TestDb) -> Result<()> {
+    let s = db.store();
+    s.migrate().await?;
+    let a = enterprise(db, 1, "320000").await?;
+    let r = s.create_request(first(&a, t0())).await?;
+    let due = t0() + Duration::days(3);
+    let mut submit = step(
+        &r,
+        Action::Submit,
+        Status::AwaitingMaterials,
+        Role::Enterprise,
+        t0(),
+    );
+    submit.due_at = Some(due);
+    let r = s.apply_transition(submit).await?;
+    let change =
+        |r: &RequestRecord, old: DateTime<Utc>, new: DateTime<Utc>| ekey_store::DeadlineChange {
+            request_id: r.id.clone(),
+            expected_version: r.version,
+            old_due_at: old,
+            new_due_at: new,
+            actor_id: "admin-1".into(),
+            actor_role: Role::Admin,
+            remark: "2027年节假日安排已载入".into(),
+            at: t0() + mins(5),
+        };
+    let recount_audit = || audit(t0() + mins(5), "request.deadline_recomputed", &r.id, "");
+
+    // A stale due time or version: nothing happens.
+    let before = snapshot(db).await?;
+    let stale = s
+        .reschedule_deadline(
+            change(&r, due + mins(1), due + Duration::days(1)),
+            recount_audit(),
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+    assert_unchanged(db, &before, "a stale recount").await?;
+
+    // Raced by a transition of the same version: exactly one wins.
+    let store = db.shared();
+    let barrier = Arc::new(Barrier::new(2));
+    let recount = {
+        let (store, barrier, c) = (
+            store.clone(),
+            barrier.clone(),
+            change(&r, due, due + Duration::days(1)),
+        );
+        let a = recount_audit();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            store.reschedule_deadline(c, a).await
+        })
+    };
+    let decision = {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        let t = step(
+            &r,
+            Action::Withdraw,
+            Status::Withdrawn,
+            Role::Enterprise,
+            t0() + mins(5),
+        );
+        tokio::spawn(async move {
+            barrier.wait().await;
+            store.apply_transition(t).await
+        })
+    };
+    let (recount, decision) = (recount.await?, decision.await?);
+    ensure!(
+        recount.is_ok() != decision.is_ok(),
+        "exactly one wins: {recount:?} / {decision:?}"
+    );
+    let now = s.request(&r.id).await?.context("the request")?;
+    let history = s.history(&r.id).await?;
+    let last = history.last().context("history")?;
+    assert_eq!(now.version, r.version + 1);
+    if let Ok(rec) = recount {
+        assert_eq!(rec.status, Status::AwaitingMaterials, "status unchanged");
+        assert_eq!(now.due_at, Some(due + Duration::days(1)));
+        assert_eq!(last.action, ekey_store::DEADLINE_RECOMPUTED);
+        assert_eq!(last.from_status, Some(Status::AwaitingMaterials));
+        assert_eq!(last.to_status, Status::AwaitingMaterials);
+        assert_eq!(last.remark.as_deref(), Some("2027年节假日安排已载入"));
+    } else {
+        assert!(matches!(recount, Err(StoreError::Conflict)), "{recount:?}");
+        assert_eq!(now.status, Status::Withdrawn);
+        assert_eq!(last.action, "withdraw");
+    }
+    let after = snapshot(db).await?;
+    assert_eq!(
+        before.delta(&after),
+        grew(&[("audit_log", 1), ("request_history", 1)])
+    );
+    assert_eq!(s.verify_audit().await?.first_broken, None);
     Ok(())
 }

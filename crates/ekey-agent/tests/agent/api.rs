@@ -407,3 +407,46 @@ async fn unlock_applies_the_code_and_proves_the_new_pin() {
     .await;
     assert_eq!(r.json["code"], "ekey.token.unlock_invalid");
 }
+
+/// The agent offers the PIN change the key's page advises at first use (issue 16 item 15):
+/// the current PIN, then the new one; a wrong current PIN is refused and counted.
+#[tokio::test]
+async fn the_pin_can_be_changed_through_the_agent() {
+    let s = Setup::new();
+    let secret = s.pair().await;
+    let h = [("origin", ORIGIN), ("x-ekey-pairing", secret.as_str())];
+    let r = call(
+        &s.agent,
+        Method::POST,
+        "/keys/EK0001/pin",
+        &h,
+        Some(serde_json::json!({ "pin": "87654321", "new_pin": "Neu-2026-pin" })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.json);
+    assert_eq!(r.json["code"], "ekey.token.pin_incorrect");
+    let r = call(
+        &s.agent,
+        Method::POST,
+        "/keys/EK0001/pin",
+        &h,
+        Some(serde_json::json!({ "pin": PIN, "new_pin": "Neu-2026-pin" })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    assert_eq!(r.json["changed"], true);
+    // The key signs with the new PIN only.
+    let t = ekey_token::SoftToken::open(s.token_dir.join("a.token")).unwrap();
+    t.sign("Neu-2026-pin", "sign", b"x").unwrap();
+    assert!(t.sign(PIN, "sign", b"x").is_err());
+    // Not without the pairing.
+    let r = call(
+        &s.agent,
+        Method::POST,
+        "/keys/EK0001/pin",
+        &[("origin", ORIGIN)],
+        Some(serde_json::json!({ "pin": "Neu-2026-pin", "new_pin": "Other-2026" })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}

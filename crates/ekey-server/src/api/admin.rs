@@ -173,6 +173,8 @@ pub struct HolidaysOut {
     pub year: i32,
     /// Every year with data.
     pub covered_years: Vec<i32>,
+    /// Running deadlines recounted on the new data (their histories say so).
+    pub recomputed: usize,
 }
 
 /// The years the working-day calendar of this instance covers.
@@ -180,6 +182,11 @@ pub struct HolidaysOut {
 pub struct CalendarOut {
     /// Every year with holiday data, built in or loaded.
     pub covered_years: Vec<i32>,
+    /// Running deadlines that reach into a year without data (counted on the statutory
+    /// holidays alone, shown as provisional).
+    pub provisional_deadlines: usize,
+    /// The years without data those deadlines reach into.
+    pub provisional_years: Vec<i32>,
 }
 
 /// The years this instance's calendar covers (administrator). A year loaded on any instance
@@ -188,8 +195,12 @@ pub struct CalendarOut {
     responses((status = 200, body = CalendarOut), (status = 403, body = ErrorBody)))]
 pub async fn holidays(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<CalendarOut>> {
     auth.require(&[Role::Admin])?;
+    let (provisional_deadlines, provisional_years) =
+        crate::recount::provisional_count(&state).await?;
     Ok(Json(CalendarOut {
         covered_years: state.with_calendar(|c| c.covered_years()),
+        provisional_deadlines,
+        provisional_years,
     }))
 }
 
@@ -241,10 +252,26 @@ pub async fn upload_holidays(
             ),
         )
         .await?;
-    *state.calendar.write().unwrap_or_else(|e| e.into_inner()) = trial;
+    let old = state.with_calendar(|c| c.clone());
+    *state.calendar.write().unwrap_or_else(|e| e.into_inner()) = trial.clone();
+    // Every running deadline is counted again on the new data; each changed one (or one
+    // that reached into this year) gets a history line, one transaction per request.
+    let recomputed = crate::recount::recount(
+        &state,
+        &old,
+        &trial,
+        Some(year),
+        &crate::recount::Recounter {
+            actor_id: &auth.account.id,
+            role: auth.account.role,
+            address: &auth.address,
+        },
+    )
+    .await?;
     Ok(Json(HolidaysOut {
         year,
         covered_years: covered,
+        recomputed,
     }))
 }
 

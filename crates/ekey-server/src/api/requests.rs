@@ -246,6 +246,9 @@ pub struct RequestOut {
     pub due_at: Option<String>,
     /// The current step is overdue.
     pub overdue: bool,
+    /// Set when `due_at` was counted through a year whose official holiday arrangement is
+    /// not loaded yet (statutory holidays only): says so, and that it may change.
+    pub due_note: Option<String>,
     /// Created.
     pub created_at: String,
     /// Province of the enterprise.
@@ -297,6 +300,8 @@ pub struct RequestSummary {
     pub due_at: Option<String>,
     /// Overdue now.
     pub overdue: bool,
+    /// Set when `due_at` is provisional (see [`RequestOut::due_note`]).
+    pub due_note: Option<String>,
     /// Login name.
     pub login_name: Option<String>,
     /// Last change.
@@ -407,6 +412,15 @@ fn person_out(p: &Person) -> PersonBody {
 
 fn overdue(state: &AppState, r: &RequestRecord) -> bool {
     r.due_at.is_some_and(|d| d <= state.clock.now())
+}
+
+/// The words beside a provisional due time (see [`RequestOut::due_note`]).
+pub(crate) fn due_note(
+    state: &AppState,
+    due: Option<chrono::DateTime<chrono::Utc>>,
+) -> Option<String> {
+    let due = due?;
+    state.with_calendar(|c| ekey_domain::statutory::due_notice(c, due, current_lang()))
 }
 
 fn status_label(s: Status) -> String {
@@ -869,6 +883,7 @@ async fn detail(state: &AppState, auth: &Auth, r: RequestRecord) -> ApiResult<Re
     Ok(RequestOut {
         collection,
         overdue: overdue(state, &r),
+        due_note: due_note(state, r.due_at),
         actions: available_actions(&view(&r), &auth.actor)
             .into_iter()
             .map(|a| a.as_str().to_string())
@@ -1107,6 +1122,7 @@ pub async fn list(
         rows.into_iter()
             .map(|r| RequestSummary {
                 overdue: overdue(&state, &r),
+                due_note: due_note(&state, r.due_at),
                 id: r.id,
                 number: r.number,
                 kind: r.kind.as_str().into(),
@@ -1220,12 +1236,30 @@ macro_rules! simple_action {
     };
 }
 
-simple_action!(
-    /// 确认提交: the form is final; the documents can be downloaded and printed.
+macro_rules! checked_action {
+    ($(#[$m:meta])* $name:ident, $path:literal, $action:expr) => {
+        $(#[$m])*
+        #[utoipa::path(post, path = $path, tag = "requests", security(("bearer" = [])),
+            params(("id" = String, Path)),
+            responses((status = 200, body = RequestOut), (status = 404, body = ErrorBody),
+                      (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        pub async fn $name(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> ApiResult<Json<RequestOut>> {
+            let r = visible(&state, &auth, &id).await?;
+            // An unlock request goes nowhere without the locked key's challenge.
+            ekey_domain::request::check_submittable(r.kind, &r.form)?;
+            let updated = act(&state, &auth, r, $action, None, Vec::new(), None).await?;
+            Ok(Json(detail(&state, &auth, updated).await?))
+        }
+    };
+}
+
+checked_action!(
+    /// 确认提交: the form is final; the documents can be downloaded and printed. An unlock
+    /// request needs the key's challenge first (`ekey.unlock.challenge_missing`).
     submit, "/api/v1/requests/{id}/submit", Action::Submit);
-simple_action!(
+checked_action!(
     /// 确认上传: commits the uploaded set and sends the request to review; only when every
-    /// required item is present.
+    /// required item is present (and, for an unlock, the key's challenge).
     confirm_upload, "/api/v1/requests/{id}/confirm-upload", Action::ConfirmUpload);
 simple_action!(
     /// Withdraw the request before review finished.

@@ -23,6 +23,11 @@ pub async fn home(State(state): State<AppState>, page: Page, query: Q) -> Respon
         Err(e) => return error_page(lang, e),
     };
     let years = state.with_calendar(|c| c.covered_years());
+    let (provisional_deadlines, provisional_years) =
+        match crate::recount::provisional_count(&state).await {
+            Ok(c) => c,
+            Err(e) => return error_page(lang, e.into()),
+        };
     let now_year = chrono::Datelike::year(
         &state
             .clock
@@ -62,6 +67,8 @@ pub async fn home(State(state): State<AppState>, page: Page, query: Q) -> Respon
         context! {
             outbox => v(&outbox),
             years => years.clone(),
+            provisional_deadlines => provisional_deadlines,
+            provisional_years => provisional_years,
             this_year => now_year,
             this_year_covered => years.contains(&now_year),
             next_year_covered => years.contains(&(now_year + 1)),

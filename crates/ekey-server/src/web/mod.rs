@@ -16,6 +16,7 @@ pub mod console;
 pub mod dashboard;
 pub mod delivery;
 pub mod keypages;
+pub mod keypin;
 pub mod portal;
 pub mod public;
 
@@ -62,6 +63,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("request.html", include_str!("templates/request.html")),
     ("renewal.html", include_str!("templates/renewal.html")),
+    ("key.html", include_str!("templates/key.html")),
     (
         "console_queue.html",
         include_str!("templates/console_queue.html"),
@@ -503,6 +505,9 @@ pub fn timeline(lang: Lang, history: &[crate::api::requests::HistoryOut]) -> Vec
                     "certificate_revoked" => lang
                         .pick("证书已被服务商吊销", "Certificate revoked by the provider")
                         .to_string(),
+                    ekey_store::DEADLINE_RECOMPUTED => lang
+                        .pick("办理时限已重新计算", "Deadline recounted")
+                        .to_string(),
                     other => other.to_string(),
                 });
             let role = Role::parse(&h.actor_role)
@@ -667,6 +672,8 @@ pub fn routes() -> Routes {
         .post("/login", public::login)
         .post("/login/key", keypages::key_login)
         .get("/portal/renewal", keypages::renewal)
+        .get("/portal/keys/{id}", keypin::show)
+        .post("/portal/keys/{id}/initial-pin", keypin::initial_pin)
         .post("/logout", public::logout)
         .get("/register", public::register_page)
         .post("/register", public::register)

@@ -176,6 +176,8 @@ const EXPECTED: &[(&str, &str, Who)] = &[
     ("GET", "/portal", Only("ab")),
     ("GET", "/portal/apply", Only("ab")),
     ("GET", "/portal/renewal", Only("ab")),
+    ("GET", "/portal/keys/{id}", Only("a")),
+    ("POST", "/portal/keys/{id}/initial-pin", Only("a")),
     ("GET", "/portal/requests/new", Only("ab")),
     ("POST", "/portal/requests/new", Only("ab")),
     ("GET", "/portal/requests/{id}", Only("a")),

@@ -677,7 +677,7 @@ async fn unlock_scans_are_limited_to_200_kb(db: Db) {
             "/api/v1/requests",
             Some(&ent),
             json!({"kind": "unlock", "login_name": {"mode": "original", "value": login_name},
-                   "authorised_user": person("a@example.com")}),
+                   "authorised_user": person("a@example.com"), "unlock_challenge": "ab".repeat(16)}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");

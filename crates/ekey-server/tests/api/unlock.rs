@@ -56,51 +56,28 @@ pub async fn an_approved_unlock_mails_a_code_that_unlocks_the_key_once(db: Db) {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["code"], "ekey.unlock.challenge_format");
 
-    // Without a challenge the provider cannot approve (and nothing changes) …
+    // Without a challenge the request cannot even be submitted (and nothing changes) …
     let (status, v) = s.post("/api/v1/requests", Some(&ent), unlock(None)).await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    s.post(
-        &format!("/api/v1/requests/{id}/submit"),
-        Some(&ent),
-        json!({}),
-    )
-    .await;
-    upload_all(&s, &ent, &id, &["unlock_form", "business_licence"]).await;
+    let before = s.snapshot().await;
     let (status, v) = s
         .post(
-            &format!("/api/v1/requests/{id}/confirm-upload"),
+            &format!("/api/v1/requests/{id}/submit"),
             Some(&ent),
             json!({}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    let before = s.snapshot().await;
-    let (status, v) = s
-        .post(
-            &format!("/api/v1/requests/{id}/decision"),
-            Some(&provider),
-            json!({"approve": true}),
-        )
-        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert_eq!(v["code"], "ekey.unlock.no_challenge");
+    assert_eq!(v["code"], "ekey.unlock.challenge_missing");
     assert_eq!(
         before,
         s.snapshot().await,
-        "a refused approval changes nothing"
+        "a refused submission changes nothing"
     );
 
-    // … so it goes back; the enterprise adds the challenge (pasted with spaces and in
-    // capitals) and confirms again; the approval mails the code.
-    let (status, _) = s
-        .post(
-            &format!("/api/v1/requests/{id}/decision"),
-            Some(&provider),
-            json!({"approve": false, "remark": "请填写钥匙的解锁挑战码"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    // … so the enterprise adds the challenge (pasted with spaces and in capitals) and
+    // submits; the upload goes to the provider.
     let pasted = format!(" {} {} ", &challenge[..8].to_uppercase(), &challenge[8..]);
     let (status, v) = s
         .patch(
@@ -111,12 +88,66 @@ pub async fn an_approved_unlock_mails_a_code_that_unlocks_the_key_once(db: Db) {
         .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["form"]["unlock_challenge"], challenge);
-    s.post(
-        &format!("/api/v1/requests/{id}/confirm-upload"),
-        Some(&ent),
-        json!({}),
-    )
-    .await;
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/submit"),
+            Some(&ent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    upload_all(&s, &ent, &id, &["unlock_form", "business_licence"]).await;
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/confirm-upload"),
+            Some(&ent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+
+    // Returned, the challenge cleared: it cannot go back to the provider without one.
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/requests/{id}/decision"),
+            Some(&provider),
+            json!({"approve": false, "remark": "请核对营业执照"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, v) = s
+        .patch(
+            &format!("/api/v1/requests/{id}"),
+            Some(&ent),
+            json!({"unlock_challenge": ""}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/confirm-upload"),
+            Some(&ent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["code"], "ekey.unlock.challenge_missing");
+    let (status, _) = s
+        .patch(
+            &format!("/api/v1/requests/{id}"),
+            Some(&ent),
+            json!({"unlock_challenge": pasted}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/confirm-upload"),
+            Some(&ent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
     // The operator approves on the console page, which shows the challenge.
     let op = crate::pages::PageClient::new(&s);
     op.login("provider", PASSWORD).await;

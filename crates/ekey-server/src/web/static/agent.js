@@ -50,7 +50,7 @@
     a.textContent = t("未检测到电子钥匙助手。", "The key agent is not running.");
     p.appendChild(a);
     p.appendChild(document.createTextNode(" " + t(
-      "请在本机运行 “ekey agent”（保持窗口打开），插入钥匙后点击“重试”。若刚才的操作被中断，重新启动助手后可从中断处继续。",
+      "请先在这台电脑上启动电子钥匙助手：打开命令窗口（Windows：按 Win+R，输入 cmd 后回车；Mac：打开“终端”），输入 ekey agent 后回车，保持窗口打开；插入钥匙后点击“重试”。若刚才的操作被中断，重新启动助手后可从中断处继续。",
       "Run “ekey agent” on this computer (keep its window open), insert the key, then press “Retry”. An interrupted step continues where it stopped once the agent runs again.")));
     return p;
   }
@@ -242,6 +242,31 @@
           d.textContent = errorText(r || {}) + " " + t("原证书仍可正常使用；点击“继续更新”将从中断处继续。", "The old certificate still works; “Continue” resumes where it stopped.");
           say(box, d, "error");
         });
+    });
+  });
+
+  // ---- change the key's PIN (the initial PIN at first use) -------------------------------
+  document.querySelectorAll("[data-pin-change]").forEach(function (sec) {
+    var box = sec.querySelector("[data-agent-box]"), go = sec.querySelector("[data-pin-go]");
+    var err = sec.querySelector("[data-pin-err]");
+    var old = sec.querySelector("[data-pin-old]"), p1 = sec.querySelector("[data-pin-new]"), p2 = sec.querySelector("[data-pin-new2]");
+    go.addEventListener("click", function () {
+      err.textContent = "";
+      if (!old.value) { err.textContent = t("请输入当前PIN码", "Enter the current PIN"); return; }
+      if (p1.value.length < 6 || p1.value.length > 16) { err.textContent = t("新PIN码应为 6–16 位", "The new PIN has 6–16 characters"); return; }
+      if (p1.value !== p2.value) { err.textContent = t("两次输入的新PIN码不一致", "The two new PINs differ"); return; }
+      go.disabled = true;
+      ready(box).then(function () {
+        return agent("POST", "/keys/" + encodeURIComponent(sec.getAttribute("data-serial")) + "/pin", { pin: old.value, new_pin: p1.value });
+      }).then(function (r) {
+        go.disabled = false;
+        old.value = ""; p1.value = ""; p2.value = "";
+        if (!r.ok) { say(box, errorText(r), "error"); return; }
+        var done = document.createElement("div");
+        done.setAttribute("data-pin-done", "");
+        done.textContent = t("PIN码已修改，以后请使用新PIN码。", "The PIN was changed; use the new PIN from now on.");
+        say(box, done, "ok");
+      });
     });
   });
 })();
