@@ -7,6 +7,7 @@ pub mod clock;
 pub mod error;
 pub mod ident;
 pub mod key;
+pub mod keycap;
 pub mod keyproof;
 pub mod province;
 pub mod redirect;

@@ -63,10 +63,23 @@ async fn retire_original(state: &AppState, auth: &Auth, r: &RequestRecord) -> Ap
     };
     let lost = r.form.key_lost;
     for k in state.store.keys_by_login_name(login_name).await? {
-        if k.enterprise_id != r.enterprise_id
-            || k.request_id.as_deref() == Some(r.id.as_str())
-            || k.state.is_final()
-        {
+        if k.enterprise_id != r.enterprise_id {
+            continue;
+        }
+        // The brand-new key of another request still in progress is not the original.
+        let made_by_open_request = match k.request_id.as_deref() {
+            Some(rid) if rid != r.id => state
+                .store
+                .request(rid)
+                .await?
+                .is_some_and(|other| !other.status.is_terminal()),
+            _ => false,
+        };
+        if !ekey_domain::keycap::is_original_to_retire(
+            k.state,
+            k.request_id.as_deref() == Some(r.id.as_str()),
+            made_by_open_request,
+        ) {
             continue;
         }
         let event = if lost {

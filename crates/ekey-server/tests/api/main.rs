@@ -39,6 +39,7 @@ mod notify;
 mod pages;
 mod reminders;
 mod renewal_expiry;
+mod replacement;
 mod revocation;
 mod scans;
 mod softhsm;
