@@ -120,6 +120,12 @@ pub fn is_original_to_retire(
     !made_by_this_request && !made_by_open_request && !key_state.is_final()
 }
 
+/// Whether a request of `kind` takes a place of its own under the three keys at creation
+/// (增办, 重新申领): refused, and not offered, when no place is left.
+pub fn takes_a_place(kind: Kind) -> bool {
+    matches!(kind, Kind::Additional | Kind::Reapplication)
+}
+
 /// Whether the enterprise may ask for another key (增办) with `holdings`.
 pub fn room_for_another(holdings: Holdings) -> bool {
     holdings.keys_held < MAX_KEYS

@@ -1620,6 +1620,11 @@ impl Store for SqlStore {
             .await
     }
 
+    async fn key_holdings(&self, enterprise_id: &str) -> Result<Holdings> {
+        let mut conn = self.pool.acquire().await?;
+        holdings_tx(&mut conn, enterprise_id).await
+    }
+
     async fn keys_in_shipment(&self, shipment_id: &str) -> Result<Vec<KeyRecord>> {
         self.all_by_key(sql_keys_in_shipment(), shipment_id, key_from_row)
             .await

@@ -72,6 +72,17 @@ pub async fn my_keys(State(state): State<AppState>, auth: Auth) -> ApiResult<Jso
     Ok(Json(out))
 }
 
+/// How many of the three keys the caller's enterprise holds, keys in progress included
+/// (for the portal's pages; the same count `create` checks).
+pub async fn my_holdings(
+    state: &AppState,
+    auth: &Auth,
+) -> ApiResult<ekey_domain::request::Holdings> {
+    auth.require(&[Role::Enterprise])?;
+    let enterprise = auth.account.enterprise_id.clone().unwrap_or_default();
+    Ok(state.store.key_holdings(&enterprise).await?)
+}
+
 /// The initial PIN.
 #[derive(Serialize, ToSchema)]
 pub struct InitialPinOut {

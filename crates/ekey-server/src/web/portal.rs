@@ -200,6 +200,10 @@ pub async fn home(State(state): State<AppState>, page: Page) -> Response {
         Ok(axum::Json(k)) => k,
         Err(e) => return error_page(lang, e),
     };
+    let holdings = match keys::my_holdings(&state, &auth).await {
+        Ok(h) => h,
+        Err(e) => return error_page(lang, e),
+    };
     let list = match requests::list(
         State(state.clone()),
         auth.clone(),
@@ -234,7 +238,12 @@ pub async fn home(State(state): State<AppState>, page: Page) -> Response {
     page.render(
         &state,
         "home.html",
-        context! { me => super::v(me), keys => super::v(keys), requests => rows, renewal_ready => renewal_ready },
+        context! {
+            me => super::v(me), keys => super::v(keys), requests => rows, renewal_ready => renewal_ready,
+            held => holdings.keys_held,
+            max_keys => ekey_domain::request::MAX_KEYS,
+            room => ekey_domain::keycap::room_for_another(holdings),
+        },
     )
     .await
 }
@@ -246,6 +255,8 @@ struct KindCard {
     what: &'static str,
     reviewers: &'static str,
     needs_key: bool,
+    /// The kind takes a place under the three keys (增办, 重新申领).
+    adds_place: bool,
 }
 
 fn kind_cards(lang: Lang) -> Vec<KindCard> {
@@ -257,6 +268,7 @@ fn kind_cards(lang: Lang) -> Vec<KindCard> {
         what: lang.pick(what.0, what.1),
         reviewers: lang.pick(rev.0, rev.1),
         needs_key: kind.targets_existing_key(),
+        adds_place: ekey_domain::keycap::takes_a_place(kind),
     };
     let both = ("发证机构验核 → 服务商复核", "agency, then provider");
     vec![
@@ -322,14 +334,23 @@ pub async fn apply(State(state): State<AppState>, page: Page) -> Response {
         Ok(a) => a.clone(),
         Err(r) => return r,
     };
-    let has_keys = match keys::my_keys(State(state.clone()), auth).await {
+    let has_keys = match keys::my_keys(State(state.clone()), auth.clone()).await {
         Ok(axum::Json(k)) => k.iter().any(|k| k.state != "revoked" && k.state != "lost"),
+        Err(e) => return error_page(page.lang, e),
+    };
+    let holdings = match keys::my_holdings(&state, &auth).await {
+        Ok(h) => h,
         Err(e) => return error_page(page.lang, e),
     };
     page.render(
         &state,
         "apply.html",
-        context! { kinds => super::v(kind_cards(page.lang)), has_keys => has_keys },
+        context! {
+            kinds => super::v(kind_cards(page.lang)), has_keys => has_keys,
+            held => holdings.keys_held,
+            max_keys => ekey_domain::request::MAX_KEYS,
+            room => ekey_domain::keycap::room_for_another(holdings),
+        },
     )
     .await
 }

@@ -40,6 +40,7 @@ mod pages;
 mod reminders;
 mod renewal_expiry;
 mod replacement;
+mod replacement_pages;
 mod revocation;
 mod scans;
 mod softhsm;
