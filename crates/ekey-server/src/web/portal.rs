@@ -573,6 +573,30 @@ pub async fn show(
     Path(id): Path<String>,
     query: Q,
 ) -> Response {
+    show_with(state, page, id, query, None).await
+}
+
+/// A collection choice typed but refused: what was typed, and the problem at its field.
+struct CollectionTyped {
+    values: minijinja::Value,
+    errors: FieldErrors,
+}
+
+/// The field of the collection form an error code concerns.
+fn collection_field(code: &str) -> &'static str {
+    ["recipient", "mobile", "id_number", "address"]
+        .into_iter()
+        .find(|f| code.contains(f))
+        .unwrap_or("_form")
+}
+
+async fn show_with(
+    state: AppState,
+    page: Page,
+    id: String,
+    query: Q,
+    typed: Option<CollectionTyped>,
+) -> Response {
     let auth = match enterprise_auth(&page) {
         Ok(a) => a.clone(),
         Err(r) => return r,
@@ -693,6 +717,8 @@ pub async fn show(
             collection_open => collection_open,
             registered_address => enterprise.map(|e| e.address),
             unlock_serial => unlock_serial,
+            typed_collection => typed.as_ref().map(|t| t.values.clone()),
+            collection_errors => typed.as_ref().map(|t| super::v(&t.errors)),
         },
     )
     .await
@@ -918,10 +944,30 @@ pub async fn collection(
     let result =
         selfservice::choose_collection(State(state.clone()), auth, Path(id.clone()), ApiJson(body))
             .await;
-    super::after(
-        page.lang,
-        result,
-        &format!("/portal/requests/{id}?done=collection#collection"),
-        &format!("/portal/requests/{id}#collection"),
-    )
+    match result {
+        Err(e) if !super::is_refusal(&e) => {
+            // Shown again with everything typed and the problem at its field.
+            let mut errors = FieldErrors::default();
+            errors.add(
+                collection_field(e.code),
+                page.lang.pick(&e.zh, &e.en).to_string(),
+            );
+            let status = e.status;
+            let typed = CollectionTyped {
+                values: form.values(),
+                errors,
+            };
+            let mut response = show_with(state, page, id, Query(Vec::new()), Some(typed)).await;
+            if response.status() == StatusCode::OK {
+                *response.status_mut() = status;
+            }
+            response
+        }
+        result => super::after(
+            page.lang,
+            result,
+            &format!("/portal/requests/{id}?done=collection#collection"),
+            &format!("/portal/requests/{id}#collection"),
+        ),
+    }
 }

@@ -1,13 +1,27 @@
-//! The enterprise's pages around the three-key limit (issue 16, item 14): the limit said
-//! where it bites (home count with keys in progress, 增办 not offered at the limit, a
-//! refused fourth key explained at the top of the form).
+//! The enterprise's pages around the three-key limit and its forms (issue 16, items 14 and
+//! 17): the limit said where it bites (home count with keys in progress, 增办 not offered
+//! at the limit, a refused fourth key explained at the top of the form), and nothing typed
+//! lost (a refused mailing choice shown again with what was typed and the problem at its
+//! field; registration keeps what was typed; mobiles typed in groups accepted).
 
+use ekey_testkit::ident::credit_code;
 use ekey_testkit::scenario::{self, DEMO_PASSWORD, Portal};
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::pages::PageClient;
 use crate::support::*;
+
+/// The text of the first `<small class="err" role="alert">` after `id="<id>"`.
+fn error_after(html: &str, id: &str) -> String {
+    let at = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no element {id}"));
+    let rest = &html[at..];
+    let marker = "class=\"err\" role=\"alert\">";
+    let start = rest.find(marker).unwrap() + marker.len();
+    rest[start..start + rest[start..].find('<').unwrap()].to_string()
+}
 
 /// The first `<p class="alert" …>` of the page.
 fn top_alert(html: &str) -> String {
@@ -84,3 +98,111 @@ async fn the_limit_is_said_where_it_bites(db: Db) {
     s.stop().await;
 }
 on_both_databases!(the_limit_is_said_where_it_bites);
+
+async fn a_refused_mailing_choice_keeps_what_was_typed(db: Db) {
+    let s = TestServer::start(db).await;
+    let demo = s.login("demo@ekey.example").await;
+    let id = request_in_agency_review(&s, &demo).await;
+    let p = PageClient::new(&s);
+    p.login("demo@ekey.example", DEMO_PASSWORD).await;
+    let path = format!("/portal/requests/{id}");
+    let csrf = p.csrf(&path).await;
+    let before = s.snapshot().await;
+    let typed = [
+        ("csrf", csrf.as_str()),
+        ("method", "mail"),
+        ("recipient", "王收件"),
+        ("mobile", "139 8765 4321"),
+        ("id_number", "11010519491231002X"),
+        ("address", "上海市浦东新区世纪大道 100 号"),
+    ];
+    let a = p.post(&format!("{path}/collection"), &typed).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.location);
+    let h = &a.body;
+    for v in ["王收件", "139 8765 4321", "上海市浦东新区世纪大道 100 号"] {
+        assert!(h.contains(&format!("value=\"{v}\"")), "{v} kept");
+    }
+    assert!(
+        h.contains("name=\"method\" value=\"mail\" checked"),
+        "mailing stays chosen"
+    );
+    let e = error_after(h, "c-address");
+    assert!(e.contains("注册"), "the problem at the address: {e:?}");
+    assert_eq!(error_after(h, "c-recipient"), "");
+    assert_eq!(before, s.snapshot().await, "nothing saved");
+    // A wrong mobile: said at the mobile.
+    let mut wrong = typed;
+    wrong[3] = ("mobile", "139 8765 432");
+    wrong[5] = ("address", "南京市建邺区江东中路 100 号");
+    let a = p.post(&format!("{path}/collection"), &wrong).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_after(&a.body, "c-mobile").contains("手机"), "mobile");
+    // Corrected: saved, the mobile typed in groups accepted.
+    let mut right = typed;
+    right[5] = ("address", "南京市建邺区江东中路 100 号 3 楼");
+    let a = p.post(&format!("{path}/collection"), &right).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let (_, r) = s.get(&format!("/api/v1/requests/{id}"), Some(&demo)).await;
+    assert_eq!(r["collection"]["mobile"], "13987654321", "{r}");
+    s.stop().await;
+}
+on_both_databases!(a_refused_mailing_choice_keeps_what_was_typed);
+
+async fn registration_keeps_what_was_typed_and_takes_grouped_mobiles(db: Db) {
+    let s = TestServer::start(db).await;
+    let p = PageClient::new(&s);
+    let csrf = p.csrf("/register").await;
+    let code = credit_code(1101);
+    let mut form = vec![
+        ("csrf", csrf.as_str()),
+        ("enterprise_name", "无锡分组号码有限公司"),
+        ("credit_code", code.as_str()),
+        ("province", "320000"),
+        ("address", "无锡市梁溪区中山路 8 号"),
+        ("legal_representative", "顾伟"),
+        ("contact_name", "沈洁"),
+        ("id_number", "11010519491231002X"),
+        ("mobile", "139-1234-5678"),
+        ("email", "grouped@pages.example"),
+        ("password", "Secret-2026"),
+        ("password2", "Other-2026"),
+    ];
+    // A password mismatch: everything else comes back as typed, passwords do not.
+    let a = p.post("/register", &form).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for (k, v) in &form[1..10] {
+        if *k == "province" {
+            assert!(
+                a.body.contains("value=\"320000\" selected"),
+                "province kept"
+            );
+        } else {
+            assert!(a.body.contains(&format!("value=\"{v}\"")), "{k} kept");
+        }
+    }
+    assert!(!a.body.contains("Secret-2026") && !a.body.contains("Other-2026"));
+    assert!(
+        a.body.contains("id=\"e-mobile\" role=\"alert\"></small>"),
+        "the grouped mobile is fine"
+    );
+    assert!(
+        !a.body
+            .contains("id=\"e-password2\" role=\"alert\"></small>"),
+        "the mismatch is said"
+    );
+    form[11] = ("password2", "Secret-2026");
+    let a = p.post("/register", &form).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    // The API takes a mobile in groups too, and stores it without the spaces.
+    let mut body = registration(
+        "无锡空格号码有限公司",
+        &credit_code(1102),
+        "320000",
+        "spaced@pages.example",
+    );
+    body["contact"]["mobile"] = json!("+86 139 1234 5678");
+    let (status, v) = s.post("/api/v1/registrations", None, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    s.stop().await;
+}
+on_both_databases!(registration_keeps_what_was_typed_and_takes_grouped_mobiles);
