@@ -131,6 +131,26 @@ pub fn room_for_another(holdings: Holdings) -> bool {
     holdings.keys_held < MAX_KEYS
 }
 
+/// What the enterprise says of the key a 补办 replaces (required for a 补办): `Some(true)`
+/// lost, `Some(false)` damaged. Returns whether it is lost; other kinds default to not lost.
+pub fn key_condition(kind: Kind, key_lost: Option<bool>) -> Result<bool, DomainError> {
+    match (kind, key_lost) {
+        (Kind::Replacement, None) => Err(KeyCapError::ConditionRequired.into()),
+        (_, lost) => Ok(lost.unwrap_or(false)),
+    }
+}
+
+/// What a 补办 does to the original: a lost key is reported lost and its certificate revoked
+/// for keyCompromise (someone may hold it); a damaged key is marked damaged and its
+/// certificate revoked as superseded.
+pub fn retirement(key_lost: bool) -> (crate::key::KeyEvent, &'static str) {
+    if key_lost {
+        (crate::key::KeyEvent::ReportLost, "keyCompromise")
+    } else {
+        (crate::key::KeyEvent::ReportDamaged, "superseded")
+    }
+}
+
 /// Why a request naming an existing key was refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -144,6 +164,9 @@ pub enum KeyCapError {
         /// The number of the request in progress.
         number: String,
     },
+    /// A 补办 did not say whether the key is lost or damaged.
+    #[error("a replacement must say whether the key is lost or damaged")]
+    ConditionRequired,
 }
 
 impl KeyCapError {
@@ -152,6 +175,7 @@ impl KeyCapError {
         match self {
             KeyCapError::NothingToReplace => "ekey.replacement.no_key",
             KeyCapError::KeyBusy { .. } => "ekey.replacement.in_progress",
+            KeyCapError::ConditionRequired => "ekey.replacement.condition_required",
         }
     }
 
@@ -168,6 +192,12 @@ impl KeyCapError {
                 .pick(
                     "补办只能针对贵单位已领取的电子钥匙（使用中、已挂失或已损坏）：请填写遗失或损坏钥匙的原用户登录名。通过“获取登录名”预留、尚未制作钥匙的登录名不能补办，如需新增钥匙请申请增办",
                     "A replacement is only for a key your enterprise received (active, lost or damaged): enter the original login name of the lost or damaged key. A login name only reserved with \"get login name\" has no key to replace; ask for an additional key instead",
+                )
+                .into(),
+            KeyCapError::ConditionRequired => lang
+                .pick(
+                    "请选择原钥匙是遗失还是损坏：遗失的钥匙证书按密钥泄露（keyCompromise）吊销；损坏的钥匙证书作废（superseded）",
+                    "Say whether the original key is lost or damaged: a lost key's certificate is revoked for key compromise, a damaged key's as superseded",
                 )
                 .into(),
             KeyCapError::KeyBusy { number } => match lang {
@@ -257,6 +287,23 @@ mod tests {
         assert!(!is_original_to_retire(KeyState::AtAgency, false, true));
         assert!(!is_original_to_retire(KeyState::Active, true, false));
         assert!(!is_original_to_retire(KeyState::Lost, false, false));
+    }
+
+    #[test]
+    fn a_replacement_says_lost_or_damaged_and_each_retires_its_own_way() {
+        assert_eq!(
+            key_condition(Kind::Replacement, None).unwrap_err().code(),
+            "ekey.replacement.condition_required"
+        );
+        assert!(key_condition(Kind::Replacement, Some(true)).unwrap());
+        assert!(!key_condition(Kind::Replacement, Some(false)).unwrap());
+        assert!(!key_condition(Kind::Cancellation, None).unwrap());
+        let (event, reason) = retirement(true);
+        assert_eq!(KeyState::Active.apply(event).unwrap(), KeyState::Lost);
+        assert_eq!(reason, "keyCompromise");
+        let (event, reason) = retirement(false);
+        assert_eq!(KeyState::Active.apply(event).unwrap(), KeyState::Damaged);
+        assert_eq!(reason, "superseded");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use ekey_domain::key::{KeyEvent, KeyState};
+use ekey_domain::key::KeyState;
 use ekey_domain::request::{Kind, Role, Status};
 use ekey_store::{
     Batch, KeyChange, KeyRecord, NewAudit, NewKey, RequestRecord, Revocation, StoreError,
@@ -82,11 +82,7 @@ async fn retire_original(state: &AppState, auth: &Auth, r: &RequestRecord) -> Ap
         ) {
             continue;
         }
-        let event = if lost {
-            KeyEvent::ReportLost
-        } else {
-            KeyEvent::ReportDamaged
-        };
+        let (event, reason) = ekey_domain::keycap::retirement(lost);
         let to = k.state.apply(event).unwrap_or(if lost {
             KeyState::Lost
         } else {
@@ -117,7 +113,6 @@ async fn retire_original(state: &AppState, auth: &Auth, r: &RequestRecord) -> Ap
                 .await?
                 .is_some_and(|c| c.revoked_at.is_none())
         {
-            let reason = if lost { "keyCompromise" } else { "superseded" };
             batch.revocations.push(Revocation {
                 serial: serial.clone(),
                 reason: reason.into(),

@@ -534,7 +534,7 @@ pub async fn create(State(state): State<AppState>, page: Page, query: Q, form: F
                 reason: Some(form.get("reason").to_string()),
                 authorised_user: person_body(&form),
                 confirmation_letter_user: None,
-                key_lost: form.get("key_lost") == "on",
+                key_lost: key_lost_typed(kind, &form),
                 unlock_challenge: Some(form.get("unlock_challenge").to_string()),
             }),
         )
@@ -564,6 +564,20 @@ async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<RequestOut, Api
     requests::get(State(state.clone()), auth.clone(), Path(id.to_string()))
         .await
         .map(|j| j.0)
+}
+
+/// What the form says of the key: a 补办 chooses lost or damaged (nothing chosen: `None`,
+/// refused), a 注销 ticks "lost".
+fn key_lost_typed(kind: Kind, form: &Form) -> Option<bool> {
+    match kind {
+        Kind::Replacement => match form.get("key_condition") {
+            "lost" => Some(true),
+            "damaged" => Some(false),
+            _ => None,
+        },
+        Kind::Cancellation => Some(form.get("key_lost") == "on"),
+        _ => None,
+    }
 }
 
 /// The request: status, next step, due date, form, documents, uploads, collection, timeline.
@@ -747,6 +761,7 @@ pub async fn edit_page(
         au_mobile => r.form.authorised_user.mobile.clone(),
         au_email => r.form.authorised_user.email.clone(),
         key_lost => if r.form.key_lost { "on" } else { "" },
+        key_condition => if r.form.key_lost { "lost" } else { "damaged" },
         unlock_challenge => r.form.unlock_challenge.clone(),
         login_name => r.login_name.clone(),
     };
@@ -796,7 +811,7 @@ pub async fn edit(
                     .then(|| form.all("licence_types")),
                 reason: Some(form.get("reason").to_string()),
                 authorised_user: Some(person_body(&form)),
-                key_lost: (kind == Kind::Cancellation).then(|| form.get("key_lost") == "on"),
+                key_lost: key_lost_typed(kind, &form),
                 unlock_challenge: (kind == Kind::Unlock)
                     .then(|| form.get("unlock_challenge").to_string()),
             }),

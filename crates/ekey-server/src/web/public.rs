@@ -48,6 +48,7 @@ pub fn field_of(code: &str) -> &'static str {
         // Not a field's fault: said at the top of the form.
         ("too_many_keys", "_form"),
         ("replacement.no_key", "login_name"),
+        ("replacement.condition_required", "key_condition"),
         ("authorised_user", "au_name"),
         ("unlock", "unlock_challenge"),
     ];

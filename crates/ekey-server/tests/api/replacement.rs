@@ -204,3 +204,80 @@ async fn two_replacements_at_once_make_one(db: Db) {
     s.stop().await;
 }
 on_both_databases!(two_replacements_at_once_make_one);
+
+/// The replacement of `key_lost` (lost / damaged) for the demo's active key, approved and
+/// produced; returns the original key and its certificate as the provider finds them.
+async fn replaced(s: &TestServer, key_lost: bool) -> (Value, Value) {
+    let key = scenario::active_key(&Portal::new(&s.base)).await.unwrap();
+    let demo = s.login("demo@ekey.example").await;
+    let agency = s.login("agency-320000").await;
+    let provider = s.login("provider").await;
+    let mut body = replacement(&key.login_name);
+    body["key_lost"] = json!(key_lost);
+    let (status, v) = s.post("/api/v1/requests", Some(&demo), body).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    s.post(
+        &format!("/api/v1/requests/{id}/submit"),
+        Some(&demo),
+        json!({}),
+    )
+    .await;
+    upload_all(s, &demo, &id, SIX).await;
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/confirm-upload"),
+            Some(&demo),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    crate::lifecycle::approve_and_produce(s, &id, &demo, &agency, &provider).await;
+    let (_, keys) = s.get("/api/v1/keys", Some(&demo)).await;
+    let original = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == key.key_id.as_str())
+        .cloned()
+        .unwrap();
+    let (_, certs) = s
+        .get(
+            &format!("/api/v1/certificates?q={}", key.certificate_serial),
+            Some(&provider),
+        )
+        .await;
+    (original, certs[0].clone())
+}
+
+async fn a_replacement_says_whether_the_key_is_lost_or_damaged(db: Db) {
+    let s = TestServer::start(db).await;
+    let key = scenario::active_key(&Portal::new(&s.base)).await.unwrap();
+    let demo = s.login("demo@ekey.example").await;
+    let mut body = replacement(&key.login_name);
+    body.as_object_mut().unwrap().remove("key_lost");
+    let before = s.snapshot().await;
+    let (status, v) = s.post("/api/v1/requests", Some(&demo), body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["code"], "ekey.replacement.condition_required");
+    assert!(
+        v["message"].as_str().unwrap().contains("遗失还是损坏"),
+        "{v}"
+    );
+    assert_eq!(s.snapshot().await, before, "a refusal changes nothing");
+    s.stop().await;
+
+    // Damaged: the original is marked damaged, its certificate superseded.
+    let s = TestServer::start(db).await;
+    let (original, cert) = replaced(&s, false).await;
+    assert_eq!(original["state"], "damaged", "{original}");
+    assert_eq!(cert["revocation_reason"], "superseded", "{cert}");
+    s.stop().await;
+    // Lost: marked lost, revoked for key compromise.
+    let s = TestServer::start(db).await;
+    let (original, cert) = replaced(&s, true).await;
+    assert_eq!(original["state"], "lost", "{original}");
+    assert_eq!(cert["revocation_reason"], "keyCompromise", "{cert}");
+    s.stop().await;
+}
+on_both_databases!(a_replacement_says_whether_the_key_is_lost_or_damaged);

@@ -206,3 +206,55 @@ async fn registration_keeps_what_was_typed_and_takes_grouped_mobiles(db: Db) {
     s.stop().await;
 }
 on_both_databases!(registration_keeps_what_was_typed_and_takes_grouped_mobiles);
+
+async fn the_replacement_form_asks_lost_or_damaged(db: Db) {
+    let s = TestServer::start(db).await;
+    let key = scenario::active_key(&Portal::new(&s.base)).await.unwrap();
+    let p = PageClient::new(&s);
+    p.login("demo@ekey.example", DEMO_PASSWORD).await;
+    let path = format!(
+        "/portal/requests/new?kind=replacement&login_name={}",
+        key.login_name
+    );
+    let page = p.get(&path).await;
+    assert!(
+        page.body.contains("name=\"key_condition\" value=\"lost\"")
+            && page
+                .body
+                .contains("name=\"key_condition\" value=\"damaged\""),
+        "the form asks"
+    );
+    let csrf = p.csrf(&path).await;
+    let mut form = vec![
+        ("csrf", csrf.as_str()),
+        ("kind", "replacement"),
+        ("licence_types", "import_licence"),
+        ("login_mode", "original"),
+        ("login_name", key.login_name.as_str()),
+        ("reason", "钥匙插口断裂"),
+        ("au_name", "李明"),
+        ("au_id_number", "11010519491231002X"),
+        ("au_mobile", "13912345678"),
+        ("au_email", "liming@example.com"),
+    ];
+    let a = p.post("/portal/requests/new?kind=replacement", &form).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.location);
+    let e = error_after(&a.body, "f-key_condition");
+    assert!(e.contains("遗失还是损坏"), "said at the choice: {e:?}");
+    assert!(a.body.contains("钥匙插口断裂"), "the reason is kept");
+    form.push(("key_condition", "damaged"));
+    let a = p.post("/portal/requests/new?kind=replacement", &form).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let id = a
+        .location
+        .trim_start_matches("/portal/requests/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let demo = s.login("demo@ekey.example").await;
+    let (_, r) = s.get(&format!("/api/v1/requests/{id}"), Some(&demo)).await;
+    assert_eq!(r["form"]["key_lost"], false, "damaged: {r}");
+    s.stop().await;
+}
+on_both_databases!(the_replacement_form_asks_lost_or_damaged);
