@@ -20,7 +20,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// A headless Chromium session; chromedriver is killed when dropped.
-struct Browser {
+pub(crate) struct Browser {
     client: Client,
     driver: Child,
     shots: PathBuf,
@@ -37,7 +37,7 @@ fn artifacts() -> PathBuf {
 }
 
 impl Browser {
-    async fn start() -> Browser {
+    pub(crate) async fn start() -> Browser {
         // The test binary links rustls with both ring (lettre) and aws-lc-rs (fantoccini):
         // name the provider once for the process.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -99,12 +99,12 @@ impl Browser {
         panic!("chromedriver did not answer on {url}: {last:?}");
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.client.goto(url).await.unwrap();
     }
 
     /// A screenshot with `selector` scrolled to the middle of the window.
-    async fn shot_at(&self, name: &str, selector: &str) {
+    pub(crate) async fn shot_at(&self, name: &str, selector: &str) {
         self.client
             .execute(
                 "document.querySelector(arguments[0]).scrollIntoView({block: 'center'});",
@@ -115,12 +115,12 @@ impl Browser {
         self.shot(name).await;
     }
 
-    async fn shot(&self, name: &str) {
+    pub(crate) async fn shot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
         std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
     }
 
-    async fn css(&self, selector: &str) -> fantoccini::elements::Element {
+    pub(crate) async fn css(&self, selector: &str) -> fantoccini::elements::Element {
         self.client
             .wait()
             .at_most(Duration::from_secs(10))
@@ -129,11 +129,11 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element {selector}: {e}"))
     }
 
-    async fn click(&self, selector: &str) {
+    pub(crate) async fn click(&self, selector: &str) {
         self.css(selector).await.click().await.unwrap();
     }
 
-    async fn fill(&self, name: &str, value: &str) {
+    pub(crate) async fn fill(&self, name: &str, value: &str) {
         let el = self.css(&format!("[name=\"{name}\"]")).await;
         el.clear().await.unwrap();
         el.send_keys(value).await.unwrap();
@@ -145,11 +145,11 @@ impl Browser {
         el.send_keys(value).await.unwrap();
     }
 
-    async fn text(&self, selector: &str) -> String {
+    pub(crate) async fn text(&self, selector: &str) -> String {
         self.css(selector).await.text().await.unwrap()
     }
 
-    async fn body(&self) -> String {
+    pub(crate) async fn body(&self) -> String {
         self.text("body").await
     }
 
@@ -158,7 +158,7 @@ impl Browser {
     }
 
     /// Waits until `selector`'s text contains `needle`.
-    async fn wait_text(&self, selector: &str, needle: &str) -> String {
+    pub(crate) async fn wait_text(&self, selector: &str, needle: &str) -> String {
         for _ in 0..150 {
             if let Ok(el) = self.client.find(Locator::Css(selector)).await
                 && let Ok(t) = el.text().await
@@ -186,7 +186,7 @@ impl Browser {
             .join("; ")
     }
 
-    async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let _ = self.client.clone().close().await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();
@@ -588,7 +588,7 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
 }
 
 /// Logs in through the login form.
-async fn log_in(b: &Browser, s: &TestServer, login: &str, password: &str) {
+pub(crate) async fn log_in(b: &Browser, s: &TestServer, login: &str, password: &str) {
     b.goto(&s.url("/login")).await;
     b.fill("login", login).await;
     b.fill("password", password).await;

@@ -258,3 +258,76 @@ async fn the_replacement_form_asks_lost_or_damaged(db: Db) {
     s.stop().await;
 }
 on_both_databases!(the_replacement_form_asks_lost_or_damaged);
+
+/// In Chromium: the home count and the apply page at the limit, and a refused mailing
+/// choice shown again with what was typed (screenshots `h1-*.png` with browser.rs's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_limit_and_a_refused_mailing_choice_in_a_browser() {
+    use crate::browser::{Browser, log_in};
+    let s = TestServer::start(Db::Sqlite).await;
+    scenario::active_key(&Portal::new(&s.base)).await.unwrap();
+    let demo = s.login("demo@ekey.example").await;
+    // One 增办 under review (its collection can be chosen), one in draft: three in all.
+    let additional = json!({"kind": "additional", "licence_types": ["import_licence"],
+        "reason": "新增口岸业务", "login_name": {"mode": "allocate"},
+        "authorised_user": person("liming@example.com")});
+    let (_, v) = s
+        .post("/api/v1/requests", Some(&demo), additional.clone())
+        .await;
+    let id = v["id"].as_str().unwrap().to_string();
+    s.post(
+        &format!("/api/v1/requests/{id}/submit"),
+        Some(&demo),
+        json!({}),
+    )
+    .await;
+    upload_all(&s, &demo, &id, SIX).await;
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/confirm-upload"),
+            Some(&demo),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = s.post("/api/v1/requests", Some(&demo), additional).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+
+    let b = Browser::start().await;
+    log_in(&b, &s, "demo@ekey.example", DEMO_PASSWORD).await;
+    b.goto(&s.url("/portal")).await;
+    assert_eq!(b.text(".key-count").await, "3 / 3");
+    assert!(b.body().await.contains("已达上限"));
+    b.shot("h1-01-home-at-the-limit").await;
+    b.goto(&s.url("/portal/apply")).await;
+    let text = b.body().await;
+    assert!(text.contains("已达每家企业最多 3 把的上限"), "{text}");
+    b.shot_at("h1-02-apply-no-additional", ".at-limit").await;
+
+    b.goto(&s.url(&format!("/portal/requests/{id}"))).await;
+    b.click("input[name=method][value=mail]").await;
+    b.fill("recipient", "王收件").await;
+    b.fill("mobile", "139 8765 4321").await;
+    b.fill("id_number", "11010519491231002X").await;
+    b.fill("address", "上海市浦东新区世纪大道 100 号").await;
+    b.click("#collection button[type=submit]").await;
+    let err = b.wait_text("#collection .has-error .err", "注册").await;
+    assert!(err.contains("南京市建邺区江东中路"), "{err}");
+    for (name, typed) in [
+        ("recipient", "王收件"),
+        ("mobile", "139 8765 4321"),
+        ("address", "上海市浦东新区世纪大道 100 号"),
+    ] {
+        let value = b
+            .css(&format!("#collection [name={name}]"))
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        assert_eq!(value, typed, "{name} kept");
+    }
+    b.shot_at("h1-03-mailing-refused-kept", "#collection").await;
+    b.close().await;
+    s.stop().await;
+}
