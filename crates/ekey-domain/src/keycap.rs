@@ -151,6 +151,18 @@ pub fn retirement(key_lost: bool) -> (crate::key::KeyEvent, &'static str) {
     }
 }
 
+/// Whether the return of a key in `state` may be recorded: only a damaged key (a lost one
+/// cannot come back; others are in use or ended otherwise), and only once.
+pub fn check_return(state: KeyState, already_returned: bool) -> Result<(), DomainError> {
+    if state != KeyState::Damaged {
+        return Err(KeyCapError::NotDamaged.into());
+    }
+    if already_returned {
+        return Err(KeyCapError::AlreadyReturned.into());
+    }
+    Ok(())
+}
+
 /// Why a request naming an existing key was refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -164,6 +176,12 @@ pub enum KeyCapError {
         /// The number of the request in progress.
         number: String,
     },
+    /// A return was recorded for a key that is not damaged.
+    #[error("only a damaged key is handed back")]
+    NotDamaged,
+    /// The damaged key's return is already recorded.
+    #[error("the key's return is already recorded")]
+    AlreadyReturned,
     /// A 补办 did not say whether the key is lost or damaged.
     #[error("a replacement must say whether the key is lost or damaged")]
     ConditionRequired,
@@ -176,13 +194,18 @@ impl KeyCapError {
             KeyCapError::NothingToReplace => "ekey.replacement.no_key",
             KeyCapError::KeyBusy { .. } => "ekey.replacement.in_progress",
             KeyCapError::ConditionRequired => "ekey.replacement.condition_required",
+            KeyCapError::NotDamaged => "ekey.key.not_damaged",
+            KeyCapError::AlreadyReturned => "ekey.key.already_returned",
         }
     }
 
     /// Whether the error is a conflict with something in progress (409) rather than bad
     /// input (422).
     pub fn is_conflict(&self) -> bool {
-        matches!(self, KeyCapError::KeyBusy { .. })
+        matches!(
+            self,
+            KeyCapError::KeyBusy { .. } | KeyCapError::NotDamaged | KeyCapError::AlreadyReturned
+        )
     }
 
     /// A sentence for the person who caused it.
@@ -192,6 +215,18 @@ impl KeyCapError {
                 .pick(
                     "补办只能针对贵单位已领取的电子钥匙（使用中、已挂失或已损坏）：请填写遗失或损坏钥匙的原用户登录名。通过“获取登录名”预留、尚未制作钥匙的登录名不能补办，如需新增钥匙请申请增办",
                     "A replacement is only for a key your enterprise received (active, lost or damaged): enter the original login name of the lost or damaged key. A login name only reserved with \"get login name\" has no key to replace; ask for an additional key instead",
+                )
+                .into(),
+            KeyCapError::NotDamaged => lang
+                .pick(
+                    "只有补办后记为“已损坏”的钥匙才能登记交回",
+                    "Only a key recorded as damaged after its replacement can be recorded as handed back",
+                )
+                .into(),
+            KeyCapError::AlreadyReturned => lang
+                .pick(
+                    "这把损坏的钥匙已登记交回",
+                    "This damaged key's return is already recorded",
                 )
                 .into(),
             KeyCapError::ConditionRequired => lang
@@ -304,6 +339,22 @@ mod tests {
         let (event, reason) = retirement(false);
         assert_eq!(KeyState::Active.apply(event).unwrap(), KeyState::Damaged);
         assert_eq!(reason, "superseded");
+    }
+
+    #[test]
+    fn only_a_damaged_key_is_handed_back_once() {
+        check_return(KeyState::Damaged, false).unwrap();
+        for (state, returned, code) in [
+            (KeyState::Damaged, true, "ekey.key.already_returned"),
+            (KeyState::Lost, false, "ekey.key.not_damaged"),
+            (KeyState::Active, false, "ekey.key.not_damaged"),
+        ] {
+            assert_eq!(
+                check_return(state, returned).unwrap_err().code(),
+                code,
+                "{state:?}"
+            );
+        }
     }
 
     #[test]

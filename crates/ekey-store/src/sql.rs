@@ -34,6 +34,10 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0010_bounded_growth.sql"),
     ),
     (11, include_str!("../migrations/sqlite/0011_doors.sql")),
+    (
+        12,
+        include_str!("../migrations/sqlite/0012_key_returns.sql"),
+    ),
 ];
 const MIGRATIONS_PG: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -55,6 +59,10 @@ const MIGRATIONS_PG: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0010_bounded_growth.sql"),
     ),
     (11, include_str!("../migrations/postgres/0011_doors.sql")),
+    (
+        12,
+        include_str!("../migrations/postgres/0012_key_returns.sql"),
+    ),
 ];
 
 /// The SQL store on SQLite or PostgreSQL.
@@ -1618,6 +1626,54 @@ impl Store for SqlStore {
     async fn keys_of_enterprise(&self, enterprise_id: &str) -> Result<Vec<KeyRecord>> {
         self.all_by_key(sql_keys_of_enterprise(), enterprise_id, key_from_row)
             .await
+    }
+
+    async fn record_key_return(
+        &self,
+        key_id: &str,
+        at: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<DateTime<Utc>> {
+        let mut tx = self.begin_write().await?;
+        let Some(row) = sqlx::query(
+            "SELECT k.status, r.returned_at FROM keys k \
+             LEFT JOIN key_returns r ON r.key_id = k.id WHERE k.id = $1",
+        )
+        .bind(key_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Err(StoreError::NotFound);
+        };
+        let status: String = row.try_get("status")?;
+        let state =
+            ekey_domain::key::KeyState::parse(&status).ok_or_else(|| corrupt("key status"))?;
+        let returned: Option<i64> = row.try_get("returned_at")?;
+        ekey_domain::keycap::check_return(state, returned.is_some())?;
+        sqlx::query(
+            "INSERT INTO key_returns (key_id, returned_at, recorded_by) VALUES ($1, $2, $3)",
+        )
+        .bind(key_id)
+        .bind(ms(at))
+        .bind(&audit.actor_id)
+        .execute(&mut *tx)
+        .await?;
+        let mut audit = audit;
+        audit.object_type = "key".into();
+        audit.object_id = key_id.to_string();
+        append_audit_tx(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(at)
+    }
+
+    async fn key_return(&self, key_id: &str) -> Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query("SELECT returned_at FROM key_returns WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get::<i64, _>("returned_at").map(from_ms))
+            .transpose()
+            .map_err(Into::into)
     }
 
     async fn key_holdings(&self, enterprise_id: &str) -> Result<Holdings> {

@@ -272,12 +272,53 @@ async fn a_replacement_says_whether_the_key_is_lost_or_damaged(db: Db) {
     let (original, cert) = replaced(&s, false).await;
     assert_eq!(original["state"], "damaged", "{original}");
     assert_eq!(cert["revocation_reason"], "superseded", "{cert}");
+    assert_eq!(original["returned_at"], Value::Null, "not back yet");
+    // The damaged key arrives at the agency's window: recorded once, by staff only.
+    let key_id = original["id"].as_str().unwrap();
+    let url = format!("/api/v1/keys/{key_id}/return");
+    let demo = s.login("demo@ekey.example").await;
+    let beijing = s.login("agency-110000").await;
+    let agency = s.login("agency-320000").await;
+    let (status, _) = s.post(&url, Some(&demo), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = s.post(&url, Some(&beijing), json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another province's key");
+    let (status, v) = s.post(&url, Some(&agency), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["returned_at"].as_str().is_some(), "{v}");
+    let provider = s.login("provider").await;
+    let before = s.snapshot().await;
+    let (status, v) = s.post(&url, Some(&provider), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "ekey.key.already_returned");
+    assert_eq!(s.snapshot().await, before, "recorded once");
+    let (_, keys) = s.get("/api/v1/keys", Some(&demo)).await;
+    let listed = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == key_id)
+        .unwrap();
+    assert!(listed["returned_at"].as_str().is_some(), "{listed}");
+    let report = s.verify_audit().await;
+    assert_eq!(report.first_broken, None);
     s.stop().await;
     // Lost: marked lost, revoked for key compromise.
     let s = TestServer::start(db).await;
     let (original, cert) = replaced(&s, true).await;
     assert_eq!(original["state"], "lost", "{original}");
     assert_eq!(cert["revocation_reason"], "keyCompromise", "{cert}");
+    // A lost key cannot come back.
+    let provider = s.login("provider").await;
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/keys/{}/return", original["id"].as_str().unwrap()),
+            Some(&provider),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "ekey.key.not_damaged");
     s.stop().await;
 }
 on_both_databases!(a_replacement_says_whether_the_key_is_lost_or_damaged);
