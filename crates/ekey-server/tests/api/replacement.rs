@@ -206,8 +206,9 @@ async fn two_replacements_at_once_make_one(db: Db) {
 on_both_databases!(two_replacements_at_once_make_one);
 
 /// The replacement of `key_lost` (lost / damaged) for the demo's active key, approved and
-/// produced; returns the original key and its certificate as the provider finds them.
-async fn replaced(s: &TestServer, key_lost: bool) -> (Value, Value) {
+/// produced; returns the original key and its certificate as the provider finds them, and
+/// the replacement's id.
+pub(crate) async fn replaced(s: &TestServer, key_lost: bool) -> (Value, Value, String) {
     let key = scenario::active_key(&Portal::new(&s.base)).await.unwrap();
     let demo = s.login("demo@ekey.example").await;
     let agency = s.login("agency-320000").await;
@@ -247,7 +248,7 @@ async fn replaced(s: &TestServer, key_lost: bool) -> (Value, Value) {
             Some(&provider),
         )
         .await;
-    (original, certs[0].clone())
+    (original, certs[0].clone(), id)
 }
 
 async fn a_replacement_says_whether_the_key_is_lost_or_damaged(db: Db) {
@@ -269,7 +270,7 @@ async fn a_replacement_says_whether_the_key_is_lost_or_damaged(db: Db) {
 
     // Damaged: the original is marked damaged, its certificate superseded.
     let s = TestServer::start(db).await;
-    let (original, cert) = replaced(&s, false).await;
+    let (original, cert, _) = replaced(&s, false).await;
     assert_eq!(original["state"], "damaged", "{original}");
     assert_eq!(cert["revocation_reason"], "superseded", "{cert}");
     assert_eq!(original["returned_at"], Value::Null, "not back yet");
@@ -305,7 +306,7 @@ async fn a_replacement_says_whether_the_key_is_lost_or_damaged(db: Db) {
     s.stop().await;
     // Lost: marked lost, revoked for key compromise.
     let s = TestServer::start(db).await;
-    let (original, cert) = replaced(&s, true).await;
+    let (original, cert, _) = replaced(&s, true).await;
     assert_eq!(original["state"], "lost", "{original}");
     assert_eq!(cert["revocation_reason"], "keyCompromise", "{cert}");
     // A lost key cannot come back.

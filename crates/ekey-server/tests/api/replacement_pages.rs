@@ -331,3 +331,30 @@ async fn the_limit_and_a_refused_mailing_choice_in_a_browser() {
     b.close().await;
     s.stop().await;
 }
+
+async fn the_agency_records_the_damaged_keys_return_from_its_console(db: Db) {
+    let s = TestServer::start(db).await;
+    let (original, _, id) = crate::replacement::replaced(&s, false).await;
+    let p = PageClient::new(&s);
+    p.login("agency-320000", DEMO_PASSWORD).await;
+    let path = format!("/console/requests/{id}");
+    let page = p.get(&path).await;
+    assert!(page.body.contains("尚未交回"), "not back yet");
+    let key_id = original["id"].as_str().unwrap();
+    let action = format!("/console/keys/{key_id}/return");
+    assert!(page.body.contains(&action), "the button is there");
+    let csrf = crate::pages::csrf_of(&page.body);
+    let a = p
+        .post(
+            &action,
+            &[("csrf", csrf.as_str()), ("request_id", id.as_str())],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(a.location, format!("{path}?done=key_returned"));
+    let page = p.get(&a.location).await;
+    assert!(page.body.contains("class=\"key-returned\""), "recorded");
+    assert!(!page.body.contains(&action), "once");
+    s.stop().await;
+}
+on_both_databases!(the_agency_records_the_damaged_keys_return_from_its_console);
