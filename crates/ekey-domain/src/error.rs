@@ -34,6 +34,9 @@ pub enum DomainError {
     /// A holiday calendar file could not be used.
     #[error(transparent)]
     Calendar(#[from] CalendarError),
+    /// A request naming an existing key breaks the key-limit or one-at-a-time rules.
+    #[error(transparent)]
+    KeyCap(#[from] crate::keycap::KeyCapError),
     /// The province code is not one of the 31 provincial-level divisions.
     #[error("unknown province {0}")]
     UnknownProvince(String),
@@ -202,6 +205,7 @@ impl DomainError {
             Ident(e) => e.code(),
             Upload(e) => e.code(),
             Calendar(e) => e.code(),
+            KeyCap(e) => e.code(),
             UnknownProvince(_) => "ekey.province.unknown",
             UnknownKind(_) => "ekey.request.unknown_kind",
             UnknownLicenceType(_) => "ekey.request.unknown_licence_type",
@@ -247,6 +251,7 @@ impl DomainError {
         use DomainError::*;
         match self {
             WrongRole { .. } | OutOfScope => ErrorClass::Forbidden,
+            KeyCap(e) if e.is_conflict() => ErrorClass::Conflict,
             WrongState { .. }
             | MaterialsLocked(_)
             | LoginNameTaken
@@ -264,6 +269,7 @@ impl DomainError {
             Ident(e) => e.message(lang),
             Upload(e) => e.message(lang),
             Calendar(e) => e.message(lang),
+            KeyCap(e) => e.message(lang),
             UnknownProvince(p) => {
                 if zh {
                     format!("未知的省份代码“{p}”：请填写六位行政区划代码，如江苏 320000")

@@ -395,10 +395,20 @@ string_ident!(Mobile);
 impl Mobile {
     /// Checks and normalises a mobile number.
     pub fn parse(s: &str) -> Result<Self, IdentError> {
-        let s = normalise(s);
+        // People write numbers in groups: "138 1234 5678", "138-1234-5678".
+        let s: String = normalise(s)
+            .chars()
+            .filter(|c| {
+                !c.is_whitespace() && !matches!(c, '-' | '\u{2010}'..='\u{2015}' | '\u{2212}')
+            })
+            .collect();
         let mut rest = s.as_str();
-        if let Some(r) = rest.strip_prefix("+86").or_else(|| rest.strip_prefix("86")) {
-            rest = r.strip_prefix([' ', '-']).unwrap_or(r);
+        if let Some(r) = rest.strip_prefix("+86") {
+            rest = r;
+        } else if rest.len() == 13
+            && let Some(r) = rest.strip_prefix("86")
+        {
+            rest = r;
         }
         let b = rest.as_bytes();
         let ok = b.len() == 11
@@ -713,6 +723,12 @@ mod tests {
             "+86-13812345678",
             "86 13812345678",
             " 13812345678 ",
+            "138 1234 5678",
+            "138-1234-5678",
+            "+86 138 1234 5678",
+            "+86  13812345678",
+            "１３８ １２３４ ５６７８",
+            "138\u{2013}1234\u{2013}5678",
         ] {
             assert_eq!(Mobile::parse(s).unwrap().as_str(), "13812345678", "{s}");
         }
@@ -725,9 +741,9 @@ mod tests {
             "12812345678",
             "1381234567",
             "138123456789",
-            "138 1234 5678",
             "+85213812345678",
-            "+86  13812345678",
+            "+86 138 1234 567",
+            "138.1234.5678",
             "1381234567a",
             "+86",
         ] {

@@ -8,6 +8,7 @@ pub mod error;
 pub mod ident;
 pub mod infochange;
 pub mod key;
+pub mod keycap;
 pub mod keyproof;
 pub mod lunar;
 pub mod province;

@@ -1115,7 +1115,9 @@ pub fn validate_new_request(
     match kind {
         Kind::First if holdings.keys_held > 0 => return Err(DomainError::NotFirst),
         Kind::Additional if holdings.keys_held == 0 => return Err(DomainError::NoKeyYet),
-        Kind::Additional | Kind::Reapplication if holdings.keys_held >= MAX_KEYS => {
+        kind if crate::keycap::takes_a_place(kind)
+            && !crate::keycap::room_for_another(holdings) =>
+        {
             return Err(DomainError::TooManyKeys {
                 held: holdings.keys_held,
             });

@@ -391,6 +391,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn key_by_certificate(&self, serial: &str) -> Result<Option<KeyRecord>>;
     /// An enterprise's keys, newest first.
     async fn keys_of_enterprise(&self, enterprise_id: &str) -> Result<Vec<KeyRecord>>;
+    /// How many of the three keys the enterprise holds now, counted as `create_request`
+    /// counts them (keys that count plus open requests that will produce one).
+    async fn key_holdings(&self, enterprise_id: &str) -> Result<ekey_domain::request::Holdings>;
+    /// Records that a damaged key was handed back (after its 补办), once, with its audit
+    /// record, in one transaction; refused (domain error) for a key not damaged or already
+    /// returned. Returns when it was recorded.
+    async fn record_key_return(
+        &self,
+        key_id: &str,
+        at: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<DateTime<Utc>>;
+    /// When a damaged key was handed back, if it was.
+    async fn key_return(&self, key_id: &str) -> Result<Option<DateTime<Utc>>>;
     /// Keys travelling in a shipment.
     async fn keys_in_shipment(&self, shipment_id: &str) -> Result<Vec<KeyRecord>>;
     /// Reserves a serial for an order before the CA signs; for an order already reserved,

@@ -34,6 +34,10 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0010_bounded_growth.sql"),
     ),
     (11, include_str!("../migrations/sqlite/0011_doors.sql")),
+    (
+        12,
+        include_str!("../migrations/sqlite/0012_key_returns.sql"),
+    ),
 ];
 const MIGRATIONS_PG: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -55,6 +59,10 @@ const MIGRATIONS_PG: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0010_bounded_growth.sql"),
     ),
     (11, include_str!("../migrations/postgres/0011_doors.sql")),
+    (
+        12,
+        include_str!("../migrations/postgres/0012_key_returns.sql"),
+    ),
 ];
 
 /// The SQL store on SQLite or PostgreSQL.
@@ -361,23 +369,30 @@ fn outbox_from_row(r: &AnyRow) -> Result<OutboxMessage> {
     })
 }
 
-/// Keys an enterprise holds now: issued and not revoked, lost, damaged or expired, plus
-/// open requests that will produce one (a replacement replaces, it does not add).
+/// Keys an enterprise holds now, counted as `ekey_domain::keycap` says: keys in a state
+/// that counts, plus open requests that will produce one — 首次/增办/重新申领 without their
+/// key yet, and a 补办 whose login name has no counting key left (a 补办 of a key that
+/// counts replaces it, it does not add).
 async fn holdings_tx(conn: &mut AnyConnection, enterprise_id: &str) -> Result<Holdings> {
-    let keys: i64 = sqlx::query(
-        "SELECT COUNT(*) AS n FROM keys WHERE enterprise_id = $1 \
-         AND status NOT IN ('revoked', 'lost', 'damaged', 'expired', 'blank')",
-    )
+    // The lists are the domain's own machine names, never input.
+    let counted = ekey_domain::keycap::counted_states_sql();
+    let terminal = ekey_domain::keycap::terminal_statuses_sql();
+    let keys: i64 = sqlx::query(AssertSqlSafe(format!(
+        "SELECT COUNT(*) AS n FROM keys WHERE enterprise_id = $1 AND status IN ({counted})"
+    )))
     .bind(enterprise_id)
     .fetch_one(&mut *conn)
     .await?
     .try_get("n")?;
-    let open: i64 = sqlx::query(
+    let open: i64 = sqlx::query(AssertSqlSafe(format!(
         "SELECT COUNT(*) AS n FROM requests WHERE enterprise_id = $1 \
-         AND kind IN ('first', 'additional', 'reapplication') \
-         AND status NOT IN ('completed', 'refused', 'withdrawn') \
-         AND NOT EXISTS (SELECT 1 FROM keys k WHERE k.request_id = requests.id)",
-    )
+         AND status NOT IN ({terminal}) \
+         AND NOT EXISTS (SELECT 1 FROM keys k WHERE k.request_id = requests.id) \
+         AND (kind IN ('first', 'additional', 'reapplication') \
+              OR (kind = 'replacement' AND NOT EXISTS (SELECT 1 FROM keys o \
+                  WHERE o.enterprise_id = requests.enterprise_id \
+                  AND o.login_name = requests.login_name AND o.status IN ({counted}))))"
+    )))
     .bind(enterprise_id)
     .fetch_one(&mut *conn)
     .await?
@@ -385,6 +400,43 @@ async fn holdings_tx(conn: &mut AnyConnection, enterprise_id: &str) -> Result<Ho
     Ok(Holdings {
         keys_held: u32::try_from(keys + open).unwrap_or(u32::MAX),
     })
+}
+
+/// What a new request naming `login_name` finds: the states of the enterprise's keys under
+/// it, and an open 补办 or 注销 already naming it.
+async fn key_target_tx(
+    conn: &mut AnyConnection,
+    enterprise_id: &str,
+    login_name: &str,
+) -> Result<ekey_domain::keycap::KeyTarget> {
+    let rows = sqlx::query("SELECT status FROM keys WHERE enterprise_id = $1 AND login_name = $2")
+        .bind(enterprise_id)
+        .bind(login_name)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut states = Vec::new();
+    for r in &rows {
+        let s: String = r.try_get("status")?;
+        states.push(ekey_domain::key::KeyState::parse(&s).ok_or_else(|| corrupt("key status"))?);
+    }
+    let exclusive: Vec<String> = Kind::ALL
+        .iter()
+        .filter(|k| ekey_domain::keycap::exclusive_per_key(**k))
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect();
+    let busy_with = sqlx::query(AssertSqlSafe(format!(
+        "SELECT number FROM requests WHERE enterprise_id = $1 AND login_name = $2 \
+         AND kind IN ({}) AND status NOT IN ({}) ORDER BY created_at LIMIT 1",
+        exclusive.join(", "),
+        ekey_domain::keycap::terminal_statuses_sql()
+    )))
+    .bind(enterprise_id)
+    .bind(login_name)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|r| r.try_get::<String, _>("number"))
+    .transpose()?;
+    Ok(ekey_domain::keycap::KeyTarget { states, busy_with })
 }
 
 fn allocate_name(province: &str) -> String {
@@ -1362,6 +1414,8 @@ impl Store for SqlStore {
                 {
                     return Err(DomainError::LoginNameNotOwned.into());
                 }
+                let target = key_target_tx(&mut tx, &new.enterprise_id, name).await?;
+                ekey_domain::keycap::check_key_target(new.kind, &target, holdings)?;
                 name.clone()
             }
         };
@@ -1572,6 +1626,59 @@ impl Store for SqlStore {
     async fn keys_of_enterprise(&self, enterprise_id: &str) -> Result<Vec<KeyRecord>> {
         self.all_by_key(sql_keys_of_enterprise(), enterprise_id, key_from_row)
             .await
+    }
+
+    async fn record_key_return(
+        &self,
+        key_id: &str,
+        at: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<DateTime<Utc>> {
+        let mut tx = self.begin_write().await?;
+        let Some(row) = sqlx::query(
+            "SELECT k.status, r.returned_at FROM keys k \
+             LEFT JOIN key_returns r ON r.key_id = k.id WHERE k.id = $1",
+        )
+        .bind(key_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Err(StoreError::NotFound);
+        };
+        let status: String = row.try_get("status")?;
+        let state =
+            ekey_domain::key::KeyState::parse(&status).ok_or_else(|| corrupt("key status"))?;
+        let returned: Option<i64> = row.try_get("returned_at")?;
+        ekey_domain::keycap::check_return(state, returned.is_some())?;
+        sqlx::query(
+            "INSERT INTO key_returns (key_id, returned_at, recorded_by) VALUES ($1, $2, $3)",
+        )
+        .bind(key_id)
+        .bind(ms(at))
+        .bind(&audit.actor_id)
+        .execute(&mut *tx)
+        .await?;
+        let mut audit = audit;
+        audit.object_type = "key".into();
+        audit.object_id = key_id.to_string();
+        append_audit_tx(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(at)
+    }
+
+    async fn key_return(&self, key_id: &str) -> Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query("SELECT returned_at FROM key_returns WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get::<i64, _>("returned_at").map(from_ms))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    async fn key_holdings(&self, enterprise_id: &str) -> Result<Holdings> {
+        let mut conn = self.pool.acquire().await?;
+        holdings_tx(&mut conn, enterprise_id).await
     }
 
     async fn keys_in_shipment(&self, shipment_id: &str) -> Result<Vec<KeyRecord>> {

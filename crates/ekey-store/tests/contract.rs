@@ -1777,10 +1777,23 @@ async fn login_names_are_unique_and_owned(db: &TestDb) -> Result<()> {
     );
     assert_unchanged(db, &before, "names not owned").await?;
 
-    // The owner may name its own key.
-    let replacement = s.create_request(original(&a, "jdimport01")).await?;
-    assert_eq!(replacement.login_name.as_deref(), Some("jdimport01"));
-    assert_eq!(replacement.kind, Kind::Replacement);
+    // The owner's name with no key of its own under it: nothing to replace (a 补办 would
+    // be a key outside the three; the key case runs through the API in
+    // ekey-server tests/api/replacement.rs).
+    let e = refused(
+        s.create_request(original(&a, "jdimport01")).await,
+        "a replacement for a name without a key",
+    )?;
+    assert!(
+        matches!(
+            e,
+            StoreError::Domain(DomainError::KeyCap(
+                ekey_domain::keycap::KeyCapError::NothingToReplace
+            ))
+        ),
+        "{e:?}"
+    );
+    assert_unchanged(db, &before, "a name without a key").await?;
 
     // 获取登录名: unique names, reserved for the enterprise, at most three unused at once.
     let before = snapshot(db).await?;

@@ -34,6 +34,8 @@ pub struct KeyOut {
     pub request_id: Option<String>,
     /// The e-seal record bound to the key.
     pub eseal_id: Option<String>,
+    /// A damaged key: when it was handed back (RFC 3339, +08:00), if it was.
+    pub returned_at: Option<String>,
 }
 
 async fn key_out(state: &AppState, k: KeyRecord) -> ApiResult<KeyOut> {
@@ -46,7 +48,13 @@ async fn key_out(state: &AppState, k: KeyRecord) -> ApiResult<KeyOut> {
         None => None,
     };
     let lang = current_lang();
+    let returned_at = if k.state == ekey_domain::key::KeyState::Damaged {
+        state.store.key_return(&k.id).await?.map(rfc3339)
+    } else {
+        None
+    };
     Ok(KeyOut {
+        returned_at,
         state_label: lang.pick(k.state.label_zh(), k.state.label_en()).into(),
         state: k.state.as_str().into(),
         id: k.id,
@@ -70,6 +78,17 @@ pub async fn my_keys(State(state): State<AppState>, auth: Auth) -> ApiResult<Jso
         out.push(key_out(&state, k).await?);
     }
     Ok(Json(out))
+}
+
+/// How many of the three keys the caller's enterprise holds, keys in progress included
+/// (for the portal's pages; the same count `create` checks).
+pub async fn my_holdings(
+    state: &AppState,
+    auth: &Auth,
+) -> ApiResult<ekey_domain::request::Holdings> {
+    auth.require(&[Role::Enterprise])?;
+    let enterprise = auth.account.enterprise_id.clone().unwrap_or_default();
+    Ok(state.store.key_holdings(&enterprise).await?)
 }
 
 /// The initial PIN.
@@ -161,4 +180,55 @@ pub async fn certificate(
         der,
     )
         .into_response())
+}
+
+/// Records that a damaged key (its 补办 made) was handed back: by the agency of the key's
+/// province when it is brought to the window, or by the provider when it reaches it. Once;
+/// audited.
+#[utoipa::path(post, path = "/api/v1/keys/{id}/return", tag = "keys", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = KeyOut), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "not damaged, or already recorded", body = ErrorBody)))]
+pub async fn record_return(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<KeyOut>> {
+    auth.require(&[Role::Agency, Role::Provider])?;
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ekey.key.not_found",
+            "未找到该电子钥匙",
+            "No such key",
+        )
+    };
+    let key = state.store.key(&id).await?.ok_or_else(not_found)?;
+    let province = state
+        .store
+        .enterprise(&key.enterprise_id)
+        .await?
+        .map(|e| e.province)
+        .unwrap_or_default();
+    if !auth.actor.can_see(&key.enterprise_id, &province) {
+        return Err(not_found());
+    }
+    let now = state.clock.now();
+    state
+        .store
+        .record_key_return(
+            &key.id,
+            now,
+            auth.audit(
+                now,
+                "key.return_damaged",
+                "key",
+                &key.id,
+                "damaged",
+                "returned",
+            ),
+        )
+        .await?;
+    let key = state.store.key(&id).await?.ok_or_else(not_found)?;
+    Ok(Json(key_out(&state, key).await?))
 }

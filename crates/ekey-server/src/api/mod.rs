@@ -346,6 +346,7 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(keys::my_keys))
         .routes(routes!(keys::initial_pin))
         .routes(routes!(keys::certificate))
+        .routes(routes!(keys::record_return))
         .routes(routes!(public::result))
         .routes(routes!(public::agencies))
         .routes(routes!(public::mailbox))

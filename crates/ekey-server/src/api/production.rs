@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use ekey_domain::key::{KeyEvent, KeyState};
+use ekey_domain::key::KeyState;
 use ekey_domain::request::{Kind, Role, Status};
 use ekey_store::{
     Batch, KeyChange, KeyRecord, NewAudit, NewKey, RequestRecord, Revocation, StoreError,
@@ -63,17 +63,26 @@ async fn retire_original(state: &AppState, auth: &Auth, r: &RequestRecord) -> Ap
     };
     let lost = r.form.key_lost;
     for k in state.store.keys_by_login_name(login_name).await? {
-        if k.enterprise_id != r.enterprise_id
-            || k.request_id.as_deref() == Some(r.id.as_str())
-            || k.state.is_final()
-        {
+        if k.enterprise_id != r.enterprise_id {
             continue;
         }
-        let event = if lost {
-            KeyEvent::ReportLost
-        } else {
-            KeyEvent::ReportDamaged
+        // The brand-new key of another request still in progress is not the original.
+        let made_by_open_request = match k.request_id.as_deref() {
+            Some(rid) if rid != r.id => state
+                .store
+                .request(rid)
+                .await?
+                .is_some_and(|other| !other.status.is_terminal()),
+            _ => false,
         };
+        if !ekey_domain::keycap::is_original_to_retire(
+            k.state,
+            k.request_id.as_deref() == Some(r.id.as_str()),
+            made_by_open_request,
+        ) {
+            continue;
+        }
+        let (event, reason) = ekey_domain::keycap::retirement(lost);
         let to = k.state.apply(event).unwrap_or(if lost {
             KeyState::Lost
         } else {
@@ -104,7 +113,6 @@ async fn retire_original(state: &AppState, auth: &Auth, r: &RequestRecord) -> Ap
                 .await?
                 .is_some_and(|c| c.revoked_at.is_none())
         {
-            let reason = if lost { "keyCompromise" } else { "superseded" };
             batch.revocations.push(Revocation {
                 serial: serial.clone(),
                 reason: reason.into(),

@@ -70,9 +70,10 @@ pub struct CreateRequestBody {
     /// The authorised user named on the confirmation letter, if given separately; must be
     /// the same person.
     pub confirmation_letter_user: Option<PersonBody>,
-    /// Cancellation: the key is lost.
+    /// Replacement (required) and cancellation: the key is lost (`true`) or, for a
+    /// replacement, damaged (`false`).
     #[serde(default)]
-    pub key_lost: bool,
+    pub key_lost: Option<bool>,
     /// Unlock: the challenge the locked key shows (hex), needed before the provider can
     /// approve; can also be added later by editing the form.
     pub unlock_challenge: Option<String>,
@@ -999,7 +1000,7 @@ pub async fn create(
             .as_ref()
             .map(person)
             .transpose()?,
-        key_lost: body.key_lost,
+        key_lost: body.key_lost.unwrap_or(false),
         unlock_challenge: challenge(kind, body.unlock_challenge.as_deref())?,
         enterprise_change: body
             .enterprise_change
@@ -1021,6 +1022,9 @@ pub async fn create(
             .transpose()?,
     };
     ekey_domain::infochange::check_kind(kind, form.enterprise_change.as_ref())?;
+    // The form's own rules first, then the 补办's lost-or-damaged (the store checks the rest).
+    ekey_domain::request::validate_form(kind, &form)?;
+    ekey_domain::keycap::key_condition(kind, body.key_lost)?;
     let claim = match (mode, value) {
         (LoginNameMode::Allocate, None) => LoginNameClaim::Allocate,
         (LoginNameMode::Allocate, Some(v)) => LoginNameClaim::Reserved(v),

@@ -305,7 +305,15 @@ pub async fn detail(
         })
         .collect();
     let history = super::timeline(lang, &r.history);
+    let damaged_keys = match damaged_originals(&state, &auth, kind, &r).await {
+        Ok(k) => k,
+        Err(e) => return error_page(lang, e),
+    };
     let notice = match q(&query, "done").as_str() {
+        "key_returned" => lang.pick(
+            "已登记损坏的钥匙交回。",
+            "The damaged key's return is recorded.",
+        ),
         "approved" => lang.pick("已通过。", "Approved."),
         "returned" => lang.pick(
             "已退回企业修改，企业会收到邮件和短信。",
@@ -351,9 +359,75 @@ pub async fn detail(
             form_fields => v(requests::FORM_FIELDS),
             notice => notice,
             error => q(&query, "error"),
+            damaged_keys => damaged_keys,
         },
     )
     .await
+}
+
+/// A 补办 of a damaged key: the damaged original(s) under its login name, with when each
+/// was handed back, for the agency and the provider to record the return.
+async fn damaged_originals(
+    state: &AppState,
+    auth: &crate::auth::Auth,
+    kind: Kind,
+    r: &requests::RequestOut,
+) -> Result<Vec<minijinja::Value>, crate::error::ApiError> {
+    if kind != Kind::Replacement
+        || r.form.key_lost
+        || !matches!(auth.account.role, Role::Agency | Role::Provider)
+    {
+        return Ok(Vec::new());
+    }
+    let Some(record) = state.store.request(&r.id).await? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for k in state
+        .store
+        .keys_by_login_name(r.login_name.as_deref().unwrap_or_default())
+        .await?
+    {
+        if k.enterprise_id == record.enterprise_id && k.state == ekey_domain::key::KeyState::Damaged
+        {
+            let returned_at = state.store.key_return(&k.id).await?;
+            out.push(context! {
+                id => k.id,
+                token_serial => k.token_serial,
+                returned_at => returned_at.map(|t| t.to_rfc3339()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The agency or the provider records that a damaged key was handed back; back to the
+/// request page it was recorded from.
+pub async fn key_returned(
+    State(state): State<AppState>,
+    page: Page,
+    Path(id): Path<String>,
+    form: Form,
+) -> Response {
+    let auth = match page.require(&[Role::Agency, Role::Provider]) {
+        Ok(a) => a.clone(),
+        Err(r) => return r,
+    };
+    if let Err(r) = page.check_csrf(&form) {
+        return r;
+    }
+    let back: String = form
+        .get("request_id")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let result = crate::api::keys::record_return(State(state.clone()), auth, Path(id)).await;
+    super::after(
+        page.lang,
+        result,
+        &format!("/console/requests/{back}?done=key_returned"),
+        &format!("/console/requests/{back}"),
+    )
 }
 
 /// 验核 / 复核: approve, return with a remark (and what it concerns), or refuse (增办).

@@ -703,6 +703,7 @@ pub fn routes() -> Routes {
         .post("/console/requests/{id}/produce", console::produce)
         .post("/console/requests/{id}/notify", delivery::notify_one)
         .post("/console/requests/{id}/receive", console::receive)
+        .post("/console/keys/{id}/return", console::key_returned)
         .post("/console/requests/{id}/handover", delivery::handover)
         .get("/console/shipments", delivery::shipments)
         .post("/console/shipments", delivery::create)

@@ -200,6 +200,10 @@ pub async fn home(State(state): State<AppState>, page: Page) -> Response {
         Ok(axum::Json(k)) => k,
         Err(e) => return error_page(lang, e),
     };
+    let holdings = match keys::my_holdings(&state, &auth).await {
+        Ok(h) => h,
+        Err(e) => return error_page(lang, e),
+    };
     let list = match requests::list(
         State(state.clone()),
         auth.clone(),
@@ -234,7 +238,12 @@ pub async fn home(State(state): State<AppState>, page: Page) -> Response {
     page.render(
         &state,
         "home.html",
-        context! { me => super::v(me), keys => super::v(keys), requests => rows, renewal_ready => renewal_ready },
+        context! {
+            me => super::v(me), keys => super::v(keys), requests => rows, renewal_ready => renewal_ready,
+            held => holdings.keys_held,
+            max_keys => ekey_domain::request::MAX_KEYS,
+            room => ekey_domain::keycap::room_for_another(holdings),
+        },
     )
     .await
 }
@@ -246,6 +255,8 @@ struct KindCard {
     what: &'static str,
     reviewers: &'static str,
     needs_key: bool,
+    /// The kind takes a place under the three keys (增办, 重新申领).
+    adds_place: bool,
 }
 
 fn kind_cards(lang: Lang) -> Vec<KindCard> {
@@ -257,6 +268,7 @@ fn kind_cards(lang: Lang) -> Vec<KindCard> {
         what: lang.pick(what.0, what.1),
         reviewers: lang.pick(rev.0, rev.1),
         needs_key: kind.targets_existing_key(),
+        adds_place: ekey_domain::keycap::takes_a_place(kind),
     };
     let both = ("发证机构验核 → 服务商复核", "agency, then provider");
     vec![
@@ -322,14 +334,23 @@ pub async fn apply(State(state): State<AppState>, page: Page) -> Response {
         Ok(a) => a.clone(),
         Err(r) => return r,
     };
-    let has_keys = match keys::my_keys(State(state.clone()), auth).await {
+    let has_keys = match keys::my_keys(State(state.clone()), auth.clone()).await {
         Ok(axum::Json(k)) => k.iter().any(|k| k.state != "revoked" && k.state != "lost"),
+        Err(e) => return error_page(page.lang, e),
+    };
+    let holdings = match keys::my_holdings(&state, &auth).await {
+        Ok(h) => h,
         Err(e) => return error_page(page.lang, e),
     };
     page.render(
         &state,
         "apply.html",
-        context! { kinds => super::v(kind_cards(page.lang)), has_keys => has_keys },
+        context! {
+            kinds => super::v(kind_cards(page.lang)), has_keys => has_keys,
+            held => holdings.keys_held,
+            max_keys => ekey_domain::request::MAX_KEYS,
+            room => ekey_domain::keycap::room_for_another(holdings),
+        },
     )
     .await
 }
@@ -529,7 +550,7 @@ pub async fn create(State(state): State<AppState>, page: Page, query: Q, form: F
                 reason: Some(form.get("reason").to_string()),
                 authorised_user: person_body(&form),
                 confirmation_letter_user: None,
-                key_lost: form.get("key_lost") == "on",
+                key_lost: key_lost_typed(kind, &form),
                 unlock_challenge: Some(form.get("unlock_challenge").to_string()),
                 enterprise_change: (kind == Kind::Reapplication).then(|| {
                     requests::EnterpriseFactsBody {
@@ -568,12 +589,50 @@ async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<RequestOut, Api
         .map(|j| j.0)
 }
 
+/// What the form says of the key: a 补办 chooses lost or damaged (nothing chosen: `None`,
+/// refused), a 注销 ticks "lost".
+fn key_lost_typed(kind: Kind, form: &Form) -> Option<bool> {
+    match kind {
+        Kind::Replacement => match form.get("key_condition") {
+            "lost" => Some(true),
+            "damaged" => Some(false),
+            _ => None,
+        },
+        Kind::Cancellation => Some(form.get("key_lost") == "on"),
+        _ => None,
+    }
+}
+
 /// The request: status, next step, due date, form, documents, uploads, collection, timeline.
 pub async fn show(
     State(state): State<AppState>,
     page: Page,
     Path(id): Path<String>,
     query: Q,
+) -> Response {
+    show_with(state, page, id, query, None).await
+}
+
+/// A collection choice typed but refused: what was typed, and the problem at its field.
+struct CollectionTyped {
+    values: minijinja::Value,
+    errors: FieldErrors,
+}
+
+/// The field of the collection form an error code concerns.
+fn collection_field(code: &str) -> &'static str {
+    ["recipient", "mobile", "id_number", "address"]
+        .into_iter()
+        .find(|f| code.contains(f))
+        .unwrap_or("_form")
+}
+
+async fn show_with(
+    state: AppState,
+    page: Page,
+    id: String,
+    query: Q,
+    typed: Option<CollectionTyped>,
 ) -> Response {
     let auth = match enterprise_auth(&page) {
         Ok(a) => a.clone(),
@@ -708,6 +767,8 @@ pub async fn show(
             collection_open => collection_open,
             registered_address => enterprise.map(|e| e.address),
             unlock_serial => unlock_serial,
+            typed_collection => typed.as_ref().map(|t| t.values.clone()),
+            collection_errors => typed.as_ref().map(|t| super::v(&t.errors)),
         },
     )
     .await
@@ -736,6 +797,7 @@ pub async fn edit_page(
         au_mobile => r.form.authorised_user.mobile.clone(),
         au_email => r.form.authorised_user.email.clone(),
         key_lost => if r.form.key_lost { "on" } else { "" },
+        key_condition => if r.form.key_lost { "lost" } else { "damaged" },
         unlock_challenge => r.form.unlock_challenge.clone(),
         login_name => r.login_name.clone(),
         new_name => r.enterprise_change.iter().find(|c| c.field == "name").map(|c| c.after.clone()),
@@ -788,7 +850,7 @@ pub async fn edit(
                     .then(|| form.all("licence_types")),
                 reason: Some(form.get("reason").to_string()),
                 authorised_user: Some(person_body(&form)),
-                key_lost: (kind == Kind::Cancellation).then(|| form.get("key_lost") == "on"),
+                key_lost: key_lost_typed(kind, &form),
                 unlock_challenge: (kind == Kind::Unlock)
                     .then(|| form.get("unlock_challenge").to_string()),
                 enterprise_change: (kind == Kind::Reapplication).then(|| {
@@ -943,10 +1005,30 @@ pub async fn collection(
     let result =
         selfservice::choose_collection(State(state.clone()), auth, Path(id.clone()), ApiJson(body))
             .await;
-    super::after(
-        page.lang,
-        result,
-        &format!("/portal/requests/{id}?done=collection#collection"),
-        &format!("/portal/requests/{id}#collection"),
-    )
+    match result {
+        Err(e) if !super::is_refusal(&e) => {
+            // Shown again with everything typed and the problem at its field.
+            let mut errors = FieldErrors::default();
+            errors.add(
+                collection_field(e.code),
+                page.lang.pick(&e.zh, &e.en).to_string(),
+            );
+            let status = e.status;
+            let typed = CollectionTyped {
+                values: form.values(),
+                errors,
+            };
+            let mut response = show_with(state, page, id, Query(Vec::new()), Some(typed)).await;
+            if response.status() == StatusCode::OK {
+                *response.status_mut() = status;
+            }
+            response
+        }
+        result => super::after(
+            page.lang,
+            result,
+            &format!("/portal/requests/{id}?done=collection#collection"),
+            &format!("/portal/requests/{id}#collection"),
+        ),
+    }
 }

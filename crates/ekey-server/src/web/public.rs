@@ -45,7 +45,10 @@ pub fn field_of(code: &str) -> &'static str {
         ("login_name", "login_name"),
         ("licence_type", "licence_types"),
         ("reason", "reason"),
-        ("too_many_keys", "kind"),
+        // Not a field's fault: said at the top of the form.
+        ("too_many_keys", "_form"),
+        ("replacement.no_key", "login_name"),
+        ("replacement.condition_required", "key_condition"),
         ("authorised_user", "au_name"),
         ("unlock", "unlock_challenge"),
         ("info_change", "enterprise_change"),

@@ -102,6 +102,8 @@ const EXPECTED: &[(&str, &str, Who)] = &[
     ("GET", "/api/v1/keys", Only("ab")),
     ("GET", "/api/v1/keys/{id}/initial-pin", Only("a")),
     ("GET", "/api/v1/keys/{id}/certificate", Only("ajpd")),
+    ("POST", "/api/v1/keys/{id}/return", Only("jp")),
+    ("POST", "/console/keys/{id}/return", Only("jp")),
     ("GET", "/api/v1/renewals", Only("ab")),
     ("POST", "/api/v1/renewals/{id}/certificate", Only("")),
     ("POST", "/api/v1/renewals/{id}/confirm", Only("")),

@@ -721,18 +721,16 @@ async fn request_refusals(db: Db) {
     );
     assert!(m.contains("登录名"), "{m}");
     for name in ["jd_import_01", "ek329999999"] {
+        let mut body = request_body(
+            "replacement",
+            ordinary,
+            json!({"mode": "original", "value": name}),
+            Some("钥匙遗失"),
+        );
+        body["key_lost"] = json!(true);
         refused!(
             s,
-            s.post(
-                path,
-                Some(&b),
-                request_body(
-                    "replacement",
-                    ordinary,
-                    json!({"mode": "original", "value": name}),
-                    Some("钥匙遗失")
-                )
-            ),
+            s.post(path, Some(&b), body),
             unprocessable,
             "ekey.login_name.not_owned"
         );

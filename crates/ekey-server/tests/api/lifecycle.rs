@@ -469,6 +469,47 @@ async fn lifecycle(db: Db) {
     );
     assert!(text.contains("Key Compromise"), "{text}");
 
+    // The replacement is delivered before anything else is done to it: a 注销 while its
+    // 补办 is in progress is refused (one 补办 or 注销 per key at a time).
+    let (status, v) = s
+        .post(
+            "/api/v1/requests",
+            Some(&ent),
+            json!({"kind": "cancellation", "login_name": {"mode": "original", "value": login_name},
+                   "authorised_user": person("liming@example.com")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "ekey.replacement.in_progress");
+    let (status, v) = s
+        .post(
+            "/api/v1/shipments",
+            Some(&provider),
+            json!({"courier": "EMS", "tracking_number": "EM123456790CN", "request_ids": [rid]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let shipment = v["id"].as_str().unwrap().to_string();
+    for step in ["receive", "notify"] {
+        let (status, v) = s
+            .post(
+                &format!("/api/v1/shipments/{shipment}/{step}"),
+                Some(&agency),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{step}: {v}");
+    }
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{rid}/handover"),
+            Some(&agency),
+            pickup(true),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "completed");
+
     // ---- 注销 of the replacement ----
     let (status, v) = s
         .post(

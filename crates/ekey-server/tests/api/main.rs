@@ -43,6 +43,8 @@ mod provisional;
 mod reminders;
 mod renewal_expiry;
 mod returns;
+mod replacement;
+mod replacement_pages;
 mod revocation;
 mod scans;
 mod softhsm;

@@ -34,7 +34,7 @@
     if ("10X98765432"[sum % 11] !== v[17]) return t("校验位不正确，请核对身份证号码", "The check digit is wrong; check the number");
     return "";
   }
-  function checkMobile(v) { return /^1[3-9]\d{9}$/.test(normal(v)) ? "" : t("手机号码应为 11 位，以 13–19 开头", "A mobile number has 11 digits starting 13–19"); }
+  function checkMobile(v) { return /^1[3-9]\d{9}$/.test(normal(v).replace(/[-\u2010-\u2015\u2212]/g, "").replace(/^(\+86|86(?=\d{11}$))/, "")) ? "" : t("手机号码应为 11 位，以 13–19 开头", "A mobile number has 11 digits starting 13–19"); }
   function checkEmail(v) { return /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v.trim()) ? "" : t("邮箱格式不正确", "Not an email address"); }
   function checkPassword(v) { return v.length >= 8 && /\d/.test(v) && /[A-Za-z\u4e00-\u9fff]/.test(v) ? "" : t("密码至少 8 位，且须同时包含字母和数字", "At least 8 characters with letters and digits"); }
   var checks = { credit_code: checkCredit, id_number: checkId, mobile: checkMobile, email: checkEmail, password: checkPassword,
