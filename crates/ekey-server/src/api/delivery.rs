@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use ekey_domain::calendar::shanghai;
 use ekey_domain::error::DomainError;
 use ekey_domain::ident::{IdNumber, Mobile};
@@ -563,12 +563,12 @@ pub struct HandoverBody {
     pub tracking_number: Option<String>,
 }
 
-fn handover_from(body: &HandoverBody) -> Result<Handover, DomainError> {
+fn handover_from(body: &HandoverBody, today: NaiveDate) -> Result<Handover, DomainError> {
     let text = |v: &Option<String>| v.as_deref().unwrap_or("").trim().to_string();
     match body.method.as_str() {
         "pickup" => Ok(Handover::Pickup {
             collector_name: text(&body.collector_name),
-            collector_id_number: IdNumber::parse(&text(&body.collector_id_number))?,
+            collector_id_number: IdNumber::parse_on(&text(&body.collector_id_number), today)?,
             introduction_letter: body.introduction_letter,
         }),
         "mail" => Ok(Handover::Mail {
@@ -576,7 +576,7 @@ fn handover_from(body: &HandoverBody) -> Result<Handover, DomainError> {
             licence_copy_received: body.licence_copy_received,
             recipient: text(&body.recipient),
             mobile: Mobile::parse(&text(&body.mobile))?,
-            id_number: IdNumber::parse(&text(&body.id_number))?,
+            id_number: IdNumber::parse_on(&text(&body.id_number), today)?,
             address: text(&body.address),
             courier: text(&body.courier),
             tracking_number: text(&body.tracking_number),
@@ -599,7 +599,7 @@ pub async fn handover(
 ) -> ApiResult<Json<super::requests::RequestOut>> {
     auth.require(&[Role::Agency])?;
     let r = super::requests::visible(&state, &auth, &id).await?;
-    let record = handover_from(&body)?;
+    let record = handover_from(&body, state.today())?;
     let enterprise = state
         .store
         .enterprise(&r.enterprise_id)

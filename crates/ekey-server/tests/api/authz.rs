@@ -515,7 +515,7 @@ async fn objects(s: &TestServer) -> Objects {
         user: user["id"].as_str().unwrap().to_string(),
         credit_code: me["enterprise"]["credit_code"]
             .as_str()
-            .unwrap_or("91320000MA1X2Y3Z4W")
+            .unwrap_or("91320000MA1X2Y3Q4J")
             .to_string(),
     }
 }
