@@ -30,6 +30,7 @@ mod bad_input;
 mod browser;
 mod csr_issue;
 mod deadlines;
+mod digests;
 mod doors;
 mod edge;
 mod flow;
