@@ -228,7 +228,7 @@ pub async fn registration_explains_every_bad_field_next_to_it(db: Db) {
             &[
                 ("csrf", &csrf),
                 ("enterprise_name", "苏州<b>页面</b>测试有限公司"),
-                ("credit_code", "91320500MA1PAGE76Q"),
+                ("credit_code", "91320500MA1PAGE769"),
                 ("province", "999999"),
                 ("address", ""),
                 ("legal_representative", "周强"),
