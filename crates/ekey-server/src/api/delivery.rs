@@ -425,7 +425,17 @@ fn collection_messages(
     at: DateTime<Utc>,
 ) -> Vec<NewMessage> {
     let who = &r.form.authorised_user;
-    let place = format!("{}{}", agency.address, agency.window);
+    // An agency whose details are not yet published is named, never given an empty place.
+    let place = if agency.address.is_empty() {
+        format!("{}（领取地址尚未公布，请先向该机构确认）", agency.name_zh)
+    } else {
+        format!("{}{}", agency.address, agency.window)
+    };
+    let hours = if agency.hours.is_empty() {
+        String::new()
+    } else {
+        format!("（{}）", agency.hours)
+    };
     let hotline = if agency.hotline.is_empty() {
         String::new()
     } else {
@@ -438,7 +448,7 @@ fn collection_messages(
             subject: format!("电子钥匙可领取：申请 {}", r.number),
             body: format!(
                 "{}：\n\n您申请的电子钥匙（申请编号 {}，用户登录名 {}）已到{}，可以领取。\n\n\
-                 窗口领取：请领取人携带单位介绍信和本人身份证到 {place}（{}）领取{hotline}。\n\
+                 窗口领取：请领取人携带单位介绍信和本人身份证到 {place}{hours}领取{hotline}。\n\
                  免费邮寄：请将加盖公章的免责声明和营业执照复印件寄到以上地址；免责声明须写明企业自担风险、\
                  收件人（申请人）姓名、收件地址（须与营业执照上的注册地或经营地一致）、手机号和身份证号。\n\n\
                  查询进度：{}\n",
@@ -446,7 +456,6 @@ fn collection_messages(
                 r.number,
                 r.login_name.clone().unwrap_or_default(),
                 agency.name_zh,
-                agency.hours,
                 state.config.public_url(),
             ),
             dedup_key: format!("request:{}:ready:email", r.id),

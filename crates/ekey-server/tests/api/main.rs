@@ -46,3 +46,4 @@ mod softhsm;
 mod storage;
 mod throttle;
 mod unlock;
+mod window;

@@ -57,6 +57,16 @@
     input.addEventListener("input", function () { if (input.getAttribute("aria-invalid")) showError(input, fn(input.value)); });
   });
 
+  // --- a chosen text file read into a text area (the agencies file) ----------------------
+  document.querySelectorAll("input[type=file][data-text-into]").forEach(function (input) {
+    input.addEventListener("change", function () {
+      var area = document.getElementById(input.getAttribute("data-text-into"));
+      var file = input.files && input.files[0];
+      if (!area || !file) return;
+      file.text().then(function (text) { area.value = text; });
+    });
+  });
+
   // --- one-shot forms: a double click sends once -----------------------------------------
   document.querySelectorAll("form[data-once]").forEach(function (form) {
     form.addEventListener("submit", function (e) {
