@@ -48,17 +48,9 @@ pub struct Results {
     pub verify_openssl: String,
 }
 
-/// A valid unified social credit code from 17 characters.
-pub fn credit_code(prefix17: &str) -> String {
-    const CS: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
-    let mut sum = 0usize;
-    let mut w = 1usize;
-    for c in prefix17.chars() {
-        sum += CS.find(c).unwrap_or(0) * w;
-        w = w * 3 % 31;
-    }
-    let check = (31 - sum % 31) % 31;
-    format!("{prefix17}{}", CS.as_bytes()[check] as char)
+/// A valid unified social credit code of a Shanghai enterprise, distinct for each `i`.
+pub fn credit_code(i: usize) -> String {
+    ekey_testkit::ident::credit_code_in("310000", i as u32)
 }
 
 /// `n` P-256 CSRs with the enterprise subject (C, O, CN, serialNumber), each its own key.
@@ -66,7 +58,7 @@ pub fn make_csrs(n: usize) -> anyhow::Result<Vec<CsrItem>> {
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let name = format!("基准测试第{i:04}号进出口有限公司");
-        let code = credit_code(&format!("91310000MA1{i:06}"));
+        let code = credit_code(i);
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         let mut dn = DistinguishedName::new();
@@ -155,7 +147,7 @@ pub fn run(ctx: &Ctx, authority: &Authority, csrs: &[CsrItem]) -> anyhow::Result
     let subject = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let spki = rcgen::PublicKeyData::subject_public_key_info(&subject);
     let name = "某某进出口有限公司";
-    let code = "91310000MA1FL5LX3X";
+    let code = "91310000MA1FL5LX4N";
 
     // a. Authority::issue, one thread.
     let now = Utc::now();

@@ -524,16 +524,14 @@ impl Drop for PgCluster {
 // Setup: demo accounts and the pool of enterprises with open sessions
 // ---------------------------------------------------------------------------------------
 
-/// A valid unified social credit code for enterprise `i` (mod-31 check character found by
-/// trying the 31 candidates).
+/// A valid unified social credit code for enterprise `i` (both check characters, GB 11714
+/// and GB 32100).
 pub fn credit_code(i: usize) -> anyhow::Result<String> {
-    const CHARSET: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
-    let body = format!("91320106MB{:07}", i % 10_000_000);
-    CHARSET
-        .chars()
-        .map(|c| format!("{body}{c}"))
-        .find(|c| ekey_domain::ident::CreditCode::parse(c).is_ok())
-        .context("no check character fits")
+    let org = format!("MB{:06}", i % 1_000_000);
+    let org = format!("{org}{}", ekey_testkit::ident::org_code_check(&org));
+    let code = ekey_testkit::ident::with_uscc_check(&format!("91320106{org}"));
+    ekey_domain::ident::CreditCode::parse(&code).context("generated credit code invalid")?;
+    Ok(code)
 }
 
 /// Opens a session for `account_id` as the login would (random token, stored hashed);

@@ -70,7 +70,7 @@ fn sample() -> ekey_docs::RequestDoc {
         number: "EK322026021200001".into(),
         kind: Kind::First,
         enterprise_name: "江苏鑫达国际贸易有限公司".into(),
-        credit_code: "91320106MA1XYW0A10".into(),
+        credit_code: "91320106MA1XYW0A36".into(),
         address: "江苏省南京市建邺区江东中路108号万达广场C座2601室".into(),
         legal_representative: "张建国".into(),
         province_name: "江苏省".into(),

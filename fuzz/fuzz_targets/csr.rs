@@ -19,5 +19,5 @@ fuzz_target!(|data: &[u8]| {
     let cn = csr.subject_cn.clone().unwrap_or_default();
     let sn = csr.subject_serial_number.clone().unwrap_or_default();
     assert!(csr.check_subject(&cn, &sn).is_ok());
-    let _ = csr.check_subject("某某进出口有限公司", "91310000MA1FL5LX3X");
+    let _ = csr.check_subject("某某进出口有限公司", "91310000MA1FL5LX4N");
 });

@@ -1087,7 +1087,7 @@ mod tests {
                     (self.now, self.now + Duration::days(730)),
                     "某某公司",
                     "某某公司",
-                    "91310000MA1FL5LX3X",
+                    "91310000MA1FL5LX4N",
                 )
                 .unwrap()
         }

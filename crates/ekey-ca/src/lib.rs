@@ -19,11 +19,11 @@
 //! let ca = Authority::create(std::path::Path::new("/var/lib/ekey/ca"), &pass, &cfg)?;
 //!
 //! let csr = parse_csr(&std::fs::read("request.pem").unwrap())?;
-//! csr.check_subject("某某进出口有限公司", "91310000MA1FL5LX3X")?;
+//! csr.check_subject("某某进出口有限公司", "91310000MA1FL5LX4N")?;
 //! let issued = ca.issue(IssueRequest::new(
 //!     csr.spki_der,
 //!     "某某进出口有限公司",
-//!     "91310000MA1FL5LX3X",
+//!     "91310000MA1FL5LX4N",
 //!     Serial::random()?,
 //!     Utc::now(),
 //! ))?;

@@ -28,6 +28,15 @@ pub enum AdminCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Load every issuing agency from one CSV file (header
+    /// province,name_zh,name_en,address,window,hours,hotline); all or nothing, audited.
+    Agencies {
+        /// The CSV file (UTF-8).
+        #[arg(long)]
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 fn read_password() -> anyhow::Result<String> {
@@ -57,6 +66,50 @@ pub async fn run(
     config_of: fn(&Target) -> anyhow::Result<Config>,
 ) -> anyhow::Result<ExitCode> {
     match cmd {
+        AdminCommand::Agencies { file, target } => {
+            let config = config_of(&target)?;
+            let bytes = std::fs::read(&file)?;
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                eprintln!(
+                    "error: 发证机构文件应为 UTF-8 编码的 CSV / the agencies file must be UTF-8 CSV (ekey.agency.file)"
+                );
+                return Ok(ExitCode::from(1));
+            };
+            let rows = match ekey_domain::agency_file::parse(text) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    eprintln!("{}", e.message(ekey_domain::Lang::Zh));
+                    eprintln!("{}", e.message(ekey_domain::Lang::En));
+                    eprintln!("({})", e.code());
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            std::fs::create_dir_all(&config.data_dir)?;
+            let store = ekey_store::open(&config.database_url).await?;
+            store.migrate().await?;
+            let operator = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+            let audit = ekey_store::NewAudit {
+                at: chrono::Utc::now(),
+                actor_id: operator,
+                actor_role: "operator".into(),
+                address: "cli".into(),
+                action: "agency.load_file".into(),
+                object_type: "agency".into(),
+                object_id: "*".into(),
+                after: format!("{} agencies from {}", rows.len(), file.display()),
+                ..Default::default()
+            };
+            let n = store
+                .load_agencies(
+                    rows.into_iter()
+                        .map(ekey_server::api::admin::agency_of_row)
+                        .collect(),
+                    audit,
+                )
+                .await?;
+            println!("{n} agencies loaded / 已载入 {n} 个发证机构");
+            Ok(ExitCode::SUCCESS)
+        }
         AdminCommand::Create {
             login,
             email,

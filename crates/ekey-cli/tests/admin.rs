@@ -190,3 +190,83 @@ fn the_first_administrator_is_created_from_the_command_line_once() {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     child.wait().unwrap();
 }
+
+/// `ekey admin agencies --file`: the agencies file loaded from the command line, all or
+/// nothing, audited (issue 16, item 10).
+#[test]
+fn the_agencies_file_is_loaded_from_the_command_line_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = dir.path().join("ekey.toml");
+    ekey_testkit::config::write_production_config(&config, &data, ekey_testkit::free_port());
+    let file = |hotline: &str| {
+        let mut csv = format!("{}\n", ekey_domain::agency_file::HEADER);
+        for a in ekey_domain::province::agency_defaults() {
+            let (address, hotline) = if a.province_code == "110000" {
+                ("北京市东城区示例路 1 号", hotline)
+            } else {
+                (a.address, a.hotline)
+            };
+            csv.push_str(&format!(
+                "{},{},\"{}\",{address},{},{},{hotline}\n",
+                a.province_code, a.name_zh, a.name_en, a.window, a.hours
+            ));
+        }
+        csv.push_str("660000,新疆生产建设兵团商务局,XPCC Commerce Bureau,,,,\n");
+        let path = dir.path().join(format!("agencies-{}.csv", hotline.len()));
+        std::fs::write(&path, csv).unwrap();
+        path
+    };
+    let run = |path: &Path| {
+        let out = ekey()
+            .args(["admin", "agencies", "--file"])
+            .arg(path)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, text) = run(&file("电话待定"));
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("第 2 行") && text.contains("ekey.agency.file"),
+        "{text}"
+    );
+    let (ok, text) = run(&file("010-12345678"));
+    assert!(ok, "{text}");
+    assert!(text.contains("32 agencies loaded"), "{text}");
+
+    let db = format!("sqlite:{}", data.join("ekey.db").display());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+        let row = sqlx::query("SELECT address, hotline FROM agencies WHERE province = '110000'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(row.get::<String, _>("address"), "北京市东城区示例路 1 号");
+        assert_eq!(row.get::<String, _>("hotline"), "010-12345678");
+        let n: i64 =
+            sqlx::query("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'agency.load_file'")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get("n");
+        assert_eq!(n, 1, "one audit record, none for the refused file");
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM agencies WHERE province = '660000'")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(n, 1);
+    });
+}

@@ -386,14 +386,12 @@ fn csr(key: &str, subject: &str, out: &str) {
 
 /// A valid unified social credit code from its first 17 characters.
 fn valid_credit_code(prefix17: &str) -> String {
-    const CS: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
-    let mut sum = 0usize;
-    let mut w = 1usize;
-    for c in prefix17.chars() {
-        sum += CS.find(c).expect("charset") * w;
-        w = w * 3 % 31;
-    }
-    format!("{prefix17}{}", CS.as_bytes()[(31 - sum % 31) % 31] as char)
+    assert_eq!(
+        prefix17[16..].chars().next(),
+        Some(ekey_testkit::ident::org_code_check(&prefix17[8..16])),
+        "{prefix17}: characters 9-17 must be a valid GB 11714 organisation code"
+    );
+    ekey_testkit::ident::with_uscc_check(prefix17)
 }
 
 /// `ekey ca issue` on the demo directory `data` for the Suzhou test enterprise.
@@ -457,7 +455,7 @@ fn ca_issue_and_revoke_show_in_the_running_instance() {
         &p("other.pem"),
     );
     csr(&p("k.pem"), "/CN=苏州示例贸易有限公司", &p("req.pem"));
-    let other = ca_issue(&data, &p("other.pem"), "91320106MA1XYW0A10");
+    let other = ca_issue(&data, &p("other.pem"), "91320106MA1XYW0A36");
     assert!(!other.status.success());
     assert!(
         String::from_utf8_lossy(&other.stderr).contains("ekey.ca.csr_subject"),
@@ -468,7 +466,7 @@ fn ca_issue_and_revoke_show_in_the_running_instance() {
     let issue = |code: &str| ca_issue(&data, &p("req.pem"), code);
     let bad = issue("91320000000000000X");
     assert!(!bad.status.success(), "a wrong check character is refused");
-    let out = issue("91320106MA1XYW0A10");
+    let out = issue("91320106MA1XYW0A36");
     assert!(
         out.status.success(),
         "{}",
@@ -476,14 +474,14 @@ fn ca_issue_and_revoke_show_in_the_running_instance() {
     );
     std::fs::write(p("cert.pem"), &out.stdout).unwrap();
     // Key hygiene (issue 15): the same key for another enterprise is refused.
-    let elsewhere = issue(&valid_credit_code("91320500MA1KEYBB0"));
+    let elsewhere = issue(&valid_credit_code("91320500MA1KEYBB6"));
     assert!(
         !elsewhere.status.success()
             && String::from_utf8_lossy(&elsewhere.stderr).contains("ekey.ca.key_other_enterprise"),
         "{}",
         String::from_utf8_lossy(&elsewhere.stderr)
     );
-    let again = issue("91320106MA1XYW0A10");
+    let again = issue("91320106MA1XYW0A36");
     assert_eq!(
         again.stdout, out.stdout,
         "the same CSR and subject give the same certificate"
@@ -608,7 +606,7 @@ fn ca_issue_and_revoke_show_in_the_running_instance() {
             && String::from_utf8_lossy(&again.stderr).contains("already revoked")
     );
     // A key revoked as compromised is never certified again.
-    let compromised = ca_issue(&data, &p("req.pem"), "91320106MA1XYW0A10");
+    let compromised = ca_issue(&data, &p("req.pem"), "91320106MA1XYW0A36");
     assert!(
         !compromised.status.success()
             && String::from_utf8_lossy(&compromised.stderr).contains("ekey.ca.key_compromised"),
@@ -776,7 +774,7 @@ fn import_an_existing_ca_and_issue_under_it() {
         &p("k.pem"),
     ]);
     csr(&p("k.pem"), "/", &p("req.pem"));
-    let out = ca_issue(&data, &p("req.pem"), "91320106MA1XYW0A10");
+    let out = ca_issue(&data, &p("req.pem"), "91320106MA1XYW0A36");
     assert!(
         out.status.success(),
         "{}",
@@ -886,7 +884,7 @@ fn the_root_key_lives_offline_and_both_crls_check_the_chain() {
         &p("k.pem"),
     ]);
     csr(&p("k.pem"), "/CN=苏州示例贸易有限公司", &p("req.pem"));
-    let out = ca_issue(&data, &p("req.pem"), "91320106MA1XYW0A10");
+    let out = ca_issue(&data, &p("req.pem"), "91320106MA1XYW0A36");
     assert!(
         out.status.success(),
         "{}",

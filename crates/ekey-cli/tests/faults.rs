@@ -688,7 +688,7 @@ async fn seed(database_url: &str, extra: usize) -> Vec<String> {
             .upsert_enterprise(NewEnterprise {
                 id: format!("faults-enterprise-{i}"),
                 name: format!("故障测试进出口有限公司{i}"),
-                credit_code: credit_code(&format!("91320100MA1FLT{i:03}")),
+                credit_code: ekey_testkit::ident::credit_code_in("320100", 91_000 + i as u32),
                 province: "320000".into(),
                 address: "南京市建邺区江东中路 200 号".into(),
                 legal_representative: "王强".into(),
@@ -726,18 +726,6 @@ async fn seed(database_url: &str, extra: usize) -> Vec<String> {
         logins.push(login);
     }
     logins
-}
-
-/// A unified social credit code with its check character (GB 32100-2015).
-fn credit_code(prefix17: &str) -> String {
-    const CHARS: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
-    let (mut sum, mut weight) = (0, 1);
-    for c in prefix17.chars() {
-        sum += CHARS.find(c).expect("credit code character") * weight;
-        weight = weight * 3 % 31;
-    }
-    let check = (31 - sum % 31) % 31;
-    format!("{prefix17}{}", CHARS.as_bytes()[check] as char)
 }
 
 /// Three requests (首次申领 and two 增办, the most one enterprise may hold) under 验核 for

@@ -654,7 +654,7 @@ mod tests {
             number: "EK2026021200001".into(),
             kind,
             enterprise_name: name,
-            credit_code: "91320000MA1XXXXX0X".into(),
+            credit_code: "91320000MA1XXXXX9L".into(),
             address: "江苏省南京市建邺区江东中路108号万达广场C座2601室".into(),
             legal_representative: "张三".into(),
             province_name: "江苏省".into(),

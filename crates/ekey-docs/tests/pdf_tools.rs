@@ -40,7 +40,7 @@ fn sample(kind: Kind) -> RequestDoc {
         number: "EK2026021200001".into(),
         kind,
         enterprise_name: "江苏鑫达国际贸易有限公司".into(),
-        credit_code: "91320106MA1NXXXX3B".into(),
+        credit_code: "91320106MA1NXXXXXC".into(),
         address: "江苏省南京市建邺区江东中路108号万达广场C座2601室".into(),
         legal_representative: "张建国".into(),
         province_name: "江苏省".into(),

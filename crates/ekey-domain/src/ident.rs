@@ -38,6 +38,10 @@ pub enum IdentError {
     /// The check character (the 18th) of the unified social credit code is wrong.
     #[error("credit code check character is wrong")]
     CreditCodeCheck,
+    /// Characters 9–17 of the unified social credit code (the organisation code, GB 11714)
+    /// fail their own check character, the 17th.
+    #[error("credit code organisation code check character is wrong")]
+    CreditCodeOrgCheck,
     /// The resident ID number does not have 18 characters.
     #[error("ID number must have 18 characters, {len} given")]
     IdNumberLength {
@@ -56,6 +60,12 @@ pub enum IdentError {
     /// 1900-01-01.
     #[error("ID number birth date {digits} is not a valid date")]
     IdNumberBirthDate {
+        /// The eight digits found there (YYYYMMDD).
+        digits: String,
+    },
+    /// Characters 7–14 of the resident ID number are a date of birth after today.
+    #[error("ID number birth date {digits} is in the future")]
+    IdNumberBirthFuture {
         /// The eight digits found there (YYYYMMDD).
         digits: String,
     },
@@ -78,12 +88,14 @@ impl IdentError {
     pub fn code(&self) -> &'static str {
         use IdentError::*;
         match self {
-            CreditCodeLength { .. } | CreditCodeChar { .. } | CreditCodeCheck => {
-                "ekey.ident.credit_code"
-            }
+            CreditCodeLength { .. }
+            | CreditCodeChar { .. }
+            | CreditCodeCheck
+            | CreditCodeOrgCheck => "ekey.ident.credit_code",
             IdNumberLength { .. }
             | IdNumberChar { .. }
             | IdNumberBirthDate { .. }
+            | IdNumberBirthFuture { .. }
             | IdNumberCheck => "ekey.ident.id_number",
             MobileInvalid => "ekey.ident.mobile",
             EmailTooLong | EmailMalformed => "ekey.ident.email",
@@ -127,6 +139,12 @@ impl IdentError {
                     "The check character of the unified social credit code is wrong; please compare with the business licence",
                 )
                 .into(),
+            CreditCodeOrgCheck => lang
+                .pick(
+                    "统一社会信用代码第9–17位（组织机构代码）校验不正确，请核对营业执照上的代码",
+                    "Characters 9–17 of the unified social credit code (the organisation code) do not check out; please compare with the business licence",
+                )
+                .into(),
             IdNumberLength { len: 0 } => lang
                 .pick(
                     "请填写18位居民身份证号码",
@@ -159,6 +177,17 @@ impl IdentError {
                 } else {
                     format!(
                         "Characters 7–14 of the ID number (date of birth {digits}) are not a valid date; please compare with the ID card"
+                    )
+                }
+            }
+            IdNumberBirthFuture { digits } => {
+                if zh {
+                    format!(
+                        "身份证号码第7–14位的出生日期 {digits} 晚于今天，请核对身份证"
+                    )
+                } else {
+                    format!(
+                        "The date of birth in characters 7–14 of the ID number ({digits}) is after today; please compare with the ID card"
                     )
                 }
             }
@@ -306,8 +335,30 @@ impl CreditCode {
         if values[17] != check {
             return Err(IdentError::CreditCodeCheck);
         }
+        // All characters are ASCII of the alphabet here.
+        let org = &code.as_bytes()[8..17];
+        if org_code_check(&org[..8]) != Some(org[8]) {
+            return Err(IdentError::CreditCodeOrgCheck);
+        }
         Ok(CreditCode(code))
     }
+}
+
+/// The GB 11714 check character of the eight-character body of an organisation code:
+/// characters worth 0–9 and A=10 … Z=35, weights 3, 7, 9, 10, 5, 8, 4, 2,
+/// check = 11 − sum mod 11, written `X` for 10 and `0` for 11. `None` for a character
+/// outside 0–9, A–Z.
+fn org_code_check(body: &[u8]) -> Option<u8> {
+    const WEIGHTS: [u32; 8] = [3, 7, 9, 10, 5, 8, 4, 2];
+    let mut sum = 0u32;
+    for (&b, w) in body.iter().zip(WEIGHTS) {
+        sum += char::from(b).to_digit(36)? * w;
+    }
+    Some(match 11 - sum % 11 {
+        10 => b'X',
+        11 => b'0',
+        d => b'0' + d as u8,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -357,6 +408,19 @@ impl IdNumber {
             return Err(IdentError::IdNumberCheck);
         }
         Ok(IdNumber(id))
+    }
+
+    /// [`IdNumber::parse`], and the date of birth must not be after `today` (the day in
+    /// Asia/Shanghai by the caller's clock). Every number typed by a person goes through
+    /// this; `parse` alone serves values already accepted (JSON, the database).
+    pub fn parse_on(s: &str, today: NaiveDate) -> Result<Self, IdentError> {
+        let id = Self::parse(s)?;
+        if id.birth_date() > today {
+            return Err(IdentError::IdNumberBirthFuture {
+                digits: id.0[6..14].to_string(),
+            });
+        }
+        Ok(id)
     }
 
     /// The date of birth held in characters 7–14.
@@ -588,6 +652,69 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn credit_code_org_part_checked() {
+        // The GB 32100 check character is right, but positions 9–17 (the organisation
+        // code, GB 11714) are not: MA1XYW0A would need the check character 3, not 1.
+        let e = CreditCode::parse("91320106MA1XYW0A10").unwrap_err();
+        assert_eq!(e, IdentError::CreditCodeOrgCheck);
+        assert_eq!(e.code(), "ekey.ident.credit_code");
+        assert!(
+            e.message(Lang::Zh).contains("第9–17位"),
+            "{}",
+            e.message(Lang::Zh)
+        );
+        assert!(e.message(Lang::En).contains("9–17"));
+        assert_eq!(
+            CreditCode::parse("91320106MA1XYW0A36").unwrap().as_str(),
+            "91320106MA1XYW0A36"
+        );
+        // Check characters X (10) and 0 (11) of the organisation code.
+        assert_eq!(org_code_check(b"MA1XXXXX"), Some(b'9'));
+        for (body, check) in [(b"00000000", b'0'), (b"MA1NXXXX", b'X')] {
+            assert_eq!(org_code_check(body), Some(check));
+        }
+    }
+
+    #[test]
+    fn id_number_birth_date_not_in_the_future() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 8).unwrap();
+        // Born today: accepted (a newborn can hold a number).
+        let id = IdNumber::parse_on(&with_id_check("11010520261208001"), today).unwrap();
+        assert_eq!(id.birth_date(), today);
+        let tomorrow = with_id_check("11010520261209001");
+        assert!(IdNumber::parse(&tomorrow).is_ok());
+        let e = IdNumber::parse_on(&tomorrow, today).unwrap_err();
+        assert_eq!(
+            e,
+            IdentError::IdNumberBirthFuture {
+                digits: "20261209".into()
+            }
+        );
+        assert_eq!(e.code(), "ekey.ident.id_number");
+        assert!(
+            e.message(Lang::Zh).contains("晚于今天"),
+            "{}",
+            e.message(Lang::Zh)
+        );
+        assert!(e.message(Lang::En).contains("after today"));
+        // Impossible dates are refused whatever the day.
+        assert!(matches!(
+            IdNumber::parse_on(&with_id_check("11010520250229001"), today),
+            Err(IdentError::IdNumberBirthDate { .. })
+        ));
+        assert!(IdNumber::parse_on(ID, today).is_ok());
+    }
+
+    fn with_id_check(first17: &str) -> String {
+        let sum: u32 = first17
+            .bytes()
+            .enumerate()
+            .map(|(i, b)| u32::from(b - b'0') * ((1u32 << (17 - i)) % 11))
+            .sum();
+        format!("{first17}{}", char::from(ID_CHECK[(sum % 11) as usize]))
     }
 
     #[test]
@@ -836,6 +963,7 @@ mod tests {
                 position: 3,
             },
             IdentError::CreditCodeCheck,
+            IdentError::CreditCodeOrgCheck,
             IdentError::IdNumberLength { len: 0 },
             IdentError::IdNumberLength { len: 3 },
             IdentError::IdNumberChar {
@@ -844,6 +972,9 @@ mod tests {
             },
             IdentError::IdNumberBirthDate {
                 digits: "19491331".into(),
+            },
+            IdentError::IdNumberBirthFuture {
+                digits: "20991231".into(),
             },
             IdentError::IdNumberCheck,
             IdentError::MobileInvalid,

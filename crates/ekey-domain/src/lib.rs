@@ -2,6 +2,7 @@
 //! what, and the working-day calendar. No I/O, no async, no SQL, no HTTP.
 #![forbid(unsafe_code)]
 
+pub mod agency_file;
 pub mod calendar;
 pub mod clock;
 pub mod error;

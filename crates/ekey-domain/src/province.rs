@@ -1,7 +1,9 @@
 //! The 31 provincial-level divisions of mainland China (GB/T 2260 codes) and, for each, the
-//! default data of the commerce department that issues electronic keys there. The platform
-//! administrator maintains the exact addresses, windows, hours and hotlines later; these
-//! defaults only name the department and its city where the exact address is not known.
+//! default data of the commerce department that issues electronic keys there. Only what the
+//! procedure states is filled in: the departments' names, and Jiangsu's collection address,
+//! window and hotline. Everything else (other addresses, every agency's opening hours) is
+//! empty until the platform administrator publishes it; pages then say that the agency's
+//! details are not yet published instead of showing invented ones.
 
 /// A provincial-level division (province, autonomous region or municipality).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -23,12 +25,11 @@ pub struct AgencyDefaults {
     pub name_zh: &'static str,
     /// English name of the department.
     pub name_en: &'static str,
-    /// Where keys are collected. Where the exact street address is not known this is the
-    /// department's name and city, for the administrator to complete.
+    /// Where keys are collected; empty when not known.
     pub address: &'static str,
-    /// The service window.
+    /// The service window; empty when not known.
     pub window: &'static str,
-    /// Opening hours.
+    /// Opening hours; empty when not known.
     pub hours: &'static str,
     /// Telephone hotline; empty when not known.
     pub hotline: &'static str,
@@ -87,24 +88,21 @@ pub fn by_code(code: &str) -> Option<&'static Province> {
     PROVINCES.iter().find(|p| p.code == code)
 }
 
-/// Default window of an agency whose window is not known.
-const WINDOW: &str = "许可证业务窗口";
-/// Default opening hours.
-const HOURS: &str = "工作日 9:00–12:00，13:30–17:00";
-
+/// An agency of which only the name is known. The city in `_seat` documents where the
+/// department sits; it is not an address and is not shown as one.
 const fn a(
     province_code: &'static str,
     name_zh: &'static str,
     name_en: &'static str,
-    address: &'static str,
+    _seat: &'static str,
 ) -> AgencyDefaults {
     AgencyDefaults {
         province_code,
         name_zh,
         name_en,
-        address,
-        window: WINDOW,
-        hours: HOURS,
+        address: "",
+        window: "",
+        hours: "",
         hotline: "",
     }
 }
@@ -168,9 +166,11 @@ static AGENCIES: [AgencyDefaults; 31] = [
         province_code: "320000",
         name_zh: "江苏省商务厅",
         name_en: "Department of Commerce of Jiangsu Province",
+        // 申领流程: "南京市汉中门大街145号A18窗口领取 … 咨询电话025-83666306"; it names
+        // no opening hours.
         address: "南京市汉中门大街145号",
         window: "A18 窗口",
-        hours: HOURS,
+        hours: "",
         hotline: "025-83666306",
     },
     a(
@@ -359,7 +359,12 @@ mod tests {
                     || a.name_zh.ends_with("商务局")
                     || a.name_zh.ends_with("商务委员会")
             );
-            assert!(!a.address.is_empty() && !a.window.is_empty() && !a.hours.is_empty());
+            // Nothing invented: no agency but Jiangsu has an address, window or hotline,
+            // and none has opening hours.
+            assert!(a.hours.is_empty(), "{}", a.name_zh);
+            if p.code != "320000" {
+                assert!(a.address.is_empty() && a.window.is_empty() && a.hotline.is_empty());
+            }
             assert_eq!(agency_defaults_for(p.code), Some(a));
         }
         let names: HashSet<_> = agency_defaults().iter().map(|a| a.name_zh).collect();
@@ -382,7 +387,7 @@ mod tests {
         assert_eq!(js.address, "南京市汉中门大街145号");
         assert_eq!(js.window, "A18 窗口");
         assert_eq!(js.hotline, "025-83666306");
-        assert_eq!(js.hours, "工作日 9:00–12:00，13:30–17:00");
+        assert_eq!(js.hours, "", "the procedure names no hours");
         // Only Jiangsu has a known hotline in the defaults.
         assert_eq!(
             agency_defaults()

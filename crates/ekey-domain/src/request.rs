@@ -887,6 +887,26 @@ pub fn transition(
     })
 }
 
+/// Whose step a request of `kind` in `status` waits on: the role of the table's row that
+/// moves it on (the enterprise's own edits and withdrawal and the system's steps aside).
+/// `None` when no person's step runs (approved and finished with the key, or closed).
+/// Digests and overdue counts list a request only for the role it waits on.
+pub fn waits_on(kind: Kind, status: Status) -> Option<Role> {
+    kind.rules()
+        .filter(|r| r.from == status && r.role != Role::System)
+        .find(|r| !matches!(r.action, Action::Edit | Action::Withdraw))
+        .map(|r| r.role)
+}
+
+/// The statuses in which some request waits on `role` (for listing that role's work).
+pub fn statuses_waiting_on(role: Role) -> Vec<Status> {
+    Status::ALL
+        .iter()
+        .copied()
+        .filter(|&s| Kind::ALL.iter().any(|&k| waits_on(k, s) == Some(role)))
+        .collect()
+}
+
 /// The actions `actor` could take on the request now (for buttons and the API).
 pub fn available_actions(req: &RequestView<'_>, actor: &Actor) -> Vec<Action> {
     if !actor.can_see(req.enterprise_id, req.province) {
@@ -1746,5 +1766,38 @@ mod tests {
                 e.message(crate::Lang::En).is_ascii() || e.message(crate::Lang::En).contains('“')
             );
         }
+    }
+
+    #[test]
+    fn each_step_waits_on_one_role() {
+        use Status::*;
+        for kind in KEY_PRODUCING {
+            assert_eq!(waits_on(*kind, AgencyReview), Some(Role::Agency));
+            assert_eq!(waits_on(*kind, ProviderReview), Some(Role::Provider));
+            assert_eq!(waits_on(*kind, InProduction), Some(Role::Provider));
+            assert_eq!(waits_on(*kind, AtAgency), Some(Role::Agency));
+            assert_eq!(waits_on(*kind, AwaitingMaterials), Some(Role::Enterprise));
+            assert_eq!(waits_on(*kind, Returned), Some(Role::Enterprise));
+            assert_eq!(waits_on(*kind, Completed), None);
+        }
+        assert_eq!(waits_on(Kind::Unlock, ProviderReview), Some(Role::Provider));
+        assert_eq!(waits_on(Kind::Unlock, Approved), None);
+        assert_eq!(
+            waits_on(Kind::Cancellation, AwaitingHandover),
+            Some(Role::Agency)
+        );
+        // Every step with a running deadline waits on someone.
+        for rule in TABLE {
+            if matches!(rule.deadline, Deadline::Start(_) | Deadline::Keep) {
+                for kind in rule.kinds {
+                    assert!(waits_on(*kind, rule.to).is_some(), "{kind:?} {:?}", rule.to);
+                }
+            }
+        }
+        let agency = statuses_waiting_on(Role::Agency);
+        assert!(agency.contains(&AgencyReview) && !agency.contains(&ProviderReview));
+        let provider = statuses_waiting_on(Role::Provider);
+        assert!(provider.contains(&ProviderReview) && provider.contains(&InProduction));
+        assert!(!provider.contains(&AgencyReview));
     }
 }

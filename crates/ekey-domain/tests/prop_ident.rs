@@ -35,9 +35,26 @@ fn id_check(first17: &[u8]) -> u8 {
     b"10X98765432"[(sum % 11) as usize]
 }
 
-/// A valid credit code: 17 characters of the alphabet and the check character.
+/// The GB 11714 check character of an organisation code body (characters 9–16).
+fn org_check(body: &[u8]) -> u8 {
+    const W: [u32; 8] = [3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = body
+        .iter()
+        .zip(W)
+        .map(|(&b, w)| char::from(b).to_digit(36).unwrap() * w)
+        .sum();
+    match 11 - sum % 11 {
+        10 => b'X',
+        11 => b'0',
+        d => b'0' + d as u8,
+    }
+}
+
+/// A valid credit code: 16 characters of the alphabet, the organisation code's check
+/// character (GB 11714) and the code's own check character (GB 32100).
 fn credit_code() -> impl Strategy<Value = String> {
-    proptest::collection::vec(select(&CREDIT_CHARSET[..]), 17).prop_map(|mut chars| {
+    proptest::collection::vec(select(&CREDIT_CHARSET[..]), 16).prop_map(|mut chars| {
+        chars.push(org_check(&chars[8..16]));
         let check = credit_check(&chars);
         chars.push(check);
         String::from_utf8(chars).unwrap()

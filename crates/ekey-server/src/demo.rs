@@ -11,7 +11,7 @@ pub const DEMO_PASSWORD: &str = "ekey-demo-2026";
 /// The demo enterprise's login.
 pub const DEMO_ENTERPRISE_LOGIN: &str = "demo@ekey.example";
 /// The demo enterprise's credit code (valid check character).
-pub const DEMO_CREDIT_CODE: &str = "91320106MA1XYW0A10";
+pub const DEMO_CREDIT_CODE: &str = "91320106MA1XYW0A36";
 
 /// Logins of the demo accounts with what they are, for printing.
 pub const DEMO_LOGINS: &[(&str, &str)] = &[

@@ -98,7 +98,7 @@ mod tests {
             number: "EK3220260212000001".into(),
             kind: ekey_domain::request::Kind::First,
             enterprise_name: "南京示例进出口有限公司".into(),
-            credit_code: "91320100MA1XXXXXXX".into(),
+            credit_code: "91320100MA1XXXXX9R".into(),
             address: "南京市鼓楼区中山北路 1 号".into(),
             legal_representative: "王建华".into(),
             province_name: "江苏省".into(),

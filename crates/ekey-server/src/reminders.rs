@@ -1,14 +1,15 @@
 //! Timed messages nobody clicks for: certificate expiry reminders at 60, 30 and 7 days
 //! (one per threshold and certificate; a renewed key has a new certificate and is skipped),
-//! and the agency clerks' morning digest of what is due today or overdue (working days
-//! only). Messages go through the outbox with dedup keys, so running this on several
+//! and the morning digests of what is due today or overdue (working days only): the agency
+//! clerks' of the steps waiting on their agency, the provider operators' of the steps
+//! waiting on the provider. Messages go through the outbox with dedup keys, so running this on several
 //! instances, or twice, sends nothing twice.
 
 use std::time::Duration;
 
-use chrono::{Timelike, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use ekey_domain::calendar::shanghai;
-use ekey_domain::request::Status;
+use ekey_domain::request::{Role, statuses_waiting_on, waits_on};
 use ekey_store::{Channel, NewMessage, RequestFilter};
 
 use crate::messages::local_time;
@@ -46,74 +47,38 @@ pub async fn run_once(state: &AppState) -> Result<usize, ekey_store::StoreError>
             created_at: now,
         });
     }
-    // The clerks' digest, once per working day from 08:00.
+    // The digests, once per working day from 08:00: each agency clerk gets the steps of
+    // their province that wait on the agency, each provider operator the steps that wait
+    // on the provider.
     let local = now.with_timezone(&shanghai());
     let working = state.with_calendar(|c| c.is_working_day(local.date_naive()));
     if working && local.hour() >= 8 {
-        let clerks = state.store.accounts_of_role("agency").await?;
-        for clerk in clerks.into_iter().filter(|a| a.active) {
-            let Some(province) = &clerk.province else {
-                continue;
-            };
-            let open = state
-                .store
-                .list_requests(&RequestFilter {
-                    province: Some(province.clone()),
-                    limit: 500,
-                    ..RequestFilter::default()
-                })
-                .await?;
-            let tomorrow = local.date_naive().succ_opt().unwrap_or(local.date_naive());
-            let (mut overdue, mut today) = (Vec::new(), Vec::new());
-            for r in open.iter().filter(|r| r.status != Status::Completed) {
-                let Some(due) = r.due_at else { continue };
-                if due <= now {
-                    overdue.push(r);
-                } else if due.with_timezone(&shanghai()).date_naive() == tomorrow {
-                    today.push(r);
+        for role in [Role::Agency, Role::Provider] {
+            let readers = state.store.accounts_of_role(role.as_str()).await?;
+            for reader in readers.into_iter().filter(|a| a.active) {
+                let province = match role {
+                    Role::Agency => match &reader.province {
+                        Some(p) => Some(p.clone()),
+                        None => continue,
+                    },
+                    _ => None,
+                };
+                let open = state
+                    .store
+                    .list_requests(&RequestFilter {
+                        province,
+                        statuses: statuses_waiting_on(role),
+                        limit: 500,
+                        ..RequestFilter::default()
+                    })
+                    .await?;
+                let mine = open
+                    .iter()
+                    .filter(|r| waits_on(r.kind, r.status) == Some(role));
+                if let Some(m) = digest(state, &reader, mine, now) {
+                    messages.push(m);
                 }
             }
-            if overdue.is_empty() && today.is_empty() {
-                continue;
-            }
-            let line = |r: &&ekey_store::RequestRecord| {
-                let note = r
-                    .due_at
-                    .and_then(|d| {
-                        state.with_calendar(|c| {
-                            ekey_domain::statutory::due_notice(c, d, ekey_domain::Lang::Zh)
-                        })
-                    })
-                    .map(|n| format!("（{n}）"))
-                    .unwrap_or_default();
-                format!(
-                    "  {}  {}  {}  截止 {}{note}",
-                    r.number,
-                    r.kind.name_zh(),
-                    r.status.label_zh(),
-                    r.due_at.map(local_time).unwrap_or_default()
-                )
-            };
-            messages.push(NewMessage {
-                channel: Channel::Email,
-                recipient: clerk.email.clone(),
-                subject: format!(
-                    "今日待办：{} 件今日到期，{} 件已超时",
-                    today.len(),
-                    overdue.len()
-                ),
-                body: format!(
-                    "{}：\n\n已超时（{}）：\n{}\n\n今日到期（{}）：\n{}\n\n工作台：{}/console/queue\n",
-                    clerk.display_name,
-                    overdue.len(),
-                    overdue.iter().map(line).collect::<Vec<_>>().join("\n"),
-                    today.len(),
-                    today.iter().map(line).collect::<Vec<_>>().join("\n"),
-                    state.config.public_url()
-                ),
-                dedup_key: format!("digest:{}:{}", clerk.id, local.date_naive()),
-                created_at: now,
-            });
         }
     }
     let added = state.store.enqueue(messages).await?;
@@ -149,5 +114,68 @@ pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()>
             }
             tokio::time::sleep(interval).await;
         }
+    })
+}
+
+/// A reader's digest of the steps waiting on them that are overdue or due today; `None`
+/// when there are none.
+fn digest<'a>(
+    state: &AppState,
+    reader: &ekey_store::Account,
+    requests: impl Iterator<Item = &'a ekey_store::RequestRecord>,
+    now: DateTime<Utc>,
+) -> Option<NewMessage> {
+    let local = now.with_timezone(&shanghai());
+    let tomorrow = local.date_naive().succ_opt().unwrap_or(local.date_naive());
+    let (mut overdue, mut today) = (Vec::new(), Vec::new());
+    for r in requests {
+        let Some(due) = r.due_at else { continue };
+        if due <= now {
+            overdue.push(r);
+        } else if due.with_timezone(&shanghai()).date_naive() == tomorrow {
+            today.push(r);
+        }
+    }
+    if overdue.is_empty() && today.is_empty() {
+        return None;
+    }
+    let line = |r: &&ekey_store::RequestRecord| {
+        // A due date that reaches into a year without official data says so.
+        let note = r
+            .due_at
+            .and_then(|d| {
+                state.with_calendar(|c| {
+                    ekey_domain::statutory::due_notice(c, d, ekey_domain::Lang::Zh)
+                })
+            })
+            .map(|n| format!("（{n}）"))
+            .unwrap_or_default();
+        format!(
+            "  {}  {}  {}  截止 {}{note}",
+            r.number,
+            r.kind.name_zh(),
+            r.status.label_zh(),
+            r.due_at.map(local_time).unwrap_or_default()
+        )
+    };
+    Some(NewMessage {
+        channel: Channel::Email,
+        recipient: reader.email.clone(),
+        subject: format!(
+            "今日待办：{} 件今日到期，{} 件已超时",
+            today.len(),
+            overdue.len()
+        ),
+        body: format!(
+            "{}：\n\n已超时（{}）：\n{}\n\n今日到期（{}）：\n{}\n\n工作台：{}/console/queue\n",
+            reader.display_name,
+            overdue.len(),
+            overdue.iter().map(line).collect::<Vec<_>>().join("\n"),
+            today.len(),
+            today.iter().map(line).collect::<Vec<_>>().join("\n"),
+            state.config.public_url()
+        ),
+        dedup_key: format!("digest:{}:{}", reader.id, local.date_naive()),
+        created_at: now,
     })
 }

@@ -49,6 +49,15 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// Today in Asia/Shanghai by the instance's clock (dates typed by people are checked
+    /// against it, e.g. a date of birth in an ID number).
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.clock
+            .now()
+            .with_timezone(&ekey_domain::calendar::shanghai())
+            .date_naive()
+    }
+
     /// The document fonts, loading them (once, off the async threads) on first use.
     pub async fn fonts(&self) -> Result<Arc<ekey_docs::Fonts>, ekey_docs::DocError> {
         if let Some(f) = self.fonts.get() {

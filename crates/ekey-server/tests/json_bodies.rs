@@ -303,8 +303,8 @@ fn pool(field: &str) -> Vec<String> {
     let v = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
     match field {
         "credit_code" => v(&[
-            "91320106MA1XYW0A10",
-            "91310000MA1FL5LX3X",
+            "91320106MA1XYW0A36",
+            "91310000MA1FL5LX4N",
             "91440101MA5CJQ4N59",
         ]),
         "id_number" | "collector_id_number" => v(&["11010519491231002X", "110101199003070011"]),

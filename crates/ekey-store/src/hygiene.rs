@@ -222,8 +222,8 @@ mod tests {
         assert_eq!(certificate_spki(&cert[..cert.len() - 1]), None);
         assert_eq!(certificate_spki(b"\x04\x00"), None);
         assert_eq!(
-            credit_code_of("某公司 91320500MA1TEXT00X"),
-            "91320500MA1TEXT00X"
+            credit_code_of("某公司 91320500MA1TEXT06A"),
+            "91320500MA1TEXT06A"
         );
     }
 }

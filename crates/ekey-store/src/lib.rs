@@ -155,6 +155,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn agency(&self, province: &str) -> Result<Option<Agency>>;
     /// Changes an agency's collection details (address, window, hours, hotline). Audited.
     async fn update_agency(&self, agency: Agency, audit: NewAudit) -> Result<Agency>;
+    /// Loads the agencies file: inserts or updates every agency given (names and collection
+    /// details), all or nothing, with one audit record. Agencies not named are kept.
+    async fn load_agencies(&self, agencies: Vec<Agency>, audit: NewAudit) -> Result<usize>;
 
     // ----- accounts and sessions -----
     /// Records a new enterprise with its first (inactive) account and activation token,

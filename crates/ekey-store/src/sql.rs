@@ -38,6 +38,10 @@ const MIGRATIONS_SQLITE: &[(i64, &str)] = &[
         12,
         include_str!("../migrations/sqlite/0012_key_returns.sql"),
     ),
+    (
+        15,
+        include_str!("../migrations/sqlite/0015_agency_truth.sql"),
+    ),
 ];
 const MIGRATIONS_PG: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -62,6 +66,10 @@ const MIGRATIONS_PG: &[(i64, &str)] = &[
     (
         12,
         include_str!("../migrations/postgres/0012_key_returns.sql"),
+    ),
+    (
+        15,
+        include_str!("../migrations/postgres/0015_agency_truth.sql"),
     ),
 ];
 
@@ -600,6 +608,30 @@ impl Store for SqlStore {
             .await?;
         tx.commit().await?;
         agency_from_row(&row)
+    }
+
+    async fn load_agencies(&self, agencies: Vec<Agency>, audit: NewAudit) -> Result<usize> {
+        let mut tx = self.begin_write().await?;
+        for a in &agencies {
+            sqlx::query(
+                "INSERT INTO agencies (province, name_zh, name_en, address, window_name, hours, hotline) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (province) DO UPDATE SET \
+                 name_zh = excluded.name_zh, name_en = excluded.name_en, address = excluded.address, \
+                 window_name = excluded.window_name, hours = excluded.hours, hotline = excluded.hotline",
+            )
+            .bind(&a.province)
+            .bind(&a.name_zh)
+            .bind(&a.name_en)
+            .bind(&a.address)
+            .bind(&a.window)
+            .bind(&a.hours)
+            .bind(&a.hotline)
+            .execute(&mut *tx)
+            .await?;
+        }
+        append_audit_tx(&mut tx, &audit).await?;
+        tx.commit().await?;
+        Ok(agencies.len())
     }
 
     async fn enterprise_by_credit_code(&self, credit_code: &str) -> Result<Option<Enterprise>> {

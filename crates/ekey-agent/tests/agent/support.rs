@@ -24,7 +24,7 @@ pub const ORIGIN: &str = "http://portal.test:8080";
 /// The enterprise of the test certificates.
 pub const ENTERPRISE: &str = "测试进出口有限公司";
 /// Its unified social credit code.
-pub const CREDIT_CODE: &str = "91320000MA1XYZ1234";
+pub const CREDIT_CODE: &str = "91320000MA1XY1234E";
 
 /// A throwaway certification authority.
 pub struct TestCa {

@@ -10,7 +10,7 @@ use ekey_ca::{
 
 pub const PASSPHRASE: &str = "correct horse battery staple";
 pub const ENTERPRISE: &str = "上海某某进出口贸易有限公司";
-pub const CREDIT_CODE: &str = "91310000MA1FL5LX3X";
+pub const CREDIT_CODE: &str = "91310000MA1FL5LX4N";
 
 /// A test configuration: Chinese names, cheap key-file encryption.
 pub fn config(algorithm: KeyAlgorithm) -> CaConfig {

@@ -346,7 +346,7 @@ pub async fn register(
         "contact.name",
         ekey_domain::text::PERSON_NAME_MAX,
     )?;
-    IdNumber::parse(&body.contact.id_number).map_err(DomainError::from)?;
+    IdNumber::parse_on(&body.contact.id_number, state.today()).map_err(DomainError::from)?;
     let mobile = Mobile::parse(&body.contact.mobile).map_err(DomainError::from)?;
     let email = Email::parse(&body.contact.email).map_err(DomainError::from)?;
     check_password_for(&body.password, &body.contact.email)?;

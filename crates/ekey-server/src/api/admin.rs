@@ -123,6 +123,14 @@ fn text(v: &str, field: &'static str) -> ApiResult<String> {
     Ok(super::required_text(v, field, 200)?)
 }
 
+fn optional_text(v: &str, field: &'static str) -> ApiResult<String> {
+    if v.trim().is_empty() {
+        Ok(String::new())
+    } else {
+        text(v, field)
+    }
+}
+
 /// Change an agency's collection address, window, hours and hotline (administrator).
 #[utoipa::path(put, path = "/api/v1/agencies/{province}", tag = "admin", security(("bearer" = [])),
     params(("province" = String, Path)), request_body = AgencyBody,
@@ -141,9 +149,11 @@ pub async fn update_agency(
         .ok_or_else(|| ApiError::not_found("ekey.agency.not_found"))?;
     let updated = ekey_store::Agency {
         address: text(&body.address, "address")?,
-        window: text(&body.window, "window")?,
-        hours: text(&body.hours, "hours")?,
-        hotline: text(&body.hotline, "hotline")?,
+        // Only the address is required: a window, hours or hotline not yet published
+        // stay empty rather than invented.
+        window: optional_text(&body.window, "window")?,
+        hours: optional_text(&body.hours, "hours")?,
+        hotline: optional_text(&body.hotline, "hotline")?,
         ..current.clone()
     };
     let audit = auth.audit(
@@ -164,6 +174,68 @@ pub async fn update_agency(
         hours: a.hours,
         hotline: a.hotline,
     }))
+}
+
+/// Load the agencies file (administrator): every agency and its published collection
+/// details as CSV (`ekey_domain::agency_file`). The whole file is checked first; a single bad
+/// line refuses it with every problem and its line number, and nothing changes. Loaded in
+/// one transaction with one audit record.
+#[utoipa::path(put, path = "/api/v1/admin/agencies", tag = "admin", security(("bearer" = [])),
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = Vec<super::public::AgencyOut>), (status = 422, body = ErrorBody)))]
+pub async fn load_agencies(
+    State(state): State<AppState>,
+    auth: Auth,
+    body: Bytes,
+) -> ApiResult<Json<Vec<super::public::AgencyOut>>> {
+    auth.require(&[Role::Admin])?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ekey.agency.file",
+            "发证机构文件应为 UTF-8 编码的 CSV（在表格软件中另存为“CSV UTF-8”）",
+            "The agencies file must be UTF-8 CSV (save as \"CSV UTF-8\" in the spreadsheet)",
+        )
+    })?;
+    let rows = ekey_domain::agency_file::parse(text).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.code(),
+            e.message(ekey_domain::Lang::Zh),
+            e.message(ekey_domain::Lang::En),
+        )
+    })?;
+    let now = state.clock.now();
+    let audit = auth.audit(
+        now,
+        "agency.load_file",
+        "agency",
+        "*",
+        "",
+        &format!("{} agencies, {} bytes", rows.len(), text.len()),
+    );
+    state
+        .store
+        .load_agencies(rows.into_iter().map(agency_of_row).collect(), audit)
+        .await?;
+    super::public::agencies(State(state)).await
+}
+
+/// The store's agency for a row of the agencies file.
+pub fn agency_of_row(r: ekey_domain::agency_file::AgencyRow) -> ekey_store::Agency {
+    ekey_store::Agency {
+        name_en: if r.name_en.is_empty() {
+            r.name_zh.clone()
+        } else {
+            r.name_en
+        },
+        province: r.province,
+        name_zh: r.name_zh,
+        address: r.address,
+        window: r.window,
+        hours: r.hours,
+        hotline: r.hotline,
+    }
 }
 
 /// The years the calendar covers after an upload.

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use ekey_domain::calendar::shanghai;
 use ekey_domain::error::DomainError;
 use ekey_domain::ident::{IdNumber, Mobile};
@@ -426,7 +426,17 @@ fn collection_messages(
     at: DateTime<Utc>,
 ) -> Vec<NewMessage> {
     let who = &r.form.authorised_user;
-    let place = format!("{}{}", agency.address, agency.window);
+    // An agency whose details are not yet published is named, never given an empty place.
+    let place = if agency.address.is_empty() {
+        format!("{}（领取地址尚未公布，请先向该机构确认）", agency.name_zh)
+    } else {
+        format!("{}{}", agency.address, agency.window)
+    };
+    let hours = if agency.hours.is_empty() {
+        String::new()
+    } else {
+        format!("（{}）", agency.hours)
+    };
     let hotline = if agency.hotline.is_empty() {
         String::new()
     } else {
@@ -439,7 +449,7 @@ fn collection_messages(
             subject: format!("电子钥匙可领取：申请 {}", r.number),
             body: format!(
                 "{}：\n\n您申请的电子钥匙（申请编号 {}，用户登录名 {}）已到{}，可以领取。\n\n\
-                 窗口领取：请领取人携带单位介绍信和本人身份证到 {place}（{}）领取{hotline}。\n\
+                 窗口领取：请领取人携带单位介绍信和本人身份证到 {place}{hours}领取{hotline}。\n\
                  免费邮寄：请将加盖公章的免责声明和营业执照复印件寄到以上地址；免责声明须写明企业自担风险、\
                  收件人（申请人）姓名、收件地址（须与营业执照上的注册地或经营地一致）、手机号和身份证号。\n\n\
                  查询进度：{}\n",
@@ -447,7 +457,6 @@ fn collection_messages(
                 r.number,
                 r.login_name.clone().unwrap_or_default(),
                 agency.name_zh,
-                agency.hours,
                 crate::receipt::request_link(&state.config.public_url(), &r.id),
             ),
             dedup_key: format!("request:{}:ready:email", r.id),
@@ -564,12 +573,12 @@ pub struct HandoverBody {
     pub tracking_number: Option<String>,
 }
 
-fn handover_from(body: &HandoverBody) -> Result<Handover, DomainError> {
+fn handover_from(body: &HandoverBody, today: NaiveDate) -> Result<Handover, DomainError> {
     let text = |v: &Option<String>| v.as_deref().unwrap_or("").trim().to_string();
     match body.method.as_str() {
         "pickup" => Ok(Handover::Pickup {
             collector_name: text(&body.collector_name),
-            collector_id_number: IdNumber::parse(&text(&body.collector_id_number))?,
+            collector_id_number: IdNumber::parse_on(&text(&body.collector_id_number), today)?,
             introduction_letter: body.introduction_letter,
         }),
         "mail" => Ok(Handover::Mail {
@@ -577,7 +586,7 @@ fn handover_from(body: &HandoverBody) -> Result<Handover, DomainError> {
             licence_copy_received: body.licence_copy_received,
             recipient: text(&body.recipient),
             mobile: Mobile::parse(&text(&body.mobile))?,
-            id_number: IdNumber::parse(&text(&body.id_number))?,
+            id_number: IdNumber::parse_on(&text(&body.id_number), today)?,
             address: text(&body.address),
             courier: text(&body.courier),
             tracking_number: text(&body.tracking_number),
@@ -600,7 +609,7 @@ pub async fn handover(
 ) -> ApiResult<Json<super::requests::RequestOut>> {
     auth.require(&[Role::Agency])?;
     let r = super::requests::visible(&state, &auth, &id).await?;
-    let record = handover_from(&body)?;
+    let record = handover_from(&body, state.today())?;
     let enterprise = state
         .store
         .enterprise(&r.enterprise_id)

@@ -309,6 +309,7 @@ fn build() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::outbox))
         .routes(routes!(admin::retry))
         .routes(routes!(admin::update_agency))
+        .routes(routes!(admin::load_agencies))
         .routes(routes!(admin::holidays, admin::upload_holidays))
         .routes(routes!(admin::users, admin::create_user))
         .routes(routes!(admin::set_active))

@@ -8,6 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
 use ekey_domain::calendar::shanghai;
 use ekey_domain::error::DomainError;
 use ekey_domain::ident::{Email, IdNumber, Mobile};
@@ -374,10 +375,10 @@ pub struct ListQuery {
     pub offset: Option<i64>,
 }
 
-fn person(p: &PersonBody) -> Result<Person, DomainError> {
+fn person(p: &PersonBody, today: NaiveDate) -> Result<Person, DomainError> {
     Ok(Person {
         name: p.name.trim().to_string(),
-        id_number: IdNumber::parse(&p.id_number)?,
+        id_number: IdNumber::parse_on(&p.id_number, today)?,
         mobile: Mobile::parse(&p.mobile)?,
         email: Email::parse(&p.email)?,
     })
@@ -994,11 +995,11 @@ pub async fn create(
             .map(str::trim)
             .filter(|r| !r.is_empty())
             .map(str::to_string),
-        authorised_user: person(&body.authorised_user)?,
+        authorised_user: person(&body.authorised_user, state.today())?,
         confirmation_letter_user: body
             .confirmation_letter_user
             .as_ref()
-            .map(person)
+            .map(|p| person(p, state.today()))
             .transpose()?,
         key_lost: body.key_lost.unwrap_or(false),
         unlock_challenge: challenge(kind, body.unlock_challenge.as_deref())?,
@@ -1174,7 +1175,7 @@ pub async fn edit(
         form.reason = (!reason.is_empty()).then(|| reason.to_string());
     }
     if let Some(p) = &body.authorised_user {
-        form.authorised_user = person(p)?;
+        form.authorised_user = person(p, state.today())?;
         form.confirmation_letter_user = None;
     }
     if let Some(lost) = body.key_lost {

@@ -265,7 +265,8 @@ pub async fn choose_collection(
                 ));
             }
             let mobile = Mobile::parse(&body.mobile).map_err(DomainError::from)?;
-            let id_number = IdNumber::parse(&body.id_number).map_err(DomainError::from)?;
+            let id_number =
+                IdNumber::parse_on(&body.id_number, state.today()).map_err(DomainError::from)?;
             ekey_domain::text::check_line(
                 "recipient",
                 recipient,

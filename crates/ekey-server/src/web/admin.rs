@@ -49,6 +49,7 @@ pub async fn home(State(state): State<AppState>, page: Page, query: Q) -> Respon
     let notice = match q(&query, "done").as_str() {
         "retried" => lang.pick("已重新排队发送。", "Queued again."),
         "agency" => lang.pick("发证机构信息已更新。", "Agency details saved."),
+        "agencies" => lang.pick("发证机构文件已载入。", "The agencies file was loaded."),
         "holidays" => lang.pick("节假日数据已载入。", "Holiday data loaded."),
         "user" => lang.pick("账户已保存。", "Account saved."),
         "released" => lang.pick(
@@ -149,6 +150,25 @@ pub async fn agency(
         result,
         &format!("/console/admin?done=agency#a-{province}"),
         &format!("/console/admin#a-{province}"),
+    )
+}
+
+/// Load the agencies file (pasted, or read into the text area from a chosen file).
+pub async fn agencies_file(State(state): State<AppState>, page: Page, form: Form) -> Response {
+    let auth = match page.require(&[Role::Admin]) {
+        Ok(a) => a.clone(),
+        Err(r) => return r,
+    };
+    if let Err(r) = page.check_csrf(&form) {
+        return r;
+    }
+    let body = axum::body::Bytes::from(form.get("csv").as_bytes().to_vec());
+    let result = admin::load_agencies(State(state.clone()), auth, body).await;
+    super::after(
+        page.lang,
+        result,
+        "/console/admin?done=agencies#ag-h",
+        "/console/admin#ag-file",
     )
 }
 

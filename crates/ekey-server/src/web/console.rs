@@ -8,7 +8,9 @@ use axum::response::Response;
 use chrono::Datelike;
 use ekey_domain::Lang;
 use ekey_domain::calendar::shanghai;
-use ekey_domain::request::{Kind, LicenceType, Material, Role, Status};
+use ekey_domain::request::{
+    Kind, LicenceType, Material, Role, Status, statuses_waiting_on, waits_on,
+};
 use minijinja::context;
 use serde::Serialize;
 
@@ -192,13 +194,8 @@ pub async fn queue(State(state): State<AppState>, page: Page, query: Q) -> Respo
     let rows: Vec<Row> = rows
         .into_iter()
         .map(|r| {
-            let due = r
-                .due_at
-                .as_deref()
-                .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok());
             // Due today: overdue from 00:00 tomorrow, i.e. today is its last working day.
-            let due_today = !r.overdue
-                && due.is_some_and(|d| d.with_timezone(&shanghai()).date_naive() == tomorrow);
+            let due_today = !r.overdue && due_on(&r, tomorrow);
             let age_days = chrono::DateTime::parse_from_rfc3339(&r.updated_at)
                 .map(|u| (now.date_naive() - u.with_timezone(&shanghai()).date_naive()).num_days())
                 .unwrap_or(0);
@@ -212,8 +209,26 @@ pub async fn queue(State(state): State<AppState>, page: Page, query: Q) -> Respo
             }
         })
         .collect();
-    let overdue = rows.iter().filter(|r| r.r.overdue).count();
-    let due_today = rows.iter().filter(|r| r.due_today).count();
+    // The counts are of all the reader's work (every step waiting on their role), not of
+    // the tab or the search shown.
+    let role = auth.account.role;
+    let mine = match list(&statuses_waiting_on(role), None).await {
+        Ok(r) => r,
+        Err(e) => return error_page(lang, e),
+    };
+    let mine: Vec<&RequestSummary> = mine
+        .iter()
+        .filter(|r| {
+            let kind = Kind::parse(&r.kind).ok();
+            let status = Status::parse(&r.status);
+            kind.zip(status).and_then(|(k, s)| waits_on(k, s)) == Some(role)
+        })
+        .collect();
+    let overdue = mine.iter().filter(|r| r.overdue).count();
+    let due_today = mine
+        .iter()
+        .filter(|r| !r.overdue && due_on(r, tomorrow))
+        .count();
     page.render(
         &state,
         "console_queue.html",
@@ -227,6 +242,14 @@ pub async fn queue(State(state): State<AppState>, page: Page, query: Q) -> Respo
         },
     )
     .await
+}
+
+/// Whether the request's step becomes overdue at 00:00 of `day` (Asia/Shanghai).
+fn due_on(r: &RequestSummary, day: chrono::NaiveDate) -> bool {
+    r.due_at
+        .as_deref()
+        .and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
+        .is_some_and(|d| d.with_timezone(&shanghai()).date_naive() == day)
 }
 
 async fn load(state: &AppState, auth: &Auth, id: &str) -> Result<RequestOut, ApiError> {

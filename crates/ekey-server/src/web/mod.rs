@@ -695,6 +695,7 @@ pub fn routes() -> Routes {
         .post("/console/certificates/{serial}/revoke", certs::revoke)
         .post("/console/admin/outbox/{id}/retry", admin::retry)
         .post("/console/admin/agencies/{province}", admin::agency)
+        .post("/console/admin/agencies", admin::agencies_file)
         .post("/console/admin/users", admin::create_user)
         .post("/console/admin/users/{id}/active", admin::set_active)
         .post("/console/admin/enterprises", admin::enterprise_account)

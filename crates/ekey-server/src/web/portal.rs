@@ -5,6 +5,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use chrono::NaiveDate;
 use ekey_domain::Lang;
 use ekey_domain::ident::{Email, IdNumber, Mobile};
 use ekey_domain::request::{Kind, LicenceType, Material, Role, Status};
@@ -455,13 +456,13 @@ pub async fn new_page(State(state): State<AppState>, page: Page, query: Q) -> Re
     }
 }
 
-fn person_errors(form: &Form, lang: Lang, errors: &mut FieldErrors) {
+fn person_errors(form: &Form, lang: Lang, today: NaiveDate, errors: &mut FieldErrors) {
     need(errors, lang, "au_name", form.get("au_name"), 50);
     check(
         errors,
         lang,
         "au_id_number",
-        IdNumber::parse(form.get("au_id_number")),
+        IdNumber::parse_on(form.get("au_id_number"), today),
     );
     check(
         errors,
@@ -481,7 +482,7 @@ fn person_body(form: &Form) -> PersonBody {
     }
 }
 
-fn common_errors(kind: Kind, form: &Form, lang: Lang, errors: &mut FieldErrors) {
+fn common_errors(kind: Kind, form: &Form, lang: Lang, today: NaiveDate, errors: &mut FieldErrors) {
     if kind.needs_licence_types() && form.all("licence_types").is_empty() {
         errors.add(
             "licence_types",
@@ -505,7 +506,7 @@ fn common_errors(kind: Kind, form: &Form, lang: Lang, errors: &mut FieldErrors) 
                 .into(),
         );
     }
-    person_errors(form, lang, errors);
+    person_errors(form, lang, today, errors);
 }
 
 /// Creates the request (a draft) and shows it.
@@ -527,7 +528,7 @@ pub async fn create(State(state): State<AppState>, page: Page, query: Q, form: F
         Err(e) => return error_page(lang, e.into()),
     };
     let mut errors = FieldErrors::default();
-    common_errors(kind, &form, lang, &mut errors);
+    common_errors(kind, &form, lang, state.today(), &mut errors);
     let mode = form.get("login_mode").to_string();
     let value = form.get("login_name").trim().to_string();
     if (mode == "existing" || mode == "original") && value.is_empty() {
@@ -838,7 +839,7 @@ pub async fn edit(
     };
     let kind = Kind::parse(&r.kind).unwrap_or(Kind::First);
     let mut errors = FieldErrors::default();
-    common_errors(kind, &form, lang, &mut errors);
+    common_errors(kind, &form, lang, state.today(), &mut errors);
     if errors.is_empty() {
         let result = requests::edit(
             State(state.clone()),

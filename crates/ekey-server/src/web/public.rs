@@ -306,7 +306,7 @@ pub async fn register(
         &mut errors,
         lang,
         "id_number",
-        IdNumber::parse(form.get("id_number")),
+        IdNumber::parse_on(form.get("id_number"), state.today()),
     );
     check(
         &mut errors,

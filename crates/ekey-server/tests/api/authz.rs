@@ -142,6 +142,7 @@ const EXPECTED: &[(&str, &str, Who)] = &[
     ("GET", "/api/v1/admin/holidays", Only("d")),
     ("PUT", "/api/v1/admin/holidays", Only("d")),
     ("PUT", "/api/v1/agencies/{province}", Only("d")),
+    ("PUT", "/api/v1/admin/agencies", Only("d")),
     // Public information.
     ("GET", "/healthz", Public),
     ("GET", "/api/v1/openapi.json", Public),
@@ -210,6 +211,7 @@ const EXPECTED: &[(&str, &str, Who)] = &[
     ("GET", "/console/admin", Only("d")),
     ("POST", "/console/admin/outbox/{id}/retry", Only("d")),
     ("POST", "/console/admin/agencies/{province}", Only("d")),
+    ("POST", "/console/admin/agencies", Only("d")),
     ("POST", "/console/admin/users", Only("d")),
     ("POST", "/console/admin/users/{id}/active", Only("d")),
     ("POST", "/console/admin/enterprises", Only("d")),
@@ -266,6 +268,7 @@ fn body_for(method: &str, path: &str, o: &Objects) -> Body {
             "/console/admin/users" => vec![("login", "".into())],
             "/console/admin/users/{id}/active" => vec![("active", "false".into())],
             "/console/admin/agencies/{province}" => vec![("address", "".into())],
+            "/console/admin/agencies" => vec![("csv", "province\n".into())],
             _ => vec![],
         };
         return Body::Form(fields);
@@ -314,6 +317,7 @@ fn body_for(method: &str, path: &str, o: &Objects) -> Body {
             Body::Json(json!({"email": "", "reason": ""}))
         }
         "/api/v1/admin/holidays" => Body::Bytes("application/json", b"{}".to_vec()),
+        "/api/v1/admin/agencies" => Body::Bytes("text/csv", b"province\n".to_vec()),
         "/api/v1/agencies/{province}" => Body::Json(json!({
             "address": "", "window": "", "hours": "", "hotline": ""})),
         _ => Body::Json(json!({})),
@@ -519,7 +523,7 @@ async fn objects(s: &TestServer) -> Objects {
         user: user["id"].as_str().unwrap().to_string(),
         credit_code: me["enterprise"]["credit_code"]
             .as_str()
-            .unwrap_or("91320000MA1X2Y3Z4W")
+            .unwrap_or("91320000MA1X2Y3Q4J")
             .to_string(),
     }
 }

@@ -10,7 +10,7 @@ use crate::support::*;
 
 const ENTERPRISE: &str = "demo@ekey.example";
 /// The demo enterprise's credit code (see `ekey_server::demo`).
-const DEMO_CREDIT_CODE: &str = "91320106MA1XYW0A10";
+const DEMO_CREDIT_CODE: &str = "91320106MA1XYW0A36";
 
 /// Sends `$call` and checks that it is refused with `$status` and `$code`, a Chinese
 /// message, and that the database (and the file store) is exactly as before. Evaluates to
@@ -217,7 +217,7 @@ async fn create(s: &TestServer, token: &str, body: Value) -> String {
 async fn registration_refusals(db: Db) {
     let s = TestServer::start(db).await;
     let reg = "/api/v1/registrations";
-    let code = credit_code("91320100MA1N2P3Q4");
+    let code = credit_code("91320100MA1N2P3Q0");
     let email = "clerk@jinling-trade.example";
     let good = || registration("金陵贸易有限公司", &code, "320000", email);
     let with = |path: &[&str], value: Value| {
@@ -421,7 +421,7 @@ async fn registration_refusals(db: Db) {
     // case) get the same answer as a fresh registration (201 and an id), so an anonymous
     // caller learns nothing; the owners are told by mail (doors::registrations_claim_
     // nothing_and_tell_nothing).
-    let other_code = credit_code("91320100MA1N2P3Q5");
+    let other_code = credit_code("91320100MA1N2P308");
     for (code_, email_) in [
         (code.as_str(), "other@jinling-trade.example"),
         (DEMO_CREDIT_CODE, "other2@jinling-trade.example"),
@@ -449,7 +449,7 @@ on_both_databases!(registration_refusals);
 async fn request_refusals(db: Db) {
     let s = TestServer::start(db).await;
     let a = s.login(ENTERPRISE).await;
-    let b_code = credit_code("91320500MA1B2C3D4");
+    let b_code = credit_code("91320500MA1B2C3D8");
     let b = s
         .register_and_login(
             "苏州样例贸易有限公司",
@@ -750,7 +750,7 @@ async fn material_and_decision_refusals(db: Db) {
     let other = s
         .register_and_login(
             "苏州样例贸易有限公司",
-            &credit_code("91320500MA1B2C3D4"),
+            &credit_code("91320500MA1B2C3D8"),
             "320000",
             "clerk@suzhou-sample.example",
         )
@@ -1121,7 +1121,7 @@ async fn last_audit(s: &TestServer) -> (String, String) {
 async fn auth_and_public_refusals(db: Db) {
     let s = TestServer::start(db).await;
     let ent = s.login(ENTERPRISE).await;
-    let other_code = credit_code("91320500MA1B2C3D4");
+    let other_code = credit_code("91320500MA1B2C3D8");
     let other = s
         .register_and_login(
             "苏州样例贸易有限公司",
@@ -1668,7 +1668,7 @@ async fn oversize_json_body(db: Db) {
     let s = TestServer::start(db).await;
     let body = registration(
         &"公".repeat(100_000),
-        &credit_code("91320100MA1N2P3Q4"),
+        &credit_code("91320100MA1N2P3Q0"),
         "320000",
         "big@jinling-trade.example",
     );

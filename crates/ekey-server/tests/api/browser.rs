@@ -248,7 +248,7 @@ async fn an_enterprise_applies_uploads_is_returned_fixes_and_resubmits_in_a_brow
     let s = TestServer::start(Db::Sqlite).await;
     let b = Browser::start().await;
     let files = tempfile::tempdir().unwrap();
-    let code = credit_code("91320100MA1B7W2KE");
+    let code = credit_code("91320100MA1B7W2K0");
     let email = "clerk@browser-test.example";
 
     // Register; a wrong credit code is explained next to its field, in Chinese.
@@ -619,7 +619,7 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
     );
     b.shot("30-agency-queue").await;
     // Search by the enterprise's credit code finds it too.
-    b.fill("q", "91320106MA1XYW0A10").await;
+    b.fill("q", "91320106MA1XYW0A36").await;
     b.click("form.search button").await;
     b.wait_text("table.queue", &number).await;
     b.click(&format!("a[href='/console/requests/{id}']")).await;
@@ -715,7 +715,7 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
     s.wait_message("13912345678", &number).await;
     let (_, result) = s
         .get(
-            &format!("/api/v1/public/result?number={number}&credit_code=91320106MA1XYW0A10"),
+            &format!("/api/v1/public/result?number={number}&credit_code=91320106MA1XYW0A36"),
             None,
         )
         .await;

@@ -141,7 +141,7 @@ async fn issue_from_csr(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let provider = s.login("provider").await;
     let enterprise = s.login("demo@ekey.example").await;
-    let code = credit_code("91320500MA1TEXT00");
+    let code = credit_code("91320500MA1TEXT06");
     let csr = make_csr(dir.path(), "a", NAME, &code);
 
     // Issued, stored, audited; verifies against the instance's own root and issuing CA.
@@ -288,7 +288,7 @@ async fn issue_from_csr(db: Db) {
     )
     .await;
     // A CSR naming another enterprise.
-    let other_code = credit_code("91110000MA1ANTHE0");
+    let other_code = credit_code("91110000MA1ANTHE5");
     let csr_other = make_csr(dir.path(), "c", "另一家进出口有限公司", &other_code);
     refused(
         &s,

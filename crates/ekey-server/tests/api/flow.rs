@@ -7,7 +7,7 @@ use crate::support::*;
 
 async fn first_issue_to_production(db: Db) {
     let s = TestServer::start(db).await;
-    let code = credit_code("91320100MA1N2P3Q4");
+    let code = credit_code("91320100MA1N2P3Q0");
     let email = "clerk@jinling-trade.example";
 
     // Register: the activation mail arrives with the seed's subject; no login before it.
@@ -276,7 +276,7 @@ async fn first_issue_to_production(db: Db) {
     assert_eq!(v["collection"]["address"], "南京市汉中门大街145号");
     assert_eq!(v["collection"]["hotline"], "025-83666306");
     assert!(v["collection"]["window"].as_str().unwrap().contains("A18"));
-    let other = credit_code("91320100MA1N2P3Q5");
+    let other = credit_code("91320100MA1N2P308");
     let (status, v) = s
         .get(
             &format!("/api/v1/public/result?number={number}&credit_code={other}"),
@@ -377,7 +377,7 @@ async fn concurrent_decisions_one_wins_postgres() {
 async fn activation_expires_and_resend_replaces_the_link(db: Db) {
     let s = TestServer::start(db).await;
     let email = "late@example.com";
-    let code = credit_code("91320200MA1P2Q3R4");
+    let code = credit_code("91320200MA1P2Q3R3");
     let (status, _) = s
         .post(
             "/api/v1/registrations",
@@ -467,7 +467,7 @@ async fn everyone_sees_only_their_own(db: Db) {
     let beijing_ent = s
         .register_and_login(
             "北京燕京贸易有限公司",
-            &credit_code("91110000MA0A1B2C3"),
+            &credit_code("91110000MA0A1B2C2"),
             "110000",
             "bj@example.com",
         )

@@ -167,7 +167,7 @@ async fn lifecycle(db: Db) {
     let s = TestServer::start_at(db, chrono::Utc::now()).await;
     let dir = tempfile::tempdir().unwrap();
     // From registration: a new enterprise registers and activates through its mail.
-    let code = credit_code("91320100MA1R2T3U4");
+    let code = credit_code("91320100MA1R2T3U8");
     let ent = s
         .register_and_login(
             "金陵进出口贸易有限公司",

@@ -91,7 +91,7 @@ pub async fn no_message_is_lost_or_doubled_across_an_smtp_outage(db: Db) {
             None,
             registration(
                 "甲贸易有限公司",
-                &credit_code("91320100MA1NTFY1A"),
+                &credit_code("91320100MA1NTFY13"),
                 "320000",
                 a,
             ),
@@ -131,8 +131,8 @@ pub async fn no_message_is_lost_or_doubled_across_an_smtp_outage(db: Db) {
     // and 1 SMS. The SMS gateway is up: the SMS leaves at once.
     smtp.stop();
     for (email, code) in [
-        ("b@notify.example", "91320100MA1NTFY2B"),
-        ("c@notify.example", "91320100MA1NTFY3C"),
+        ("b@notify.example", "91320100MA1NTFY21"),
+        ("c@notify.example", "91320100MA1NTFY3X"),
     ] {
         let (status, v) = s
             .post(
@@ -271,7 +271,7 @@ pub async fn an_administrator_retries_a_dead_letter_from_the_console(db: Db) {
             None,
             registration(
                 "丁贸易有限公司",
-                &credit_code("91320100MA1NTFY4D"),
+                &credit_code("91320100MA1NTFY48"),
                 "320000",
                 email,
             ),

@@ -155,7 +155,7 @@ fn registration_form<'a>(csrf: &'a str, code: &'a str, email: &'a str) -> Vec<(&
 pub async fn forms_without_their_csrf_token_change_nothing(db: Db) {
     let s = TestServer::start(db).await;
     let p = PageClient::new(&s);
-    let code = credit_code("91320500MA1PAGE7A");
+    let code = credit_code("91320500MA1PAGE76");
     let before = s.snapshot().await;
     // No token, and a token of another visitor.
     let other = PageClient::new(&s).csrf("/register").await;
@@ -228,7 +228,7 @@ pub async fn registration_explains_every_bad_field_next_to_it(db: Db) {
             &[
                 ("csrf", &csrf),
                 ("enterprise_name", "苏州<b>页面</b>测试有限公司"),
-                ("credit_code", "91320500MA1PAGE7A9"),
+                ("credit_code", "91320500MA1PAGE769"),
                 ("province", "999999"),
                 ("address", ""),
                 ("legal_representative", "周强"),
@@ -265,7 +265,7 @@ pub async fn registration_explains_every_bad_field_next_to_it(db: Db) {
 
     // A registered credit code gets the same answer as a new one (the owner is told by
     // mail, the visitor nothing).
-    let code = credit_code("91320500MA1PAGE7A");
+    let code = credit_code("91320500MA1PAGE76");
     let a = p
         .post(
             "/register",
@@ -324,7 +324,7 @@ pub async fn free_text_is_shown_as_text_and_requests_stay_private(db: Db) {
     let other = PageClient::new(&s);
     s.register_and_login(
         "无锡别家有限公司",
-        &credit_code("91320200MA1QTHE8B"),
+        &credit_code("91320200MA1QTHE81"),
         "320000",
         "other@pages.example",
     )
@@ -421,7 +421,7 @@ pub async fn mailing_is_only_to_the_registered_address(db: Db) {
     let ent = s
         .register_and_login(
             "常州邮寄测试有限公司",
-            &credit_code("91320400MA1MAXL9C"),
+            &credit_code("91320400MA1MAXL90"),
             "320000",
             "mail@pages.example",
         )
@@ -739,7 +739,7 @@ pub async fn the_provider_finds_and_revokes_a_certificate_from_its_page(db: Db) 
         .collect::<Vec<_>>()
         .join(":");
     for q in [
-        "91320106MA1XYW0A10".to_string(),
+        "91320106MA1XYW0A36".to_string(),
         key["login_name"].as_str().unwrap().to_string(),
         colons,
     ] {

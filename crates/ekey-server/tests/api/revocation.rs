@@ -38,7 +38,7 @@ pub async fn served_crl(s: &TestServer, dir: &std::path::Path, path: &str) -> St
 
 /// Issues a certificate through the API for a fresh CSR; returns its serial.
 pub async fn issue(s: &TestServer, provider: &str, dir: &std::path::Path, order: &str) -> String {
-    let code = credit_code("91320500MA1REKKK0");
+    let code = credit_code("91320500MA1REKKK5");
     let csr = make_csr(dir, order, NAME, &code);
     let (status, v) = s
         .post(
@@ -224,7 +224,7 @@ async fn openssl_checks_the_whole_chain_with_both_crls(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let provider = s.login("provider").await;
-    let code = credit_code("91320500MA1CHANN0");
+    let code = credit_code("91320500MA1CHANN4");
     let csr = make_csr(d, "chain", NAME, &code);
     let (status, v) = s
         .post(
@@ -339,8 +339,8 @@ async fn a_key_is_certified_for_one_enterprise_and_never_after_compromise(db: Db
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let provider = s.login("provider").await;
-    let code_a = credit_code("91320500MA1KEYAA0");
-    let code_b = credit_code("91320500MA1KEYBB0");
+    let code_a = credit_code("91320500MA1KEYAA1");
+    let code_b = credit_code("91320500MA1KEYBB6");
     let other = "无锡另一家贸易有限公司";
     let csr_a = make_csr(d, "k", NAME, &code_a);
     let key = d.join("k.key");

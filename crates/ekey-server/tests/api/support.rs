@@ -383,15 +383,14 @@ pub fn first_request(email: &str) -> Value {
 
 /// Computes a valid unified social credit code from its first 17 characters.
 pub fn credit_code(prefix17: &str) -> String {
-    const CS: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
-    let mut sum = 0usize;
-    let mut w = 1usize;
-    for c in prefix17.chars() {
-        sum += CS.find(c).expect("charset") * w;
-        w = w * 3 % 31;
-    }
-    let check = (31 - sum % 31) % 31;
-    format!("{prefix17}{}", CS.as_bytes()[check] as char)
+    let (body, check) = (&prefix17[8..16], prefix17[16..].chars().next());
+    assert_eq!(
+        check,
+        Some(ekey_testkit::ident::org_code_check(body)),
+        "{prefix17}: characters 9-17 must be a valid GB 11714 organisation code; \
+         use ekey_testkit::ident::credit_code(n) in new tests"
+    );
+    ekey_testkit::ident::with_uscc_check(prefix17)
 }
 
 pub use ekey_testkit::scenario::{SIX, person, png};

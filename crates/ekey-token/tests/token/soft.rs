@@ -69,7 +69,7 @@ fn create_generate_sign_csr_and_certificate() {
             country: Some("CN".into()),
             organization: Some("上海某某进出口有限公司".into()),
             common_name: "张三".into(),
-            serial_number: Some("91310000MA1FL0XX1X".into()),
+            serial_number: Some("91310000MA1FL0XX7Y".into()),
         },
     )
     .unwrap();
@@ -77,7 +77,7 @@ fn create_generate_sign_csr_and_certificate() {
     assert!(subject.contains("CN=张三"), "{subject}");
     assert!(subject.contains("O=上海某某进出口有限公司"), "{subject}");
     assert!(
-        subject.contains("serialNumber=91310000MA1FL0XX1X"),
+        subject.contains("serialNumber=91310000MA1FL0XX7Y"),
         "{subject}"
     );
     let plain = csr(&token, PIN, "sign", "李四").unwrap();

@@ -23,6 +23,11 @@
       if (i < 17) sum += k * w[i];
     }
     if (CC[(31 - sum % 31) % 31] !== v[17]) return t("校验位不正确，请对照营业执照逐位核对", "The check character is wrong; compare with the licence");
+    // Characters 9–17: the organisation code (GB 11714) with its own check character.
+    var ow = [3, 7, 9, 10, 5, 8, 4, 2], os = 0;
+    for (var j = 0; j < 8; j++) os += parseInt(v[8 + j], 36) * ow[j];
+    var oc = 11 - os % 11, ocs = oc === 10 ? "X" : oc === 11 ? "0" : String(oc);
+    if (ocs !== v[16]) return t("第 9–17 位（组织机构代码）校验不正确，请对照营业执照逐位核对", "Characters 9–17 (the organisation code) do not check out; compare with the licence");
     return "";
   }
   function checkId(v) {
@@ -50,6 +55,16 @@
     if (!fn) return;
     input.addEventListener("blur", function () { if (input.value.trim() !== "") showError(input, fn(input.value)); });
     input.addEventListener("input", function () { if (input.getAttribute("aria-invalid")) showError(input, fn(input.value)); });
+  });
+
+  // --- a chosen text file read into a text area (the agencies file) ----------------------
+  document.querySelectorAll("input[type=file][data-text-into]").forEach(function (input) {
+    input.addEventListener("change", function () {
+      var area = document.getElementById(input.getAttribute("data-text-into"));
+      var file = input.files && input.files[0];
+      if (!area || !file) return;
+      file.text().then(function (text) { area.value = text; });
+    });
   });
 
   // --- one-shot forms: a double click sends once -----------------------------------------
