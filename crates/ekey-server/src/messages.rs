@@ -87,7 +87,7 @@ pub fn for_transition(
         Action::AgencyApprove if req.kind == Kind::Cancellation => "注销申请已验核，转服务商办理",
         Action::AgencyApprove => "验核通过",
         Action::AgencyReturn => "验核未通过",
-        Action::AgencyRefuse => "不予受理",
+        Action::AgencyRefuse => Action::AgencyRefuse.label_zh(),
         Action::ProviderApprove => "复核通过",
         Action::ProviderReturn => "复核未通过",
         _ => return Vec::new(),

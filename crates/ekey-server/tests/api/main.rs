@@ -45,3 +45,4 @@ mod softhsm;
 mod storage;
 mod throttle;
 mod unlock;
+mod wording;
