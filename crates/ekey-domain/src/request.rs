@@ -678,12 +678,10 @@ impl Kind {
         }
     }
 
-    /// Largest accepted file per item, in bytes: 200 KB for unlock scans, 1 MB otherwise.
+    /// Largest accepted file per item, in bytes: under 200 KB for unlock scans, 1 MB
+    /// otherwise (the rule is [`crate::upload::SizeLimit::for_kind`]).
     pub fn upload_limit(self) -> u64 {
-        match self {
-            Kind::Unlock => 200 * 1024,
-            _ => 1024 * 1024,
-        }
+        crate::upload::SizeLimit::for_kind(self).largest()
     }
 
     /// The rows of the table for this kind.

@@ -37,6 +37,7 @@ mod headers;
 mod lifecycle;
 mod notify;
 mod pages;
+mod papers;
 mod reminders;
 mod renewal_expiry;
 mod revocation;

@@ -115,3 +115,145 @@ async fn an_additional_key_not_granted_is_said_in_those_words(db: Db) {
     s.stop().await;
 }
 on_both_databases!(an_additional_key_not_granted_is_said_in_those_words);
+
+// ---------------------------------------------------------------------------------------
+// Item 12: the forms' words.
+
+async fn pdf(s: &TestServer, token: &str, path: &str) -> String {
+    let res = s
+        .client
+        .get(s.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{path}");
+    crate::flow::pdf_text(&res.bytes().await.unwrap())
+}
+
+/// pdftotext -layout spreads a title over spaces; compare without them.
+fn squeezed(t: &str) -> String {
+    t.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+async fn the_forms_say_what_the_procedure_says(db: Db) {
+    let s = TestServer::start_with(db, default_start(), |c| {
+        c.provider_name = "测试数字认证有限公司".into();
+    })
+    .await;
+    let ent = s
+        .register_and_login(
+            "苏州表格措辞测试有限公司",
+            &ekey_testkit::ident::credit_code(4002),
+            "320000",
+            "forms@wording.example",
+        )
+        .await;
+    let id = submitted_request(&s, &ent).await;
+    let base = format!("/api/v1/requests/{id}/documents");
+
+    let form = pdf(&s, &ent, &format!("{base}/application-form.pdf")).await;
+    let title = form.lines().map(str::trim).find(|l| !l.is_empty()).unwrap();
+    let flat = squeezed(&form);
+    assert!(
+        squeezed(title).contains("货物进出口行政许可电子认证证书和电子钥匙申请表"),
+        "title: {title}\n{form}"
+    );
+    assert!(!flat.contains("一式两份"), "{form}");
+    assert!(!flat.contains("eKey"), "no product name: {form}");
+    assert!(flat.contains("在线填报系统"), "{form}");
+    assert!(flat.contains("商务部公告2016年第82号"), "{form}");
+
+    let letter = squeezed(&pdf(&s, &ent, &format!("{base}/confirmation-letter.pdf")).await);
+    assert!(letter.contains("致：测试数字认证有限公司"), "{letter}");
+    assert!(!letter.contains("eKey"), "{letter}");
+
+    // The request page no longer asks for two copies.
+    let p = PageClient::new(&s);
+    p.login("forms@wording.example", "Secret-2026").await;
+    let page = p.get(&format!("/portal/requests/{id}")).await;
+    assert!(!page.body.contains("一式两份"), "{}", page.body);
+
+    // The unlock form: its limit in the procedure's words.
+    let (_, first) = s.get(&format!("/api/v1/requests/{id}"), Some(&ent)).await;
+    let login_name = first["login_name"].as_str().unwrap().to_string();
+    let (status, v) = s
+        .post(
+            "/api/v1/requests",
+            Some(&ent),
+            json!({"kind": "unlock", "login_name": {"mode": "original", "value": login_name},
+                   "authorised_user": person("forms@wording.example")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let unlock = v["id"].as_str().unwrap().to_string();
+    s.post(
+        &format!("/api/v1/requests/{unlock}/submit"),
+        Some(&ent),
+        json!({}),
+    )
+    .await;
+    let text = squeezed(
+        &pdf(
+            &s,
+            &ent,
+            &format!("/api/v1/requests/{unlock}/documents/unlock-form.pdf"),
+        )
+        .await,
+    );
+    assert!(text.contains("每张图片小于200KB"), "{text}");
+    assert!(
+        text.contains("货物进出口行政许可电子认证证书和电子钥匙申请表（解锁）"),
+        "{text}"
+    );
+    assert!(text.contains("商务部公告2016年第82号"), "{text}");
+    assert!(!text.contains("eKey"), "{text}");
+    s.stop().await;
+}
+on_both_databases!(the_forms_say_what_the_procedure_says);
+
+// ---------------------------------------------------------------------------------------
+// Item 12: the collection notice is signed by the agency, with its hotline and address.
+
+async fn the_collection_notice_comes_from_the_agency(db: Db) {
+    let s = TestServer::start(db).await;
+    let portal = Portal::new(&s.base);
+    ekey_testkit::scenario::active_key(&portal).await.unwrap();
+    let sms = message_with(&s, "13912345678", "领取").await;
+    assert!(sms.starts_with("\n【江苏省商务厅】"), "{sms}");
+    assert!(sms.contains("025-83666306"), "{sms}");
+    assert!(sms.contains("汉中门大街145号"), "{sms}");
+    let mail = message_with(&s, "liming@example.com", "可领取").await;
+    assert!(mail.contains("025-83666306"), "{mail}");
+    assert!(mail.contains("汉中门大街145号"), "{mail}");
+    assert!(mail.contains("江苏省商务厅"), "{mail}");
+    s.stop().await;
+}
+on_both_databases!(the_collection_notice_comes_from_the_agency);
+
+async fn a_return_sms_is_signed_by_the_agency(db: Db) {
+    let s = TestServer::start(db).await;
+    let ent = s
+        .register_and_login(
+            "南通退回短信测试有限公司",
+            &ekey_testkit::ident::credit_code(4003),
+            "320000",
+            "return@wording.example",
+        )
+        .await;
+    let id = request_in_agency_review(&s, &ent).await;
+    let agency = s.login("agency-320000").await;
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/decision"),
+            Some(&agency),
+            json!({"approve": false, "remark": "营业执照扫描件不清晰"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let sms = message_with(&s, "13912345678", "验核未通过").await;
+    assert!(sms.starts_with("\n【江苏省商务厅】"), "{sms}");
+    assert!(sms.contains("025-83666306"), "{sms}");
+    s.stop().await;
+}
+on_both_databases!(a_return_sms_is_signed_by_the_agency);
