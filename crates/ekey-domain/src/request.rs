@@ -704,6 +704,22 @@ impl LicenceType {
             LicenceType::Textiles => "纺织品",
         }
     }
+
+    /// English label of the checkbox (never the machine name: pages in English show this).
+    pub fn name_en(self) -> &'static str {
+        match self {
+            LicenceType::ImportLicence => "import licence",
+            LicenceType::ExportLicence => "export licence",
+            LicenceType::AutoImportMechanical => {
+                "automatic import licence (mechanical and electronic)"
+            }
+            LicenceType::AutoImportOther => "automatic import licence (other goods)",
+            LicenceType::DualUse => "dual-use items and technologies",
+            LicenceType::AgriTariffQuota => "tariff quota for farm products",
+            LicenceType::FertilizerTariffQuota => "tariff quota for fertilisers",
+            LicenceType::Textiles => "textiles",
+        }
+    }
 }
 
 impl Material {

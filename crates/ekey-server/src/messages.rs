@@ -30,11 +30,10 @@ pub fn redacted_after_delivery(subject: &str, body: &str) -> Option<String> {
 /// Subject of the activation mail, as the seed names it.
 pub const ACTIVATION_SUBJECT: &str = "调用商务部统一用户管理平台激活企业账户";
 
-/// Formats an instant for people: `2026-02-25 00:00`, Beijing time.
+/// Formats an instant for people reading Chinese: `2026年2月25日 00:00`, Beijing time
+/// (the one rule is [`ekey_domain::when`]).
 pub fn local_time(t: DateTime<Utc>) -> String {
-    t.with_timezone(&shanghai())
-        .format("%Y-%m-%d %H:%M")
-        .to_string()
+    ekey_domain::when::datetime(&t, ekey_domain::Lang::Zh)
 }
 
 /// Formats an instant for the API: RFC 3339 with the +08:00 offset.

@@ -295,7 +295,7 @@ pub async fn detail(
         .filter_map(|t| LicenceType::parse(t).ok())
         .map(|t| match lang {
             Lang::Zh => t.name_zh(),
-            Lang::En => t.as_str(),
+            Lang::En => t.name_en(),
         })
         .collect();
     let history = super::timeline(lang, &r.history);

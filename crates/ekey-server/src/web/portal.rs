@@ -347,7 +347,7 @@ fn licence_options(lang: Lang) -> Vec<LicenceOpt> {
             value: t.as_str(),
             label: match lang {
                 Lang::Zh => t.name_zh(),
-                Lang::En => t.as_str(),
+                Lang::En => t.name_en(),
             },
         })
         .collect()
@@ -636,7 +636,7 @@ pub async fn show(
         .filter_map(|t| LicenceType::parse(t).ok())
         .map(|t| match lang {
             Lang::Zh => t.name_zh(),
-            Lang::En => t.as_str(),
+            Lang::En => t.name_en(),
         })
         .collect();
     let error = q(&query, "error");

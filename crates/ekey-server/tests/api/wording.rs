@@ -257,3 +257,189 @@ async fn a_return_sms_is_signed_by_the_agency(db: Db) {
     s.stop().await;
 }
 on_both_databases!(a_return_sms_is_signed_by_the_agency);
+
+// ---------------------------------------------------------------------------------------
+// Item 18: English is English.
+
+/// The text a reader sees: tags, scripts, styles and attribute values left out, entities
+/// of the usual kinds decoded.
+fn visible_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&rest[..lt]);
+        out.push(' ');
+        let after = &rest[lt..];
+        let lower = after.get(..8).unwrap_or("").to_ascii_lowercase();
+        let close = if lower.starts_with("<script") {
+            "</script>"
+        } else if lower.starts_with("<style") {
+            "</style>"
+        } else {
+            ">"
+        };
+        match after.find(close) {
+            Some(end) => rest = &after[end + close.len()..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out.replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+}
+
+/// Words like `import_licence` and instants like `2026-02-12T10:00:00+08:00` or
+/// `2026-02-12 10:00` in a page's visible text.
+fn internal_words(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for word in text.split(|c: char| {
+        !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == ':' || c == '+')
+    }) {
+        let w = word.trim_matches(|c: char| c == '-' || c == ':' || c == '+');
+        let parts: Vec<&str> = w.split('_').collect();
+        if parts.len() > 1
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        {
+            found.push(w.to_string());
+        }
+        // YYYY-MM-DD followed by T or a time: a raw timestamp.
+        let b = w.as_bytes();
+        if b.len() >= 11
+            && b[..4].iter().all(u8::is_ascii_digit)
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b'T'
+        {
+            found.push(w.to_string());
+        }
+    }
+    let b = text.as_bytes();
+    for i in 0..b.len().saturating_sub(16) {
+        let s = &b[i..i + 16];
+        let d = |r: std::ops::Range<usize>| s[r].iter().all(u8::is_ascii_digit);
+        if d(0..4)
+            && s[4] == b'-'
+            && d(5..7)
+            && s[7] == b'-'
+            && d(8..10)
+            && s[10] == b' '
+            && d(11..13)
+            && s[13] == b':'
+            && d(14..16)
+        {
+            found.push(String::from_utf8_lossy(s).into_owned());
+        }
+    }
+    found
+}
+
+#[test]
+fn the_checker_finds_what_it_should() {
+    assert_eq!(
+        internal_words(&visible_text(
+            "<p title=\"a_b\">Licences: import_licence, due 2026-02-25T00:00:00+08:00 and 2026-02-25 00:00</p><script>var x_y = 1;</script>"
+        )),
+        [
+            "import_licence",
+            "2026-02-25T00:00:00+08:00",
+            "2026-02-25 00:00"
+        ]
+    );
+    assert!(
+        internal_words(&visible_text(
+            "<p>25 February 2026, 00:00 · EK-2026 · a-b</p>"
+        ))
+        .is_empty()
+    );
+}
+
+async fn english_pages_show_no_internal_names_or_raw_timestamps(db: Db) {
+    let s = TestServer::start(db).await;
+    let ent = s.login("demo@ekey.example").await;
+    let id = request_in_agency_review(&s, &ent).await;
+    let agency = s.login("agency-320000").await;
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{id}/decision"),
+            Some(&agency),
+            json!({"approve": false, "remark": "Please rescan the licence", "concerns": ["business_licence"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let mut bad = Vec::new();
+    for (login, pages) in [
+        (
+            "demo@ekey.example",
+            vec![
+                "/portal".to_string(),
+                "/portal/apply".into(),
+                "/portal/requests/new?kind=first".into(),
+                "/portal/requests/new?kind=additional".into(),
+                format!("/portal/requests/{id}"),
+                format!("/portal/requests/{id}/edit"),
+                "/account/password".into(),
+            ],
+        ),
+        (
+            "agency-320000",
+            vec![
+                "/console/queue".to_string(),
+                "/console/dashboard".into(),
+                format!("/console/requests/{id}"),
+                "/console/shipments".into(),
+            ],
+        ),
+        (
+            "provider",
+            vec![
+                "/console/queue".to_string(),
+                "/console/certificates".into(),
+                "/console/shipments".into(),
+            ],
+        ),
+        ("admin", vec!["/console/admin".to_string()]),
+    ] {
+        let p = PageClient::new(&s);
+        p.login(login, PASSWORD).await;
+        p.get("/lang/en?next=%2F").await;
+        for path in pages {
+            let a = p.get(&path).await;
+            assert_eq!(a.status, StatusCode::OK, "{login} {path}: {}", a.body);
+            assert!(a.body.contains("<html lang=\"en\">"), "{path}");
+            for w in internal_words(&visible_text(&a.body)) {
+                bad.push(format!("{login} {path}: {w}"));
+            }
+        }
+    }
+    for path in ["/", "/login", "/register", "/password/forgot", "/result"] {
+        let p = PageClient::new(&s);
+        p.get("/lang/en?next=%2F").await;
+        let a = p.get(path).await;
+        for w in internal_words(&visible_text(&a.body)) {
+            bad.push(format!("public {path}: {w}"));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "internal words on English pages:\n{}",
+        bad.join("\n")
+    );
+
+    // Dates as people read them, in both languages: Thu 12 February 2026, 10:00.
+    let p = PageClient::new(&s);
+    p.login("demo@ekey.example", PASSWORD).await;
+    let zh = p.get(&format!("/portal/requests/{id}")).await;
+    assert!(zh.body.contains("2026年2月12日 10:00"), "{}", zh.body);
+    p.get("/lang/en?next=%2F").await;
+    let en = p.get(&format!("/portal/requests/{id}")).await;
+    assert!(en.body.contains("12 February 2026, 10:00"), "{}", en.body);
+    s.stop().await;
+}
+on_both_databases!(english_pages_show_no_internal_names_or_raw_timestamps);
