@@ -91,6 +91,7 @@ fn sample() -> ekey_docs::RequestDoc {
         key_serial: Some("SK0A1B2C3D4E5F".into()),
         key_lost: false,
         date: chrono::NaiveDate::from_ymd_opt(2026, 2, 12).unwrap_or_default(),
+        provider_name: "国富安CA".into(),
     }
 }
 

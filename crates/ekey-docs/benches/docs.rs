@@ -34,6 +34,7 @@ fn sample(kind: Kind) -> RequestDoc {
         key_serial: Some("GFA2026000123".into()),
         key_lost: false,
         date: NaiveDate::from_ymd_opt(2026, 2, 12).unwrap(),
+        provider_name: "国富安CA".into(),
     }
 }
 

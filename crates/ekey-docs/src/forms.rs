@@ -8,6 +8,12 @@ use crate::fonts::{Fonts, Metrics};
 use crate::layout::{CONTENT_W, Cell, Content, MARGIN_TOP, MARGIN_X, MM, Op, PAGE_W, Page, cell};
 use crate::{DocError, RequestDoc};
 
+mod papers;
+pub use papers::{
+    Desk, Mailing, default_agreement, introduction_letter, mailing_disclaimer, power_of_attorney,
+    user_agreement,
+};
+
 /// Width of a label column.
 const LW: f32 = 88.0;
 /// Width of a value column in a two-pair row.
@@ -19,21 +25,18 @@ const SIGN_H: f32 = 52.0 * MM;
 /// Scales tried, largest first.
 const SCALES: [f32; 7] = [1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7];
 
-/// 企业CA电子钥匙申请表: one page.
+/// The form's title, as the procedure and the officials name it.
+pub(crate) const FORM_TITLE: &str = "货物进出口行政许可电子认证证书和电子钥匙申请表";
+/// The rule the forms are made under, cited where they cite rules.
+pub(crate) const LEGAL_BASIS: &str = "商务部公告2016年第82号";
+
+/// 货物进出口行政许可电子认证证书和电子钥匙申请表 (the online 企业CA电子钥匙申请表): one page.
 pub fn application_form(fonts: &Fonts, doc: &RequestDoc) -> Result<Vec<u8>, DocError> {
-    make(fonts, "企业CA电子钥匙申请表", |p| {
-        application_form_layout(p, doc)
-    })
+    make(fonts, FORM_TITLE, |p| application_form_layout(p, doc))
 }
 
 fn application_form_layout(p: &mut Page<'_>, doc: &RequestDoc) -> Result<(), DocError> {
-    header(
-        p,
-        "企业CA电子钥匙申请表",
-        Some("（货物进出口行政许可电子认证证书和电子钥匙申请表）"),
-        Some(&doc.number),
-        Some(doc.date),
-    )?;
+    header(p, FORM_TITLE, None, Some(&doc.number), Some(doc.date))?;
     p.table_start();
     kind_row(p, doc.kind);
     section(p, "一、企业信息");
@@ -76,10 +79,9 @@ fn application_form_layout(p: &mut Page<'_>, doc: &RequestDoc) -> Result<(), Doc
     p.notes(
             "注：",
             &[
-                "本表一式两份，企业与发证机构各留存一份。".into(),
-                "在eKey系统在线提交申请后下载本表，用A4纸原大打印（不要缩放），由法定代表人签字、授权用户签字并加盖企业公章。".into(),
-                "将签字盖章后的本表扫描或拍照（JPEG/PNG/PDF，每个文件不超过1MB），登录eKey系统上传，并务必点击“确认上传”。".into(),
-                "授权用户须与《电子签章申请确认函》中的授权用户为同一人；增办、补办须填写理由。".into(),
+                format!("依据{LEGAL_BASIS}办理。在线填报系统中“确认提交”后下载本表，用A4纸原大打印（不要缩放），由法定代表人签字、授权用户签字并加盖企业公章。"),
+                "将签字盖章后的本表扫描或拍照（JPEG/PNG/PDF，每张图片大小不超于1MB），登录在线填报系统上传，并务必点击“确认上传”。".into(),
+                "授权用户须与《电子签章申请确认函》中的授权用户为同一人；增办须写明理由，补办须写明原因。".into(),
             ],
         );
     Ok(())
@@ -102,7 +104,12 @@ fn confirmation_letter_layout(p: &mut Page<'_>, doc: &RequestDoc) -> Result<(), 
     )?;
     p.y += 4.0;
     let body = p.sz.body() * 1.05;
-    p.paragraph("致：CA电子钥匙服务商", body, true, 0.0);
+    let provider = if doc.provider_name.trim().is_empty() {
+        "电子钥匙服务商"
+    } else {
+        doc.provider_name.trim()
+    };
+    p.paragraph(&format!("致：{provider}"), body, true, 0.0);
     p.paragraph(
             &format!(
                 "我单位{}（统一社会信用代码：{}）因办理货物进出口许可业务需要，现申请制作与本单位CA电子钥匙绑定的电子签章，用于在商务部许可证联网申领系统中对许可证申领等电子文件进行签名盖章。该CA电子钥匙及电子签章由以下授权用户持有和使用：",
@@ -161,25 +168,27 @@ fn confirmation_letter_layout(p: &mut Page<'_>, doc: &RequestDoc) -> Result<(), 
     p.notes(
             "注：",
             &[
-                "用A4纸原大打印，由授权用户签字并加盖企业公章后，扫描或拍照（每个文件不超过1MB）登录eKey系统上传。".into(),
-                "本函中的授权用户须与《企业CA电子钥匙申请表》中的授权用户为同一人。".into(),
+                format!("依据{LEGAL_BASIS}办理。用A4纸原大打印，由授权用户签字并加盖企业公章后，扫描或拍照（每张图片大小不超于1MB）登录在线填报系统上传。"),
+                format!("本函中的授权用户须与《{FORM_TITLE}》中的授权用户为同一人。"),
             ],
         );
     Ok(())
 }
 
-/// 电子钥匙解锁申请表: one page.
+/// 货物进出口行政许可电子认证证书和电子钥匙申请表（解锁）: one page.
 pub fn unlock_form(fonts: &Fonts, doc: &RequestDoc) -> Result<Vec<u8>, DocError> {
-    make(fonts, "电子钥匙解锁申请表", |p| {
-        unlock_form_layout(p, doc)
-    })
+    make(
+        fonts,
+        "货物进出口行政许可电子认证证书和电子钥匙申请表（解锁）",
+        |p| unlock_form_layout(p, doc),
+    )
 }
 
 fn unlock_form_layout(p: &mut Page<'_>, doc: &RequestDoc) -> Result<(), DocError> {
     header(
         p,
-        "电子钥匙解锁申请表",
-        Some("（货物进出口行政许可电子认证证书和电子钥匙申请表·解锁）"),
+        FORM_TITLE,
+        Some("（解锁）"),
         Some(&doc.number),
         Some(doc.date),
     )?;
@@ -215,9 +224,9 @@ fn unlock_form_layout(p: &mut Page<'_>, doc: &RequestDoc) -> Result<(), DocError
     p.notes(
         "注：",
         &[
-            "本表签字并加盖企业公章后扫描或拍照上传，每张图片不超过200KB（JPEG/PNG）。".into(),
-            "同时上传含统一社会信用代码的营业执照扫描件（加盖公章），同样不超过200KB。".into(),
-            "上传后请务必点击“确认上传”；服务商3个工作日内完成验核，审核通过后发送解锁邮件。"
+            format!("依据{LEGAL_BASIS}办理。本表签字并加盖企业公章后扫描或拍照上传，每张图片小于200KB（JPEG/PNG）。"),
+            "同时上传含统一社会信用代码的营业执照扫描件（加盖公章），每张图片小于200KB。".into(),
+            "上传后请务必点击“确认上传”；电子钥匙服务商验核无误后，3个工作日内发送主题为“电子钥匙密码重置”的邮件。"
                 .into(),
         ],
     );
@@ -306,7 +315,7 @@ fn cancellation_form_layout(p: &mut Page<'_>, doc: Option<&RequestDoc>) -> Resul
     p.notes(
             "注：",
             &[
-                "请勾选“注销”并加盖企业公章，连同电子钥匙（遗失的附加盖公章的书面说明）提交所在地省级商务主管部门。".into(),
+                format!("依据{LEGAL_BASIS}办理。请勾选“注销”并加盖企业公章，连同电子钥匙（遗失的附加盖公章的书面说明）提交所在地省级商务主管部门。"),
                 "发证机构2个工作日内验核后寄送电子钥匙服务商，服务商收到后2个工作日内完成注销，证书随即吊销。".into(),
             ],
         );
@@ -671,6 +680,7 @@ mod tests {
             key_serial: Some("GFA2026000123".into()),
             key_lost: false,
             date: chrono::NaiveDate::from_ymd_opt(2026, 2, 12).unwrap(),
+            provider_name: "国富安".into(),
         }
     }
 

@@ -281,7 +281,11 @@ impl<'a> Page<'a> {
 
     /// Centred title (and optional subtitle) across the content width; moves the cursor.
     pub(crate) fn title(&mut self, title: &str, subtitle: Option<&str>) {
-        let size = self.sz.title();
+        // A long title (货物进出口行政许可电子认证证书和电子钥匙申请表) is set smaller so
+        // that, centred, it stays clear of the QR code in the top right corner.
+        let max_w = PAGE_W - 2.0 * (MARGIN_X + 24.0 * MM);
+        let full = self.sz.title();
+        let size = (full * max_w / self.text_width(title, full, true)).min(full);
         let w = self.text_width(title, size, true);
         let top = self.y;
         self.text_at(

@@ -26,7 +26,9 @@ use ekey_domain::request::{Kind, LicenceType};
 
 pub use fonts::{BUNDLED_NAME, FONT_ENV, Fonts};
 pub use forms::{
-    application_form, cancellation_form, confirmation_letter, packing_list, unlock_form,
+    Desk, Mailing, application_form, cancellation_form, confirmation_letter, default_agreement,
+    introduction_letter, mailing_disclaimer, packing_list, power_of_attorney, unlock_form,
+    user_agreement,
 };
 
 /// A person on a form (the authorised user, 授权用户 / 经办人).
@@ -75,6 +77,8 @@ pub struct RequestDoc {
     pub key_lost: bool,
     /// Date printed on the form (填表日期).
     pub date: chrono::NaiveDate,
+    /// The key provider as the letters address it (e.g. "国富安"); empty: "电子钥匙服务商".
+    pub provider_name: String,
 }
 
 /// One key in a shipment.
@@ -198,6 +202,7 @@ mod tests {
             key_serial: None,
             key_lost: false,
             date: chrono::NaiveDate::from_ymd_opt(2026, 2, 12).unwrap(),
+            provider_name: "国富安".into(),
         }
     }
 

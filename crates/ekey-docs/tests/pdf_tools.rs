@@ -13,8 +13,9 @@ use std::sync::OnceLock;
 
 use chrono::NaiveDate;
 use ekey_docs::{
-    DocError, Fonts, Person, RequestDoc, application_form, cancellation_form, confirmation_letter,
-    unlock_form,
+    Desk, DocError, Fonts, Mailing, Person, RequestDoc, application_form, cancellation_form,
+    confirmation_letter, introduction_letter, mailing_disclaimer, power_of_attorney, unlock_form,
+    user_agreement,
 };
 use ekey_domain::request::{Kind, LicenceType};
 
@@ -66,6 +67,7 @@ fn sample(kind: Kind) -> RequestDoc {
         key_serial: Some("GFA2026000123".into()),
         key_lost: false,
         date: NaiveDate::from_ymd_opt(2026, 2, 12).unwrap(),
+        provider_name: "国富安CA".into(),
     }
 }
 
@@ -125,12 +127,23 @@ struct Made {
 /// unlock or cancellation request (`of(kind)`), the others from `of(kind)`.
 fn all_documents(fonts: &Fonts, kind: Kind, of: &MakeDoc) -> Result<Vec<Made>, DocError> {
     let doc = of(kind);
+    let mailing = Mailing {
+        recipient: doc.authorised_user.name.clone(),
+        id_number: doc.authorised_user.id_number.clone(),
+        mobile: doc.authorised_user.mobile.clone(),
+        address: doc.address.clone(),
+    };
+    let desk = Desk {
+        address: "南京市汉中门大街145号".into(),
+        window: "A18窗口".into(),
+        hotline: "025-83666306".into(),
+    };
     let unlock = of(Kind::Unlock);
     let cancel = of(Kind::Cancellation);
     Ok(vec![
         Made {
             name: "application_form",
-            title: "企业CA电子钥匙申请表",
+            title: "货物进出口行政许可电子认证证书和电子钥匙申请表",
             pdf: application_form(fonts, &doc)?,
             doc: Some(doc.clone()),
         },
@@ -138,11 +151,11 @@ fn all_documents(fonts: &Fonts, kind: Kind, of: &MakeDoc) -> Result<Vec<Made>, D
             name: "confirmation_letter",
             title: "电子签章申请确认函",
             pdf: confirmation_letter(fonts, &doc)?,
-            doc: Some(doc),
+            doc: Some(doc.clone()),
         },
         Made {
             name: "unlock_form",
-            title: "电子钥匙解锁申请表",
+            title: "货物进出口行政许可电子认证证书和电子钥匙申请表（解锁）",
             pdf: unlock_form(fonts, &unlock)?,
             doc: Some(unlock),
         },
@@ -151,6 +164,30 @@ fn all_documents(fonts: &Fonts, kind: Kind, of: &MakeDoc) -> Result<Vec<Made>, D
             title: "电子钥匙注销申请表",
             pdf: cancellation_form(fonts, Some(&cancel))?,
             doc: Some(cancel),
+        },
+        Made {
+            name: "power_of_attorney",
+            title: "授权委托书",
+            pdf: power_of_attorney(fonts, &doc)?,
+            doc: Some(doc.clone()),
+        },
+        Made {
+            name: "user_agreement",
+            title: "国富安CA数字证书用户协议书",
+            pdf: user_agreement(fonts, &doc, None)?,
+            doc: Some(doc.clone()),
+        },
+        Made {
+            name: "mailing_disclaimer",
+            title: "免责声明",
+            pdf: mailing_disclaimer(fonts, &doc, &mailing, &desk)?,
+            doc: Some(doc.clone()),
+        },
+        Made {
+            name: "introduction_letter",
+            title: "单位介绍信",
+            pdf: introduction_letter(fonts, &doc, &desk)?,
+            doc: Some(doc.clone()),
         },
         Made {
             name: "cancellation_form_blank",
@@ -365,14 +402,15 @@ fn check_document(dir: &Path, m: &Made, tag: &str, long: bool) {
     }
     if m.name == "application_form" {
         assert!(
-            flat.contains("一式两份"),
-            "application form without 一式两份:\n{t}"
+            !flat.contains("一式两份") && !flat.contains("eKey"),
+            "application form with 一式两份 or a product name:\n{t}"
         );
+        assert!(flat.contains("商务部公告2016年第82号"), "{t}");
         assert!(flat.contains("盖章处") && flat.contains("法定代表人签字"));
     }
     if m.name == "unlock_form" {
         assert!(
-            flat.contains("200KB"),
+            flat.contains("每张图片小于200KB"),
             "unlock form without the 200 KB note:\n{t}"
         );
     }
@@ -398,7 +436,7 @@ fn long_values_still_fit_on_one_page() {
             let flat = compact(&text(&dir.path().join(format!("{}-long.pdf", m.name))));
             let reason = doc.reason.as_deref().unwrap();
             let tail: String = reason.chars().skip(reason.chars().count() - 4).collect();
-            if m.name != "confirmation_letter" {
+            if ["application_form", "unlock_form", "cancellation_form"].contains(&m.name) {
                 assert!(
                     flat.contains(&tail),
                     "{}: end of the reason missing",

@@ -476,8 +476,8 @@ impl DomainError {
                 .into(),
             RemarkRequired => lang
                 .pick(
-                    "退回或不予受理时必须填写备注，说明原因和修改要求",
-                    "Returning or refusing needs a remark telling the enterprise why",
+                    "退回或不同意增办时必须填写备注，说明原因和修改要求",
+                    "Returning or not granting an additional key needs a remark telling the enterprise why",
                 )
                 .into(),
             MaterialsMissing(items) => {

@@ -21,6 +21,7 @@ pub mod statutory;
 pub mod text;
 pub mod throttle;
 pub mod upload;
+pub mod when;
 
 /// Language of a user-facing message. Chinese first; English when the caller asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -108,6 +108,14 @@ named_enum!(
     UnknownMaterial
 );
 
+/// The agency's decision not to grant an additional key (增办), in the procedure's words
+/// ("受理机构根据企业实际情况决定是否同意企业增办的申请"): the one label of the status, the
+/// action, the console's choice, the mail and the SMS. Not "不予受理": the request was
+/// received and considered; only the extra key is not granted.
+pub const REFUSE_ADDITIONAL_ZH: &str = "不同意增办";
+/// English of [`REFUSE_ADDITIONAL_ZH`].
+pub const REFUSE_ADDITIONAL_EN: &str = "additional key not granted";
+
 /// Status of a request. The first-issue path is `draft` → `awaiting_materials` →
 /// `agency_review` → `provider_review` → `in_production` → `shipped` → `at_agency` →
 /// `ready_for_collection` → `completed`.
@@ -208,7 +216,7 @@ impl Status {
             Status::Approved => "已批准，待办理",
             Status::Completed => "已办结",
             Status::Returned => "已退回，待修改",
-            Status::Refused => "不予受理",
+            Status::Refused => REFUSE_ADDITIONAL_ZH,
             Status::Withdrawn => "已撤回",
             Status::Expired => "逾期未办理，已失效",
         }
@@ -229,7 +237,7 @@ impl Status {
             Status::Approved => "approved, to be finished",
             Status::Completed => "completed",
             Status::Returned => "returned for correction",
-            Status::Refused => "refused",
+            Status::Refused => REFUSE_ADDITIONAL_EN,
             Status::Withdrawn => "withdrawn",
             Status::Expired => "expired, not finished in time",
         }
@@ -420,7 +428,7 @@ impl Action {
             Action::Receive => "接收注销材料",
             Action::AgencyApprove => "验核通过",
             Action::AgencyReturn => "验核未通过",
-            Action::AgencyRefuse => "不予受理",
+            Action::AgencyRefuse => REFUSE_ADDITIONAL_ZH,
             Action::ProviderApprove => "复核通过",
             Action::ProviderReturn => "复核未通过",
             Action::Ship => "寄出钥匙",
@@ -442,7 +450,7 @@ impl Action {
             Action::Receive => "receive papers",
             Action::AgencyApprove => "agency approves",
             Action::AgencyReturn => "agency returns",
-            Action::AgencyRefuse => "agency refuses",
+            Action::AgencyRefuse => REFUSE_ADDITIONAL_EN,
             Action::ProviderApprove => "provider approves",
             Action::ProviderReturn => "provider returns",
             Action::Ship => "ship",
@@ -670,12 +678,10 @@ impl Kind {
         }
     }
 
-    /// Largest accepted file per item, in bytes: 200 KB for unlock scans, 1 MB otherwise.
+    /// Largest accepted file per item, in bytes: under 200 KB for unlock scans, 1 MB
+    /// otherwise (the rule is [`crate::upload::SizeLimit::for_kind`]).
     pub fn upload_limit(self) -> u64 {
-        match self {
-            Kind::Unlock => 200 * 1024,
-            _ => 1024 * 1024,
-        }
+        crate::upload::SizeLimit::for_kind(self).largest()
     }
 
     /// The rows of the table for this kind.
@@ -696,6 +702,22 @@ impl LicenceType {
             LicenceType::AgriTariffQuota => "农产品进口关税配额",
             LicenceType::FertilizerTariffQuota => "化肥进口关税配额",
             LicenceType::Textiles => "纺织品",
+        }
+    }
+
+    /// English label of the checkbox (never the machine name: pages in English show this).
+    pub fn name_en(self) -> &'static str {
+        match self {
+            LicenceType::ImportLicence => "import licence",
+            LicenceType::ExportLicence => "export licence",
+            LicenceType::AutoImportMechanical => {
+                "automatic import licence (mechanical and electronic)"
+            }
+            LicenceType::AutoImportOther => "automatic import licence (other goods)",
+            LicenceType::DualUse => "dual-use items and technologies",
+            LicenceType::AgriTariffQuota => "tariff quota for farm products",
+            LicenceType::FertilizerTariffQuota => "tariff quota for fertilisers",
+            LicenceType::Textiles => "textiles",
         }
     }
 }
@@ -1799,5 +1821,21 @@ mod tests {
         let provider = statuses_waiting_on(Role::Provider);
         assert!(provider.contains(&ProviderReview) && provider.contains(&InProduction));
         assert!(!provider.contains(&AgencyReview));
+    }
+}
+
+#[cfg(test)]
+mod additional_refusal_wording {
+    use super::*;
+
+    #[test]
+    fn the_agency_does_not_grant_an_additional_key_in_the_procedures_words() {
+        assert_eq!(Status::Refused.label_zh(), "不同意增办");
+        assert_eq!(Action::AgencyRefuse.label_zh(), "不同意增办");
+        assert_eq!(Status::Refused.label_en(), "additional key not granted");
+        // Only 增办 can end there.
+        for rule in TABLE.iter().filter(|r| r.action == Action::AgencyRefuse) {
+            assert_eq!(rule.kinds, &[Kind::Additional]);
+        }
     }
 }

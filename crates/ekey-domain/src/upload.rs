@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Lang;
+use crate::request::Kind;
 
 /// A kind of file accepted as a material scan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,6 +80,9 @@ pub enum UploadError {
         size: u64,
         /// The limit in bytes.
         limit: u64,
+        /// The file must be smaller than `limit` ([`SizeLimit::Under`]), not merely not
+        /// larger.
+        under: bool,
     },
 }
 
@@ -121,6 +125,19 @@ impl UploadError {
                         "The {} file is incomplete or damaged (perhaps the upload was interrupted); please scan or export it again",
                         kind.label()
                     )
+                }
+            }
+            UploadError::TooLarge {
+                size,
+                limit,
+                under: true,
+                ..
+            } => {
+                let (size, limit) = (human_size(*size, lang), human_size(*limit, lang));
+                if zh {
+                    format!("文件过大：{size}，须小于 {limit}")
+                } else {
+                    format!("The file is too large: {size}; it must be under {limit}")
                 }
             }
             UploadError::TooLarge { size, limit, .. } => {
@@ -226,20 +243,79 @@ fn check_pdf(bytes: &[u8]) -> Result<FileKind, UploadError> {
     }
 }
 
-/// Checks a file's size against the limit of its checklist item (exactly the limit is
-/// accepted). An empty file is refused whatever the limit.
+/// Checks a file's size against a limit that the file may reach (exactly the limit is
+/// accepted). An empty file is refused whatever the limit. The limit of a request kind's
+/// scans is [`SizeLimit::for_kind`].
 pub fn check_size(kind: FileKind, len: u64, limit: u64) -> Result<(), UploadError> {
-    if len == 0 {
-        return Err(UploadError::Empty);
+    SizeLimit::AtMost(limit).check(kind, len)
+}
+
+/// How large a scan may be, in the procedure's words: "每张图片大小不超于1MB" for the
+/// application materials (1 MB itself is accepted), "每张图片小于200KB" for the unlock
+/// materials (under 200 KB: a file of exactly 200 KB is refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeLimit {
+    /// At most this many bytes.
+    AtMost(u64),
+    /// Fewer than this many bytes.
+    Under(u64),
+}
+
+/// 1 MB: the limit of an application's scans.
+const ONE_MB: u64 = 1024 * 1024;
+/// 200 KB: the unlock scans must be smaller.
+const UNLOCK_KB200: u64 = 200 * 1024;
+
+impl SizeLimit {
+    /// The limit of the scans of a request kind.
+    pub fn for_kind(kind: Kind) -> SizeLimit {
+        match kind {
+            Kind::Unlock => SizeLimit::Under(UNLOCK_KB200),
+            _ => SizeLimit::AtMost(ONE_MB),
+        }
     }
-    if len > limit {
-        return Err(UploadError::TooLarge {
-            kind,
-            size: len,
-            limit,
-        });
+
+    /// The limit as the procedure states it (1 MB, 200 KB).
+    pub fn stated(self) -> u64 {
+        match self {
+            SizeLimit::AtMost(n) | SizeLimit::Under(n) => n,
+        }
     }
-    Ok(())
+
+    /// The largest size accepted, in bytes (what a picture is downscaled to fit).
+    pub fn largest(self) -> u64 {
+        match self {
+            SizeLimit::AtMost(n) => n,
+            SizeLimit::Under(n) => n.saturating_sub(1),
+        }
+    }
+
+    /// Checks a file's size; an empty file is refused whatever the limit.
+    pub fn check(self, kind: FileKind, len: u64) -> Result<(), UploadError> {
+        if len == 0 {
+            return Err(UploadError::Empty);
+        }
+        if len > self.largest() {
+            return Err(UploadError::TooLarge {
+                kind,
+                size: len,
+                limit: self.stated(),
+                under: matches!(self, SizeLimit::Under(_)),
+            });
+        }
+        Ok(())
+    }
+
+    /// The limit in words: `不超过 1 MB` / `小于 200 KB`, `at most 1 MB` / `under 200 KB`.
+    pub fn words(self, lang: Lang) -> String {
+        let n = human_size(self.stated(), lang);
+        match (self, lang) {
+            (SizeLimit::AtMost(_), Lang::Zh) => format!("不超过 {n}"),
+            (SizeLimit::AtMost(_), Lang::En) => format!("at most {n}"),
+            (SizeLimit::Under(_), Lang::Zh) => format!("小于 {n}"),
+            (SizeLimit::Under(_), Lang::En) => format!("under {n}"),
+        }
+    }
 }
 
 /// A byte count for people: `812 字节`, `200 KB`, `1.3 MB` (1 KB = 1024 bytes), one
@@ -489,7 +565,8 @@ mod tests {
             Err(UploadError::TooLarge {
                 kind: FileKind::Jpeg,
                 size: MB + 1,
-                limit: MB
+                limit: MB,
+                under: false,
             })
         );
         assert_eq!(check_size(FileKind::Png, 0, MB), Err(UploadError::Empty));
@@ -500,6 +577,38 @@ mod tests {
             check_size(FileKind::Pdf, MB + 1, MB).unwrap_err().code(),
             "ekey.material.too_large"
         );
+    }
+
+    #[test]
+    fn unlock_scans_must_be_under_200_kb_and_applications_at_most_1_mb() {
+        const MB: u64 = 1024 * 1024;
+        let kb200 = 200 * 1024;
+        let unlock = SizeLimit::for_kind(Kind::Unlock);
+        assert_eq!(unlock, SizeLimit::Under(kb200));
+        // "每张图片小于200KB": exactly 200 KB is refused, one byte less is accepted.
+        let e = unlock.check(FileKind::Png, kb200).unwrap_err();
+        assert_eq!(e.code(), "ekey.material.too_large");
+        assert_eq!(e.message(Lang::Zh), "文件过大：200 KB，须小于 200 KB");
+        assert_eq!(
+            e.message(Lang::En),
+            "The file is too large: 200 KB; it must be under 200 KB"
+        );
+        assert_eq!(unlock.check(FileKind::Png, kb200 - 1), Ok(()));
+        assert_eq!(unlock.largest(), kb200 - 1);
+        assert_eq!(unlock.words(Lang::Zh), "小于 200 KB");
+        // "每张图片大小不超于1MB": 1 MB itself is accepted.
+        for kind in [
+            Kind::First,
+            Kind::Additional,
+            Kind::Renewal,
+            Kind::Cancellation,
+        ] {
+            let l = SizeLimit::for_kind(kind);
+            assert_eq!(l.check(FileKind::Jpeg, MB), Ok(()));
+            assert!(l.check(FileKind::Jpeg, MB + 1).is_err());
+            assert_eq!(l.words(Lang::Zh), "不超过 1 MB");
+        }
+        assert_eq!(unlock.check(FileKind::Png, 0), Err(UploadError::Empty));
     }
 
     #[test]
@@ -544,6 +653,7 @@ mod tests {
                 kind: FileKind::Png,
                 size: 300 * 1024,
                 limit: 200 * 1024,
+                under: true,
             },
         ] {
             assert!(!e.message(Lang::En).is_empty());

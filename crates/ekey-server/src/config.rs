@@ -54,6 +54,12 @@ pub struct Config {
     pub reminder_poll_ms: u64,
     /// The key provider's customer hotline (shown in footers and mails).
     pub provider_hotline: String,
+    /// The key provider as the papers name it: the confirmation letter is addressed to it
+    /// and the user agreement is titled "<name>数字证书用户协议书" (`EKEY_PROVIDER_NAME`).
+    pub provider_name: String,
+    /// The text of the user agreement (数字证书用户协议书), one clause a line; absent: a
+    /// default text saying what the user agrees to.
+    pub provider_agreement: Option<String>,
     /// Personalise keys on PKCS#11 tokens through this module (e.g. SoftHSM2, a vendor's
     /// USB-key library) instead of software tokens.
     pub token_pkcs11_module: Option<PathBuf>,
@@ -137,6 +143,8 @@ impl Default for Config {
             outbox_poll_ms: 1000,
             reminder_poll_ms: 600_000,
             provider_hotline: "010-58103599".into(),
+            provider_name: "国富安CA".into(),
+            provider_agreement: None,
             font: None,
             smtp_url: None,
             mail_from: "电子钥匙在线办理 <noreply@ekey.example>".into(),
@@ -261,6 +269,9 @@ impl Config {
                     anyhow::bail!("EKEY_MAIL_TRANSPORT must be dev, log or smtp, not {other:?}")
                 }
             };
+        }
+        if let Some(v) = get("EKEY_PROVIDER_NAME") {
+            self.provider_name = v;
         }
         if let Some(v) = get("EKEY_AGENT_URL") {
             self.agent_url = v;

@@ -18,7 +18,7 @@ use crate::error::ApiResult;
 
 /// Bump to make every document again (e.g. after a layout fix that must reach the copies
 /// not yet printed); documents already stored stay under their old keys.
-const LAYOUT: &str = "1";
+const LAYOUT: &str = "2";
 
 fn fingerprint(printed: serde_json::Value) -> String {
     let text = json!([LAYOUT, printed]).to_string();
@@ -43,6 +43,7 @@ pub fn request_doc_key(request_id: &str, stem: &str, doc: &ekey_docs::RequestDoc
         "authorised_user": [p.name, p.id_number, p.mobile, p.email],
         "key_serial": doc.key_serial,
         "key_lost": doc.key_lost,
+        "provider_name": doc.provider_name,
     });
     format!(
         "documents/requests/{request_id}/{stem}-{}.pdf",
@@ -115,6 +116,7 @@ mod tests {
             key_serial: None,
             key_lost: false,
             date: chrono::NaiveDate::from_ymd_opt(2026, 2, 12).unwrap(),
+            provider_name: "国富安".into(),
         }
     }
 

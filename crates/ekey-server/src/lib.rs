@@ -15,6 +15,7 @@ pub mod first_admin;
 pub mod mailquota;
 pub mod messages;
 pub mod outbox;
+pub mod papers;
 pub mod receipt;
 pub mod recount;
 pub mod registration_notice;

@@ -30,11 +30,10 @@ pub fn redacted_after_delivery(subject: &str, body: &str) -> Option<String> {
 /// Subject of the activation mail, as the seed names it.
 pub const ACTIVATION_SUBJECT: &str = "调用商务部统一用户管理平台激活企业账户";
 
-/// Formats an instant for people: `2026-02-25 00:00`, Beijing time.
+/// Formats an instant for people reading Chinese: `2026年2月25日 00:00`, Beijing time
+/// (the one rule is [`ekey_domain::when`]).
 pub fn local_time(t: DateTime<Utc>) -> String {
-    t.with_timezone(&shanghai())
-        .format("%Y-%m-%d %H:%M")
-        .to_string()
+    ekey_domain::when::datetime(&t, ekey_domain::Lang::Zh)
 }
 
 /// Formats an instant for the API: RFC 3339 with the +08:00 offset.
@@ -71,6 +70,51 @@ pub fn activation_mail(
     }
 }
 
+/// How an SMS is signed before [`sign_sms`] names who sends it.
+const SMS_UNSIGNED: &str = "【电子钥匙】";
+
+/// Signs the SMS among `messages` with the name of who sends them (the agency for its
+/// decisions, the provider for its own) and ends them with that sender's hotline, so that
+/// the enterprise knows who wrote and whom to call.
+pub fn sign_sms(messages: &mut [NewMessage], sender: &str, hotline: &str) {
+    for m in messages.iter_mut().filter(|m| m.channel == Channel::Sms) {
+        if let Some(rest) = m.body.strip_prefix(SMS_UNSIGNED)
+            && !sender.trim().is_empty()
+        {
+            m.body = format!("【{}】{rest}", sender.trim());
+        }
+        let hotline = hotline.trim();
+        if !hotline.is_empty() && !m.body.contains(hotline) {
+            m.body.push_str(&format!("咨询电话：{hotline}"));
+        }
+    }
+}
+
+/// The mail "电子钥匙密码重置": the code and what to do with it, in plain words (no
+/// command line: the reader is an enterprise clerk).
+#[allow(clippy::too_many_arguments)]
+pub fn unlock_mail_body(
+    name: &str,
+    serial: &str,
+    login: &str,
+    number: &str,
+    code: &str,
+    request_link: &str,
+    hotline: &str,
+) -> String {
+    format!(
+        "{name}：\n\n您申请解锁的电子钥匙（序列号 {serial}，登录名 {login}，申请编号 {number}）已审核通过。\n\n\
+         {UNLOCK_CODE_LINE}{code}\n\n\
+         请按以下步骤解锁：\n\
+         1. 把被锁定的电子钥匙插入电脑，并打开电脑上的“电子钥匙助手”（安装后在桌面或开始菜单中可以找到）。\n\
+         2. 用浏览器打开下面的链接，登录后进入本次解锁申请的页面：\n{request_link}\n\
+         3. 在“输入解锁码”一栏填入上面的解锁码，设置新的PIN码（6–16位，输入两次），点击“解锁钥匙”。\n\
+         看到“解锁成功”即可用新的PIN码使用钥匙。\n\n\
+         解锁码只对这把钥匙和本次申请有效，只能使用一次；请勿转发本邮件。\n\
+         如遇问题，请致电电子钥匙服务商客服电话：{hotline}\n"
+    )
+}
+
 /// Mail and SMS that a transition causes. Only decisions that the enterprise must know
 /// about produce messages; the dedup key ties each to the request's new version.
 pub fn for_transition(
@@ -87,7 +131,7 @@ pub fn for_transition(
         Action::AgencyApprove if req.kind == Kind::Cancellation => "注销申请已验核，转服务商办理",
         Action::AgencyApprove => "验核通过",
         Action::AgencyReturn => "验核未通过",
-        Action::AgencyRefuse => "不予受理",
+        Action::AgencyRefuse => Action::AgencyRefuse.label_zh(),
         Action::ProviderApprove => "复核通过",
         Action::ProviderReturn => "复核未通过",
         _ => return Vec::new(),
@@ -159,5 +203,50 @@ mod tests {
         // Redacting again changes nothing; other mails are kept as they are.
         assert_eq!(redacted_after_delivery(UNLOCK_SUBJECT, &kept), None);
         assert_eq!(redacted_after_delivery("其他邮件", body), None);
+    }
+
+    #[test]
+    fn the_unlock_mail_says_what_to_do_in_plain_words() {
+        let body = unlock_mail_body(
+            "李明",
+            "SN0001",
+            "ek32000001",
+            "EK3220260212000001",
+            "ABCD-EFGH",
+            "https://ekey.example/portal/requests/r1",
+            "010-58103599",
+        );
+        assert!(!body.contains("ekey "), "no command line: {body}");
+        for want in [
+            "解锁码：ABCD-EFGH",
+            "插入电脑",
+            "电子钥匙助手",
+            "https://ekey.example/portal/requests/r1",
+            "输入解锁码",
+            "新的PIN码",
+            "010-58103599",
+        ] {
+            assert!(body.contains(want), "{want}: {body}");
+        }
+        // The code stays findable for the redaction after delivery.
+        let kept = redacted_after_delivery(UNLOCK_SUBJECT, &body).unwrap();
+        assert!(!kept.contains("ABCD-EFGH"));
+    }
+
+    #[test]
+    fn sms_are_signed_by_their_sender_with_its_hotline() {
+        let mut m = vec![NewMessage {
+            channel: Channel::Sms,
+            recipient: "13912345678".into(),
+            subject: String::new(),
+            body: "【电子钥匙】您的申请EK1验核未通过，请登录系统查看备注。".into(),
+            dedup_key: "d".into(),
+            created_at: Utc::now(),
+        }];
+        sign_sms(&mut m, "江苏省商务厅", "025-83666306");
+        assert_eq!(
+            m[0].body,
+            "【江苏省商务厅】您的申请EK1验核未通过，请登录系统查看备注。咨询电话：025-83666306"
+        );
     }
 }

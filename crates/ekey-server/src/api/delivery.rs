@@ -467,8 +467,8 @@ fn collection_messages(
             recipient: who.mobile.as_str().into(),
             subject: String::new(),
             body: format!(
-                "【电子钥匙】您的申请{}的电子钥匙已到{}，请携带单位介绍信和身份证到{place}领取{hotline}。",
-                r.number, agency.name_zh
+                "【{}】您的申请{}的电子钥匙已到{}，请携带单位介绍信和身份证到{place}领取，或按系统提示申请免费邮寄{hotline}。",
+                agency.name_zh, r.number, agency.name_zh
             ),
             dedup_key: format!("request:{}:ready:sms", r.id),
             created_at: at,

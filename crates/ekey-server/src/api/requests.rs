@@ -564,8 +564,40 @@ pub(crate) async fn act_as(
     if r.kind == Kind::Unlock && action == Action::ProviderApprove {
         outbox.push(unlock_code_mail(state, &r, now).await?);
     }
+    // SMS are signed by who decided: the agency (with its hotline) or the provider.
+    if outbox.iter().any(|m| m.channel == ekey_store::Channel::Sms) {
+        match actor.role {
+            Role::Agency => {
+                if let Some(a) = state.store.agency(&r.province).await? {
+                    crate::messages::sign_sms(&mut outbox, &a.name_zh, &a.hotline);
+                }
+            }
+            Role::Provider => crate::messages::sign_sms(
+                &mut outbox,
+                &state.config.provider_name,
+                &state.config.provider_hotline,
+            ),
+            // The enterprise's own steps send no decision SMS; the receipt names the agency itself.
+            _ => {}
+        }
+    }
     if action == Action::ConfirmUpload {
-        outbox.extend(receipt(state, &r, outcome.to, outcome.due_at, &link, now).await?);
+        // The receipt's SMS is signed by whoever now holds the request.
+        let mut receipts = receipt(state, &r, outcome.to, outcome.due_at, &link, now).await?;
+        match ekey_domain::request::waits_on(r.kind, outcome.to) {
+            Some(Role::Agency) => {
+                if let Some(a) = state.store.agency(&r.province).await? {
+                    crate::messages::sign_sms(&mut receipts, &a.name_zh, &a.hotline);
+                }
+            }
+            Some(Role::Provider) => crate::messages::sign_sms(
+                &mut receipts,
+                &state.config.provider_name,
+                &state.config.provider_hotline,
+            ),
+            _ => {}
+        }
+        outbox.extend(receipts);
     }
     crate::receipt::with_link(&mut outbox, &link);
     let queued = !outbox.is_empty();
@@ -701,17 +733,14 @@ async fn unlock_code_mail(
         channel: ekey_store::Channel::Email,
         recipient: r.form.authorised_user.email.as_str().to_string(),
         subject: crate::messages::UNLOCK_SUBJECT.into(),
-        body: format!(
-            "{}：\n\n您申请解锁的电子钥匙（序列号 {serial}，登录名 {login}，申请编号 {}）已审核通过。\n\n\
-             {}{code}\n\n\
-             请插入该钥匙，在电子钥匙助手中选择“解锁”，输入上面的解锁码并设置新的 PIN 码；\
-             也可以运行 ekey key unlock，按提示输入解锁码和新的 PIN 码。\n\
-             解锁码只对这把钥匙和本次挑战码有效，只能使用一次；请勿转发本邮件。\n\n\
-             电子钥匙服务商客服电话：{}\n",
-            r.form.authorised_user.name,
-            r.number,
-            crate::messages::UNLOCK_CODE_LINE,
-            state.config.provider_hotline
+        body: crate::messages::unlock_mail_body(
+            &r.form.authorised_user.name,
+            &serial,
+            &login,
+            &r.number,
+            &code,
+            &format!("{}/portal/requests/{}", state.config.public_url(), r.id),
+            &state.config.provider_hotline,
         ),
         dedup_key: format!("unlock-code:{}:{}", r.id, r.version + 1),
         created_at: now,
@@ -1437,7 +1466,7 @@ pub async fn upload_material(
             api
         })?;
     let mut fitted = None;
-    let (bytes, kind) = match upload::check_size(kind, bytes.len() as u64, limit) {
+    let (bytes, kind) = match upload::SizeLimit::for_kind(r.kind).check(kind, bytes.len() as u64) {
         Ok(()) => (bytes, kind),
         Err(_) if kind.is_image() && options.fit.as_deref() == Some("1") => {
             let input = bytes.clone();
@@ -1665,6 +1694,14 @@ enum DocKind {
     ConfirmationLetter,
     UnlockForm,
     CancellationForm,
+    /// ⑤ 授权委托书
+    PowerOfAttorney,
+    /// ⑥ 数字证书用户协议书
+    UserAgreement,
+    /// 免责声明 for free mailing
+    MailingDisclaimer,
+    /// 单位介绍信 for window pickup
+    IntroductionLetter,
 }
 
 impl DocKind {
@@ -1674,6 +1711,10 @@ impl DocKind {
             DocKind::ConfirmationLetter => "confirmation-letter",
             DocKind::UnlockForm => "unlock-form",
             DocKind::CancellationForm => "cancellation-form",
+            DocKind::PowerOfAttorney => "power-of-attorney",
+            DocKind::UserAgreement => "user-agreement",
+            DocKind::MailingDisclaimer => "mailing-disclaimer",
+            DocKind::IntroductionLetter => "introduction-letter",
         }
     }
 
@@ -1688,6 +1729,13 @@ impl DocKind {
             }
             DocKind::UnlockForm => kind == Kind::Unlock,
             DocKind::CancellationForm => kind == Kind::Cancellation,
+            DocKind::PowerOfAttorney => kind
+                .required_materials(false)
+                .contains(&Material::PowerOfAttorney),
+            DocKind::UserAgreement => kind
+                .required_materials(false)
+                .contains(&Material::UserAgreement),
+            DocKind::MailingDisclaimer | DocKind::IntroductionLetter => kind.produces_key(),
         }
     }
 }
@@ -1742,6 +1790,7 @@ async fn document(state: AppState, auth: Auth, id: String, which: DocKind) -> Ap
         .await?
         .ok_or_else(|| ApiError::not_found("ekey.enterprise.not_found"))?;
     let agency = state.store.agency(&r.province).await?;
+    let desk_agency = agency.clone();
     let key_serial = match (&r.login_name, r.kind.targets_existing_key()) {
         (Some(name), true) => state
             .store
@@ -1790,9 +1839,28 @@ async fn document(state: AppState, auth: Auth, id: String, which: DocKind) -> Ap
         key_serial,
         key_lost: r.form.key_lost,
         date: state.clock.now().with_timezone(&shanghai()).date_naive(),
+        provider_name: state.config.provider_name.clone(),
+    };
+    let choice = match which {
+        DocKind::MailingDisclaimer => state.store.collection_choice(&r.id).await?,
+        _ => None,
+    };
+    let (desk, mailing) =
+        crate::papers::desk_and_mailing(desk_agency.as_ref(), &doc, choice.as_ref());
+    let agreement = state.config.provider_agreement.clone();
+    // What the document prints beyond the request is part of its name too.
+    let extra = match which {
+        DocKind::UserAgreement => Some(agreement.clone().unwrap_or_default()),
+        DocKind::MailingDisclaimer => Some(format!("{desk:?}{mailing:?}")),
+        DocKind::IntroductionLetter => Some(format!("{desk:?}")),
+        _ => None,
     };
     // Made once, then served from the blob store (see crate::documents).
-    let key = crate::documents::request_doc_key(&r.id, which.stem(), &doc);
+    let key = crate::documents::request_doc_key(
+        &r.id,
+        &crate::papers::stem(which.stem(), extra.as_deref()),
+        &doc,
+    );
     let make = async {
         let fonts = state.fonts().await.map_err(doc_error)?;
         tokio::task::spawn_blocking(move || match which {
@@ -1800,6 +1868,12 @@ async fn document(state: AppState, auth: Auth, id: String, which: DocKind) -> Ap
             DocKind::ConfirmationLetter => ekey_docs::confirmation_letter(&fonts, &doc),
             DocKind::UnlockForm => ekey_docs::unlock_form(&fonts, &doc),
             DocKind::CancellationForm => ekey_docs::cancellation_form(&fonts, Some(&doc)),
+            DocKind::PowerOfAttorney => ekey_docs::power_of_attorney(&fonts, &doc),
+            DocKind::UserAgreement => ekey_docs::user_agreement(&fonts, &doc, agreement.as_deref()),
+            DocKind::MailingDisclaimer => {
+                ekey_docs::mailing_disclaimer(&fonts, &doc, &mailing, &desk)
+            }
+            DocKind::IntroductionLetter => ekey_docs::introduction_letter(&fonts, &doc, &desk),
         })
         .await
         .map_err(ApiError::internal)?
@@ -1848,6 +1922,59 @@ pub async fn confirmation_letter(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     document(state, auth, id, DocKind::ConfirmationLetter).await
+}
+
+/// ⑤ 授权委托书 as an A4 PDF, filled in (after 确认提交).
+#[utoipa::path(get, path = "/api/v1/requests/{id}/documents/power-of-attorney.pdf", tag = "documents",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/pdf"), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub async fn power_of_attorney(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    document(state, auth, id, DocKind::PowerOfAttorney).await
+}
+
+/// ⑥ 数字证书用户协议书 (the configured provider and text) as an A4 PDF (after 确认提交).
+#[utoipa::path(get, path = "/api/v1/requests/{id}/documents/user-agreement.pdf", tag = "documents",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/pdf"), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub async fn user_agreement(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    document(state, auth, id, DocKind::UserAgreement).await
+}
+
+/// 免责声明 for free mailing as an A4 PDF: the chosen recipient, else the authorised user at
+/// the registered address (after 确认提交).
+#[utoipa::path(get, path = "/api/v1/requests/{id}/documents/mailing-disclaimer.pdf", tag = "documents",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/pdf"), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub async fn mailing_disclaimer(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    document(state, auth, id, DocKind::MailingDisclaimer).await
+}
+
+/// 单位介绍信 for collecting the key at the agency's window, as an A4 PDF (after 确认提交).
+#[utoipa::path(get, path = "/api/v1/requests/{id}/documents/introduction-letter.pdf", tag = "documents",
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, content_type = "application/pdf"), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub async fn introduction_letter(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    document(state, auth, id, DocKind::IntroductionLetter).await
 }
 
 /// The unlock form as an A4 PDF (unlock requests, after 确认提交).

@@ -324,7 +324,7 @@ pub async fn detail(
         .filter_map(|t| LicenceType::parse(t).ok())
         .map(|t| match lang {
             Lang::Zh => t.name_zh(),
-            Lang::En => t.as_str(),
+            Lang::En => t.name_en(),
         })
         .collect();
     let history = super::timeline(lang, &r.history);
@@ -342,7 +342,7 @@ pub async fn detail(
             "已退回企业修改，企业会收到邮件和短信。",
             "Returned; the enterprise gets a mail and an SMS.",
         ),
-        "refused" => lang.pick("已拒绝。", "Refused."),
+        "refused" => lang.pick("已决定不同意增办。", "The additional key is not granted."),
         "produced" => lang.pick(
             "电子钥匙已制作：证书已签发并写入钥匙。",
             "Key produced: certificate issued and written to the key.",
@@ -374,6 +374,7 @@ pub async fn detail(
             licence_labels => licence_labels,
             can_decide => can_decide,
             can_refuse => can_refuse,
+            refuse_label => lang.pick(ekey_domain::request::Action::AgencyRefuse.label_zh(), ekey_domain::request::Action::AgencyRefuse.label_en()),
             can_produce => can_produce,
             can_notify => can_notify,
             can_handover => can_handover,

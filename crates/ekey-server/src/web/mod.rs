@@ -120,15 +120,20 @@ fn translate(state: &TplState, zh: String, en: String) -> String {
     }
 }
 
-/// `"2026-02-25T00:00:00+08:00" | when` → `2026-02-25 00:00`.
-fn when(v: String) -> String {
-    chrono::DateTime::parse_from_rfc3339(&v)
-        .map(|t| {
-            t.with_timezone(&ekey_domain::calendar::shanghai())
-                .format("%Y-%m-%d %H:%M")
-                .to_string()
-        })
-        .unwrap_or(v)
+/// `"2026-02-25T00:00:00+08:00" | when` → `2026年2月25日 00:00` / `25 February 2026, 00:00`;
+/// `"2026-02-25" | when` → `2026年2月25日` / `25 February 2026` ([`ekey_domain::when`]).
+fn when(state: &TplState, v: String) -> String {
+    let lang = match state.lookup("lang").as_ref().and_then(|v| v.as_str()) {
+        Some("en") => Lang::En,
+        _ => Lang::Zh,
+    };
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&v) {
+        return ekey_domain::when::datetime(&t, lang);
+    }
+    match chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d") {
+        Ok(d) => ekey_domain::when::date(d, lang),
+        Err(_) => v,
+    }
 }
 
 /// Bytes in words (KB / MB).

@@ -107,7 +107,7 @@ fn material_help(item: Material, lang: Lang) -> &'static str {
     use Material::*;
     match item {
         ApplicationForm => lang.pick(
-            "本页下载的申请表，打印后由法定代表人签字并加盖企业公章（一式两份，上传其中一份）",
+            "本页下载的申请表，打印后由法定代表人签字并加盖企业公章",
             "The application form downloaded here, signed by the legal representative and stamped",
         ),
         BusinessLicence => lang.pick(
@@ -131,8 +131,8 @@ fn material_help(item: Material, lang: Lang) -> &'static str {
             "The certificate user agreement, signed by the authorised user and stamped",
         ),
         UnlockForm => lang.pick(
-            "本页下载的解锁申请表，加盖企业公章；扫描件不超过 200 KB",
-            "The unlock form downloaded here, stamped; at most 200 KB",
+            "本页下载的解锁申请表，加盖企业公章；每张图片小于200KB",
+            "The unlock form downloaded here, stamped; each picture under 200 KB",
         ),
         CancellationForm => lang.pick(
             "本页下载的注销申请表，勾选“注销”并加盖企业公章",
@@ -369,7 +369,7 @@ fn licence_options(lang: Lang) -> Vec<LicenceOpt> {
             value: t.as_str(),
             label: match lang {
                 Lang::Zh => t.name_zh(),
-                Lang::En => t.as_str(),
+                Lang::En => t.name_en(),
             },
         })
         .collect()
@@ -689,8 +689,17 @@ async fn show_with(
         .iter()
         .map(|m| {
             let item = Material::parse(&m.item).unwrap_or(Material::ApplicationForm);
+            // The papers eKey prints for an item of the checklist, linked beside it.
+            let paper = match item {
+                Material::PowerOfAttorney => Some("power-of-attorney.pdf"),
+                Material::UserAgreement => Some("user-agreement.pdf"),
+                _ => None,
+            }
+            .filter(|_| status != Status::Draft)
+            .map(|f| format!("/api/v1/requests/{}/documents/{f}", r.id));
             context! {
                 help => material_help(item, lang),
+                paper => paper,
                 flagged => concerns.contains(&m.item),
                 ..super::v(m)
             }
@@ -722,7 +731,7 @@ async fn show_with(
         .filter_map(|t| LicenceType::parse(t).ok())
         .map(|t| match lang {
             Lang::Zh => t.name_zh(),
-            Lang::En => t.as_str(),
+            Lang::En => t.name_en(),
         })
         .collect();
     let error = q(&query, "error");
@@ -754,6 +763,7 @@ async fn show_with(
             can_confirm => can_confirm,
             complete => complete,
             limit => kind.upload_limit(),
+            limit_words => ekey_domain::upload::SizeLimit::for_kind(kind).words(lang),
             materials => materials,
             history => history,
             remark => remark,

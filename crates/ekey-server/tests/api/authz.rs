@@ -91,6 +91,26 @@ const EXPECTED: &[(&str, &str, Who)] = &[
         "/api/v1/requests/{id}/documents/cancellation-form.pdf",
         Only("ajpd"),
     ),
+    (
+        "GET",
+        "/api/v1/requests/{id}/documents/power-of-attorney.pdf",
+        Only("ajpd"),
+    ),
+    (
+        "GET",
+        "/api/v1/requests/{id}/documents/user-agreement.pdf",
+        Only("ajpd"),
+    ),
+    (
+        "GET",
+        "/api/v1/requests/{id}/documents/mailing-disclaimer.pdf",
+        Only("ajpd"),
+    ),
+    (
+        "GET",
+        "/api/v1/requests/{id}/documents/introduction-letter.pdf",
+        Only("ajpd"),
+    ),
     ("GET", "/api/v1/documents/cancellation-form.pdf", Public),
     ("POST", "/api/v1/requests/{id}/decision", Only("jp")),
     ("POST", "/api/v1/requests/{id}/receive", Only("j")),

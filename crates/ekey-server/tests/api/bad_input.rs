@@ -1054,7 +1054,7 @@ async fn material_and_decision_refusals(db: Db) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "ekey.request.not_applicable"
     );
-    assert!(m.contains("首次申领") && m.contains("不予受理"), "{m}");
+    assert!(m.contains("首次申领") && m.contains("不同意增办"), "{m}");
     for body in [
         json!({"approve": "yes"}),
         json!({"remark": "ok"}),

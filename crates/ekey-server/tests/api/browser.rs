@@ -614,7 +614,7 @@ async fn the_agency_and_the_provider_review_and_produce_from_their_consoles() {
     b.wait_text("h1", "工作台").await;
     let queue = b.wait_text("table.queue", &number).await;
     assert!(
-        queue.contains("2026-02-15 00:00"),
+        queue.contains("2026年2月15日 00:00"),
         "due time in the queue: {queue}"
     );
     b.shot("30-agency-queue").await;

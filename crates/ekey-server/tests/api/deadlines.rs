@@ -54,7 +54,7 @@ pub async fn spring_festival_deadlines_match_the_hand_worked_dates(db: Db) {
     p.login("demo@ekey.example", PASSWORD).await;
     let page = p.get(&format!("/portal/requests/{id}")).await;
     assert!(
-        page.body.contains("2026-03-04 00:00"),
+        page.body.contains("2026年3月4日 00:00"),
         "the request page shows the due time"
     );
     s.stop().await;

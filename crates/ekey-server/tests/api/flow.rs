@@ -693,9 +693,18 @@ async fn unlock_scans_are_limited_to_200_kb(db: Db) {
         .put_bytes(&path, Some(&ent), "image/png", png(200 * 1024 + 1))
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("上限"), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("200 KB"), "{v}");
+    // "每张图片小于200KB": exactly 200 KB is refused too, one byte less is accepted.
     let (status, v) = s
         .put_bytes(&path, Some(&ent), "image/png", png(200 * 1024))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("须小于 200 KB"),
+        "{v}"
+    );
+    let (status, v) = s
+        .put_bytes(&path, Some(&ent), "image/png", png(200 * 1024 - 1))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
     // Only the unlock form and the licence: the first-issue items are not asked for.
