@@ -59,7 +59,7 @@ pub async fn deadlines_into_2027_are_provisional_until_its_file_is_loaded(db: Db
     let p = crate::pages::PageClient::new(&s);
     p.login("demo@ekey.example", PASSWORD).await;
     let page = p.get(&format!("/portal/requests/{id}")).await;
-    assert!(page.body.contains("2027-01-05 00:00"), "{}", page.body);
+    assert!(page.body.contains("2027年1月5日 00:00"), "{}", page.body);
     assert!(
         page.body.contains(NOTE),
         "the request page marks it provisional"
@@ -124,8 +124,8 @@ pub async fn deadlines_into_2027_are_provisional_until_its_file_is_loaded(db: Db
     assert_eq!(last["action"], "deadline_recomputed", "{last}");
     let remark = last["remark"].as_str().unwrap();
     assert!(remark.contains("2027年节假日安排已载入"), "{remark}");
-    assert!(remark.contains("2027-01-06 00:00"), "{remark}");
-    assert!(remark.contains("原为 2027-01-05 00:00"), "{remark}");
+    assert!(remark.contains("2027年1月6日 00:00"), "{remark}");
+    assert!(remark.contains("原为 2027年1月5日 00:00"), "{remark}");
     let (_, cal) = s.get("/api/v1/admin/holidays", Some(&admin)).await;
     assert_eq!(cal["provisional_deadlines"], 0, "{cal}");
     // Loading the same year again changes nothing and writes nothing.

@@ -339,7 +339,8 @@ async fn a_return_in_the_browser_shows_what_to_replace_and_what_changed() {
 
 /// `2026-02-25T00:00:00+08:00` as the mails write it: `2026-02-25 00:00`.
 fn as_written(rfc3339: &str) -> String {
-    format!("{} {}", &rfc3339[..10], &rfc3339[11..16])
+    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap();
+    ekey_domain::when::datetime(&t, ekey_domain::Lang::Zh)
 }
 
 /// 确认上传 sends a receipt (mail and SMS) naming who has the request and by when it is

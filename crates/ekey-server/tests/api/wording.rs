@@ -182,17 +182,20 @@ async fn the_forms_say_what_the_procedure_says(db: Db) {
             "/api/v1/requests",
             Some(&ent),
             json!({"kind": "unlock", "login_name": {"mode": "original", "value": login_name},
-                   "authorised_user": person("forms@wording.example")}),
+                   "authorised_user": person("forms@wording.example"),
+                   "unlock_challenge": "AB".repeat(16)}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
     let unlock = v["id"].as_str().unwrap().to_string();
-    s.post(
-        &format!("/api/v1/requests/{unlock}/submit"),
-        Some(&ent),
-        json!({}),
-    )
-    .await;
+    let (status, v) = s
+        .post(
+            &format!("/api/v1/requests/{unlock}/submit"),
+            Some(&ent),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
     let text = squeezed(
         &pdf(
             &s,
@@ -261,7 +264,7 @@ on_both_databases!(a_return_sms_is_signed_by_the_agency);
 // ---------------------------------------------------------------------------------------
 // Item 18: English is English.
 
-/// The text a reader sees: tags, scripts, styles and attribute values left out, entities
+/// The text a reader sees: tags, scripts, styles, `<code>` and attribute values left out, entities
 /// of the usual kinds decoded.
 fn visible_text(html: &str) -> String {
     let mut out = String::new();
@@ -275,6 +278,9 @@ fn visible_text(html: &str) -> String {
             "</script>"
         } else if lower.starts_with("<style") {
             "</style>"
+        } else if lower.starts_with("<code") {
+            // Text to be typed as shown (a file's header), not prose.
+            "</code>"
         } else {
             ">"
         };
