@@ -496,6 +496,36 @@ async fn act(
     .await
 }
 
+/// Signs the SMS among `messages` with the agency of `province` (and its hotline) or with
+/// the provider, as `role` says; other roles leave them unsigned.
+async fn sign_sms_as(
+    state: &AppState,
+    role: Option<Role>,
+    province: &str,
+    messages: &mut [ekey_store::NewMessage],
+) -> ApiResult<()> {
+    if !messages
+        .iter()
+        .any(|m| m.channel == ekey_store::Channel::Sms)
+    {
+        return Ok(());
+    }
+    match role {
+        Some(Role::Agency) => {
+            if let Some(a) = state.store.agency(province).await? {
+                crate::messages::sign_sms(messages, &a.name_zh, &a.hotline);
+            }
+        }
+        Some(Role::Provider) => crate::messages::sign_sms(
+            messages,
+            &state.config.provider_name,
+            &state.config.provider_hotline,
+        ),
+        _ => {}
+    }
+    Ok(())
+}
+
 /// [`act`] as `actor` (the system, when the key finished an unlock or a renewal for the
 /// caller), with `extra` changes (key, certificate, renewal record) in the same transaction.
 #[allow(clippy::too_many_arguments)]
@@ -564,39 +594,14 @@ pub(crate) async fn act_as(
     if r.kind == Kind::Unlock && action == Action::ProviderApprove {
         outbox.push(unlock_code_mail(state, &r, now).await?);
     }
-    // SMS are signed by who decided: the agency (with its hotline) or the provider.
-    if outbox.iter().any(|m| m.channel == ekey_store::Channel::Sms) {
-        match actor.role {
-            Role::Agency => {
-                if let Some(a) = state.store.agency(&r.province).await? {
-                    crate::messages::sign_sms(&mut outbox, &a.name_zh, &a.hotline);
-                }
-            }
-            Role::Provider => crate::messages::sign_sms(
-                &mut outbox,
-                &state.config.provider_name,
-                &state.config.provider_hotline,
-            ),
-            // The enterprise's own steps send no decision SMS; the receipt names the agency itself.
-            _ => {}
-        }
-    }
+    // SMS are signed by who decided: the agency (with its hotline) or the provider. The
+    // enterprise's own steps send no decision SMS.
+    sign_sms_as(state, Some(actor.role), &r.province, &mut outbox).await?;
     if action == Action::ConfirmUpload {
         // The receipt's SMS is signed by whoever now holds the request.
         let mut receipts = receipt(state, &r, outcome.to, outcome.due_at, &link, now).await?;
-        match ekey_domain::request::waits_on(r.kind, outcome.to) {
-            Some(Role::Agency) => {
-                if let Some(a) = state.store.agency(&r.province).await? {
-                    crate::messages::sign_sms(&mut receipts, &a.name_zh, &a.hotline);
-                }
-            }
-            Some(Role::Provider) => crate::messages::sign_sms(
-                &mut receipts,
-                &state.config.provider_name,
-                &state.config.provider_hotline,
-            ),
-            _ => {}
-        }
+        let holder = ekey_domain::request::waits_on(r.kind, outcome.to);
+        sign_sms_as(state, holder, &r.province, &mut receipts).await?;
         outbox.extend(receipts);
     }
     crate::receipt::with_link(&mut outbox, &link);
