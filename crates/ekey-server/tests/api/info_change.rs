@@ -30,39 +30,7 @@ async fn drive(s: &TestServer, token: &str, body: Value, hand_over: bool) -> Val
     assert_eq!(status, 200, "{v}");
     let agency = s.login("agency-320000").await;
     let provider = s.login("provider").await;
-    for who in [&agency, &provider] {
-        let (status, v) = s
-            .post(
-                &format!("{path}/decision"),
-                Some(who),
-                json!({"approve": true}),
-            )
-            .await;
-        assert_eq!(status, 200, "{v}");
-    }
-    let (status, v) = s
-        .post(&format!("{path}/produce"), Some(&provider), json!({}))
-        .await;
-    assert_eq!(status, 200, "{v}");
-    let (status, v) = s
-        .post(
-            "/api/v1/shipments",
-            Some(&provider),
-            json!({"courier": "EMS", "tracking_number": "EM123456789CN", "request_ids": [id]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{v}");
-    let shipment = v["id"].as_str().unwrap().to_string();
-    for step in ["receive", "notify"] {
-        let (status, v) = s
-            .post(
-                &format!("/api/v1/shipments/{shipment}/{step}"),
-                Some(&agency),
-                json!({}),
-            )
-            .await;
-        assert_eq!(status, 200, "{v}");
-    }
+    crate::support::approve_to_collection(s, &agency, &provider, &id).await;
     if hand_over {
         hand_over_key(s, &id).await;
     }

@@ -401,39 +401,7 @@ async fn a_receipt_and_a_link_in_every_request_mail(db: Db) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(receipts().await, 2, "a receipt for each 确认上传");
-    for who in [&agency, &provider] {
-        let (status, v) = s
-            .post(
-                &format!("{path}/decision"),
-                Some(who),
-                json!({"approve": true}),
-            )
-            .await;
-        assert_eq!(status, 200, "{v}");
-    }
-    let (status, v) = s
-        .post(&format!("{path}/produce"), Some(&provider), json!({}))
-        .await;
-    assert_eq!(status, 200, "{v}");
-    let (status, v) = s
-        .post(
-            "/api/v1/shipments",
-            Some(&provider),
-            json!({"courier": "EMS", "tracking_number": "EM123456789CN", "request_ids": [id]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{v}");
-    let shipment = v["id"].as_str().unwrap().to_string();
-    for step in ["receive", "notify"] {
-        let (status, v) = s
-            .post(
-                &format!("/api/v1/shipments/{shipment}/{step}"),
-                Some(&agency),
-                json!({}),
-            )
-            .await;
-        assert_eq!(status, 200, "{v}");
-    }
+    crate::support::approve_to_collection(&s, &agency, &provider, &id).await;
     s.wait_message(email, "可以领取").await;
     let mails: Vec<Value> = s
         .mailbox()

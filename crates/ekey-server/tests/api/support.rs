@@ -447,3 +447,42 @@ pub async fn request_in_agency_review(s: &TestServer, token: &str) -> String {
     assert_eq!(v["status"], "agency_review");
     id
 }
+
+/// Takes a request in 验核 through both approvals, production, shipment, arrival at the
+/// agency and the notice to collect, asserting each step succeeds.
+pub async fn approve_to_collection(s: &TestServer, agency: &str, provider: &str, id: &str) {
+    let path = format!("/api/v1/requests/{id}");
+    for who in [agency, provider] {
+        let (status, v) = s
+            .post(
+                &format!("{path}/decision"),
+                Some(who),
+                json!({"approve": true}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let (status, v) = s
+        .post(&format!("{path}/produce"), Some(provider), json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = s
+        .post(
+            "/api/v1/shipments",
+            Some(provider),
+            json!({"courier": "EMS", "tracking_number": "EM123456789CN", "request_ids": [id]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let shipment = v["id"].as_str().unwrap().to_string();
+    for step in ["receive", "notify"] {
+        let (status, v) = s
+            .post(
+                &format!("/api/v1/shipments/{shipment}/{step}"),
+                Some(agency),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+}
